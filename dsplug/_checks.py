@@ -1,0 +1,63 @@
+"""Validation helpers: every check raises an error that names what it received and what it expected."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+import torch
+
+__all__ = ["ShapeError", "check_finite", "check_divisible", "look_up_option"]
+
+
+class ShapeError(ValueError):
+    """A tensor had the wrong shape. Carries ``actual_shape`` and ``expected`` for programs."""
+
+    def __init__(self, message: str, actual_shape: tuple[int, ...], expected: str) -> None:
+        super().__init__(message)
+        self.actual_shape = actual_shape
+        self.expected = expected
+
+
+def look_up_option(value: str, options: Iterable[str], what: str) -> str:
+    """Return ``value`` if it is one of ``options``, else raise a ValueError listing them.
+
+    Example:
+        >>> look_up_option("hyb", ["none", "hyb"], "mode")
+        'hyb'
+    """
+    choices = list(options)
+    if isinstance(value, str) and value in choices:
+        return value
+    hint = ""
+    if isinstance(value, str):
+        close = difflib.get_close_matches(value, choices, n=1)
+        if close:
+            hint = f" By {value!r}, did you mean {close[0]!r}?"
+    raise ValueError(
+        f"Unknown {what} {value!r}.{hint} Available options are {sorted(choices)}."
+    )
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise a ValueError if ``tensor`` holds NaN or Inf (only floating tensors are checked)."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        n_nan = int(torch.isnan(tensor).sum())
+        n_inf = int(torch.isinf(tensor).sum())
+        raise ValueError(
+            f"{name} contains non-finite values ({n_nan} NaN, {n_inf} Inf) in a tensor of shape "
+            f"{tuple(tensor.shape)}; expected finite values (check the data's normalisation)."
+        )
+
+
+def check_divisible(shape: tuple[int, ...], divisor: int, name: str) -> None:
+    """Raise a ShapeError if a spatial size is not a multiple of ``divisor``."""
+    bad = [s for s in shape if s % divisor != 0]
+    if bad:
+        fixed = tuple(-(-s // divisor) * divisor for s in shape)
+        raise ShapeError(
+            f"{name} has spatial size {tuple(shape)}, but every spatial size must be divisible "
+            f"by {divisor} (2^(depth-1) for this network). Pad the input, e.g. to {fixed}.",
+            tuple(shape),
+            f"multiples of {divisor}",
+        )

@@ -1,0 +1,88 @@
+"""dsplug's own U-Net (Ronneberger et al. 2015), as used by the μ-Net paper."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..._checks import ShapeError, check_divisible
+from ..blocks import check_net_args, init_weights, resolve_ops
+from ..encoder import UNetEncoder
+from .decoder import UNetDecoder
+
+__all__ = ["UNet"]
+
+
+class UNet(nn.Module):
+    """A U-Net with ``depth`` levels of two 3x3 conv + norm + ReLU layers each.
+
+    Level i has ``base_channels * 2**i`` channels (the paper: 5 levels, 64 * 2^i).
+
+    Args:
+        in_channels: image channels.
+        classes: output channels (logits).
+        base_channels: channels of level 0.
+        depth: number of levels; inputs must be divisible by 2^(depth-1).
+        norm: ``"batch"`` or ``"instance"``.
+        spatial_dims: 2 or 3 (one code path, the op types are resolved once).
+
+    Example:
+        >>> net = UNet(in_channels=1, classes=2, base_channels=8, depth=3)
+        >>> net(torch.zeros(1, 1, 32, 32)).shape
+        torch.Size([1, 2, 32, 32])
+    """
+
+    decoder_type: type[nn.Module] = UNetDecoder
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        classes: int = 1,
+        base_channels: int = 64,
+        depth: int = 5,
+        norm: str = "batch",
+        spatial_dims: int = 2,
+    ) -> None:
+        super().__init__()
+        check_net_args(in_channels, classes, base_channels, depth)
+        ops = resolve_ops(spatial_dims, norm)
+        self.in_channels, self.classes, self.depth = in_channels, classes, depth
+        self.base_channels, self.norm, self.spatial_dims = base_channels, norm, spatial_dims
+        self.encoder = UNetEncoder(ops, in_channels, base_channels, depth)
+        self.decoder = self.decoder_type(ops, self.encoder.channels)
+        self.head = ops.conv(base_channels, classes, kernel_size=1)
+        init_weights(self)
+
+    @property
+    def divisor(self) -> int:
+        """Every spatial input size must be a multiple of this (2^(depth-1))."""
+        return 2 ** (self.depth - 1)
+
+    def config(self) -> dict[str, int | str]:
+        """The constructor arguments, enough to rebuild the network."""
+        return {
+            "in_channels": self.in_channels,
+            "classes": self.classes,
+            "base_channels": self.base_channels,
+            "depth": self.depth,
+            "norm": self.norm,
+            "spatial_dims": self.spatial_dims,
+        }
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ShapeError unless ``x`` is (B, in_channels, *spatial) with divisible sizes."""
+        expected_dims = 2 + self.spatial_dims
+        if x.dim() != expected_dims or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"{type(self).__name__} expected input of shape (B, {self.in_channels}, "
+                f"{', '.join('S' * self.spatial_dims)}), got {tuple(x.shape)}.",
+                tuple(x.shape),
+                f"(B, {self.in_channels}, *spatial[{self.spatial_dims}])",
+            )
+        check_divisible(tuple(x.shape[2:]), self.divisor, "input")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.head(self.decoder(self.encoder(x)))
+
+

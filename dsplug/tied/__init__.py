@@ -1,0 +1,1 @@
+"""dsplug.tied."""

@@ -1,7 +1,20 @@
 """dsplug: deep supervision (μ-Net and friends) for any U-Net-style segmentation model."""
 
+from .losses import LossBreakdown as LossBreakdown
+from .losses import LossWeights as LossWeights
+from .modes import MODES as MODES
 from .nets import UNet as UNet
 from .nets import UNetPlusPlus as UNetPlusPlus
+from .output import DSOutput as DSOutput
+from .wrapper import DeepSupervised as DeepSupervised
 
-__all__ = ["UNet", "UNetPlusPlus"]
+__all__ = [
+    "MODES",
+    "DSOutput",
+    "DeepSupervised",
+    "LossBreakdown",
+    "LossWeights",
+    "UNet",
+    "UNetPlusPlus",
+]
 __version__ = "0.1.0"

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["ShapeError", "check_finite", "check_divisible", "look_up_option"]
+__all__ = ["ShapeError", "check_divisible", "check_finite", "look_up_option"]
 
 
 class ShapeError(ValueError):
@@ -34,9 +34,7 @@ def look_up_option(value: str, options: Iterable[str], what: str) -> str:
         close = difflib.get_close_matches(value, choices, n=1)
         if close:
             hint = f" By {value!r}, did you mean {close[0]!r}?"
-    raise ValueError(
-        f"Unknown {what} {value!r}.{hint} Available options are {sorted(choices)}."
-    )
+    raise ValueError(f"Unknown {what} {value!r}.{hint} Available options are {sorted(choices)}.")
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .._checks import look_up_option
@@ -102,5 +101,3 @@ def init_weights(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, a=1e-2)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-

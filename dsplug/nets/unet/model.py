@@ -84,5 +84,3 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.head(self.decoder(self.encoder(x)))
-
-

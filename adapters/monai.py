@@ -1,0 +1,1 @@
+"""Placeholder: the MONAI adapters land with issue 3."""

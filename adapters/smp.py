@@ -1,0 +1,1 @@
+"""Placeholder: the smp adapters land with issue 3."""

@@ -1,0 +1,36 @@
+"""Terms of the deep-supervision baselines: U-Net with Up (M-Net) and with Down (MLDS)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..labels import one_hot
+from .base import _Context, _need
+from .terms import bce_dice
+
+__all__ = ["down_term", "up_term"]
+
+
+def up_term(c: _Context) -> torch.Tensor:
+    """Σ_k L_BD(upsample(head_k(y_k)), G): side outputs upsampled to the input size."""
+    aux = _need(c.out.aux_logits, "aux_logits", "up")
+    size = c.out.logits.shape[2:]
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    total = c.out.logits.new_zeros(())
+    for logits in aux.values():
+        up = F.interpolate(logits, size=size, mode=mode, align_corners=False)
+        total = total + bce_dice(up, c.target, c.multiclass)
+    return total
+
+
+def down_term(c: _Context) -> torch.Tensor:
+    """Σ_k L_B(head_k(y_k), maxpool_k(G)) at each level's native size, multi-label targets."""
+    aux = _need(c.out.aux_logits, "aux_logits", "down")
+    target = one_hot(c.target, c.out.logits.shape[1]) if c.multiclass else c.target
+    pool = F.max_pool2d if target.dim() == 4 else F.max_pool3d
+    total = c.out.logits.new_zeros(())
+    for reduction, logits in aux.items():
+        pooled = pool(target, kernel_size=reduction, stride=reduction)
+        total = total + F.binary_cross_entropy_with_logits(logits, pooled)
+    return total

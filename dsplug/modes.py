@@ -1,0 +1,65 @@
+"""What each mode computes, as data: which branches run and which modules are built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ._checks import look_up_option
+
+__all__ = ["MODES", "ModeSpec", "mode_spec"]
+
+Reconstruction = Literal["tied", "ae", "vae"] | None
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """The branches of one mode (SPEC §2).
+
+    Attributes:
+        name: the mode.
+        paper: its name in the paper.
+        needs_target: training without a target would silently drop the supervision.
+        features: tap the seg decoder's levels y_k.
+        mask_pass: feed G through the segmentation model (y^g, y^g_k).
+        reconstruction: the reconstruction decoder: ``"tied"`` (transposes of the model's
+            encoder), ``"ae"`` (an independent autoencoder: a copy of the encoder with its own
+            tied decoder), ``"vae"`` (untied weights, a reparameterised bottleneck), or None.
+        reconstruct_mask: also run the reconstruction decoder on G (rec_mask, r_k(G)).
+        heads: side heads on the decoder levels: ``"up"`` or ``"down"``, or None.
+    """
+
+    name: str
+    paper: str
+    needs_target: bool = True
+    features: bool = True
+    mask_pass: bool = False
+    reconstruction: Reconstruction = None
+    reconstruct_mask: bool = False
+    heads: Literal["up", "down"] | None = None
+
+    @property
+    def aligns_features(self) -> bool:
+        """Whether y_k is compared with r_k(G) (projections where channels differ)."""
+        return self.reconstruct_mask
+
+
+MODES: dict[str, ModeSpec] = {
+    spec.name: spec
+    for spec in (
+        ModeSpec("none", "U-Net", needs_target=False, features=False),
+        ModeSpec("deep", "U-Net-Deep", mask_pass=True),
+        ModeSpec("auto", "U-Net-Auto", reconstruction="ae", reconstruct_mask=True),
+        ModeSpec("seg", "μ-Net-Seg", mask_pass=True, reconstruction="tied"),
+        ModeSpec("rec", "μ-Net-Rec", reconstruction="tied", reconstruct_mask=True),
+        ModeSpec("hyb", "μ-Net-Hyb", mask_pass=True, reconstruction="tied", reconstruct_mask=True),
+        ModeSpec("up", "U-Net with Up (M-Net)", heads="up"),
+        ModeSpec("down", "U-Net with Down (MLDS)", heads="down"),
+        ModeSpec("vae", "μ-Net with a VAE decoder", reconstruction="vae", reconstruct_mask=True),
+    )
+}
+
+
+def mode_spec(mode: str) -> ModeSpec:
+    """The spec of ``mode``; an unknown name raises listing the valid ones."""
+    return MODES[look_up_option(mode, MODES, "mode")]

@@ -1,0 +1,40 @@
+"""The typed container that ``DeepSupervised(x, y)`` returns, in train and eval alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["DSOutput"]
+
+
+@dataclass
+class DSOutput:
+    """Every branch a mode computes. Feature dicts are keyed by reduction (stride 2^k).
+
+    Attributes:
+        logits: y, the seg logits on X (exactly what ``model(x)`` returns).
+        image: X, the input (the target of L_rei).
+        features: y_k, the seg decoder's features on X, the bottleneck y_K included.
+        mask_logits: y^g, the seg logits on G fed as input (deep, seg, hyb).
+        mask_features: y^g_k (deep, seg, hyb).
+        rec_image: rec_image(X) of the reconstruction decoder (auto, seg, rec, hyb, vae).
+        rec_mask: rec_mask(G) logits (auto, rec, hyb, vae).
+        rec_features: r_k(G), the reconstruction decoder's features on G (auto, rec, hyb, vae).
+        aligned_features: y_k projected to the channels of r_k where they differ (student side).
+        aux_logits: the side heads' logits per level (up, down).
+        kl: the KL term of the VAE bottleneck (vae).
+    """
+
+    logits: torch.Tensor
+    image: torch.Tensor
+    features: dict[int, torch.Tensor] = field(default_factory=dict)
+    mask_logits: torch.Tensor | None = None
+    mask_features: dict[int, torch.Tensor] | None = None
+    rec_image: torch.Tensor | None = None
+    rec_mask: torch.Tensor | None = None
+    rec_features: dict[int, torch.Tensor] | None = None
+    aligned_features: dict[int, torch.Tensor] | None = None
+    aux_logits: dict[int, torch.Tensor] | None = None
+    kl: torch.Tensor | None = None

@@ -1,0 +1,260 @@
+"""DeepSupervised: adds a deep-supervision strategy to a segmentation model, removably."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ._checks import ShapeError, check_divisible, check_finite
+from .adapters import ModelAdapter, adapter_for
+from .hooks import FeatureHooks
+from .labels import check_target, mask_as_input
+from .losses import LOSSES, LossBreakdown, LossWeights
+from .modes import ModeSpec, mode_spec
+from .output import DSOutput
+from .tied.base import ReconstructionOutput
+
+__all__ = ["DeepSupervised"]
+
+
+class DeepSupervised(nn.Module):
+    """Wrap ``model`` so that it trains with a deep-supervision strategy (SPEC §1, §2).
+
+    ``ds(x, y)`` returns a :class:`DSOutput` with every branch the mode needs (in train and
+    eval); ``ds.loss(out, y)`` returns a :class:`LossBreakdown`; ``ds(x)`` returns exactly
+    ``model(x)`` (in training it raises for a mode that needs the target); ``ds.strip()``
+    returns the original model object with its hooks removed.
+
+    Args:
+        model: a supported segmentation model (see ``dsplug.adapters``).
+        mode: ``none``, ``deep``, ``auto``, ``seg``, ``rec``, ``hyb``, ``up``, ``down`` or ``vae``.
+        weights: a preset name (``equal``, ``brats``, ``cardiac``, ``spleen``, ``liver``), a
+            mapping of :class:`LossWeights` fields, or a LossWeights.
+        label_mode: ``binary``, ``multilabel`` or ``multiclass``.
+        schedule: the deep-supervision schedule, ``constant``, ``linear`` or ``cosine``.
+        validate: check every batch (shapes, finite values, label values). The value checks
+            read the tensors once per step; turn off only for measured speed.
+
+    Example:
+        >>> ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+        >>> x, y = torch.randn(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float()
+        >>> loss = ds.loss(ds(x, y), y)
+        >>> loss.total.backward()
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str = "hyb",
+        *,
+        weights: str | Mapping[str, object] | LossWeights = "equal",
+        label_mode: str = "binary",
+        schedule: str = "constant",
+        validate: bool = True,
+    ) -> None:
+        super().__init__()
+        spec = mode_spec(mode)
+        adapter = adapter_for(model)
+        adapter.check_supported(spec.name)
+        self.model = model
+        self.spec = spec
+        self.validate = validate
+        self._adapter = adapter
+        self.criterion = LOSSES[spec.name](weights, label_mode, schedule, adapter.spatial_dims)
+        self.stages = adapter.decoder_stages() if spec.features else []
+        self.reductions = [s.reduction for s in self.stages]
+        self._check_level_weights()
+        self._build_reconstruction(adapter, spec)
+        self._build_heads(spec)
+        self._hooks = (
+            FeatureHooks(model, [(s.module_path, s.output_index) for s in self.stages])
+            if self.stages
+            else None
+        )
+        self._batch_norms: list[_BatchNorm] = []
+        self._stripped = False
+
+    # --- construction ------------------------------------------------------------------------
+    def _check_level_weights(self) -> None:
+        weights = self.criterion.weights
+        for name in ("omega", "sigma"):
+            if name in self.criterion.used_fields():
+                weights.level_weights(name, len(self.stages))
+
+    def _build_reconstruction(self, adapter: ModelAdapter, spec: ModeSpec) -> None:
+        self.ae_encoder: nn.Module | None = None
+        self.reconstruction: nn.Module | None = None
+        self.align = nn.ModuleDict()
+        if spec.reconstruction is None:
+            return
+        encoder = adapter.encoder()
+        if spec.reconstruction == "ae":
+            # U-Net-Auto: an independent autoencoder, its own copy of the encoder.
+            self.ae_encoder = copy.deepcopy(encoder)
+            encoder = self.ae_encoder
+        self.reconstruction = adapter.build_reconstruction_decoder(
+            encoder,
+            mask_classes=adapter.classes if spec.reconstruct_mask else None,
+            variational=spec.reconstruction == "vae",
+        )
+        if spec.aligns_features:
+            targets = self.reconstruction.level_channels
+            conv = nn.Conv2d if adapter.spatial_dims == 2 else nn.Conv3d
+            for stage in self.stages:
+                target_channels = targets.get(stage.reduction, 0)
+                if target_channels and target_channels != stage.channels:
+                    self.align[str(stage.reduction)] = conv(
+                        stage.channels, target_channels, kernel_size=1
+                    )
+
+    def _build_heads(self, spec: ModeSpec) -> None:
+        self.heads = nn.ModuleDict()
+        if spec.heads is None:
+            return
+        conv = nn.Conv2d if self._adapter.spatial_dims == 2 else nn.Conv3d
+        for stage in self.stages:
+            if stage.reduction > 1:
+                self.heads[str(stage.reduction)] = conv(
+                    stage.channels, self._adapter.classes, kernel_size=1
+                )
+
+    # --- public API ----------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        """The deep-supervision strategy."""
+        return self.spec.name
+
+    @property
+    def label_mode(self) -> str:
+        """``binary``, ``multilabel`` or ``multiclass``."""
+        return self.criterion.label_mode
+
+    def config(self) -> dict[str, object]:
+        """Plain-typed wrapper configuration (mode, weights, label mode, schedule)."""
+        return {
+            "mode": self.mode,
+            "weights": self.criterion.weights.to_dict(),
+            "label_mode": self.label_mode,
+            "schedule": self.criterion.schedule,
+        }
+
+    def set_progress(self, progress: float) -> None:
+        """Advance the deep-supervision schedule: 0 at the start of training, 1 at the end."""
+        self.criterion.set_progress(progress)
+
+    def loss(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
+        """The mode's loss of ``out`` (from ``ds(x, y)``) against the target ``y``."""
+        return self.criterion(out, y)
+
+    def strip(self) -> nn.Module:
+        """Remove the hooks and return the original model object (for saving and export)."""
+        if self._hooks is not None:
+            self._hooks.remove()
+            self._hooks = None
+        self._stripped = True
+        return self.model
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """``ds(x)``: exactly ``model(x)``; ``ds(x, y)``: a DSOutput with every branch."""
+        if y is None:
+            if self.training and self.spec.needs_target:
+                raise ValueError(
+                    f"DeepSupervised(mode={self.mode!r}) is in training mode and needs the "
+                    "target: call ds(x, y) (without it the model would silently train without "
+                    "deep supervision), or call ds.eval() for inference."
+                )
+            return self.model(x)
+        if self._stripped:
+            raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
+        if self.validate:
+            self._check_batch(x, y)
+        return self._supervised_forward(x, y)
+
+    # --- the branches ------------------------------------------------------------------------
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        a = self._adapter
+        if x.dim() != a.spatial_dims + 2 or x.shape[1] != a.in_channels:
+            raise ShapeError(
+                f"Image batch has shape {tuple(x.shape)}; {type(self.model).__name__} expects "
+                f"(B, {a.in_channels}, {', '.join('S' * a.spatial_dims)}).",
+                tuple(x.shape),
+                f"(B, {a.in_channels}, *spatial[{a.spatial_dims}])",
+            )
+        check_divisible(tuple(x.shape[2:]), a.divisor, "image batch")
+        check_finite(x, "image batch")
+        check_target(y, (x.shape[0], a.classes, *x.shape[2:]), self.label_mode)
+
+    def _tapped(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """model(x) and the decoder levels it computed."""
+        if self._hooks is None:
+            return self.model(x), {}
+        self._hooks.start()
+        try:
+            logits = self.model(x)
+        finally:
+            self._hooks.stop()
+        return logits, dict(zip(self.reductions, self._hooks.pop(x.device)))
+
+    @contextmanager
+    def _mask_statistics(self) -> Iterator[None]:
+        """BatchNorm in the G pass: its own batch statistics, running stats untouched."""
+        if not self._batch_norms:
+            self._batch_norms = [m for m in self.modules() if isinstance(m, _BatchNorm)]
+        saved = [(m, m.training, m.track_running_stats) for m in self._batch_norms]
+        for m in self._batch_norms:
+            m.training = True
+            m.track_running_stats = False
+        try:
+            yield
+        finally:
+            for m, training, tracking in saved:
+                m.training = training
+                m.track_running_stats = tracking
+
+    def _reconstruct(self, bottleneck: torch.Tensor, x: torch.Tensor) -> ReconstructionOutput:
+        return self.reconstruction(bottleneck, tuple(x.shape))
+
+    def _supervised_forward(self, x: torch.Tensor, y: torch.Tensor) -> DSOutput:
+        spec, a = self.spec, self._adapter
+        logits, features = self._tapped(x)
+        out = DSOutput(logits=logits, image=x, features=features)
+        if spec.heads is not None:
+            out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
+        if not (spec.mask_pass or spec.reconstruction):
+            return out
+        g = mask_as_input(y, self.label_mode, a.classes, a.in_channels, a.spatial_dims)
+        bottleneck = self.reductions[-1]
+        mask_bottleneck = None
+        with self._mask_statistics():
+            if spec.mask_pass:
+                out.mask_logits, out.mask_features = self._tapped(g)
+                mask_bottleneck = out.mask_features[bottleneck]
+            if spec.reconstruct_mask:
+                if spec.reconstruction == "ae":
+                    mask_bottleneck = a.encode(self.ae_encoder, g)[-1]
+                elif mask_bottleneck is None:
+                    mask_bottleneck = a.encode(a.encoder(), g)[-1]
+                rec_g = self._reconstruct(mask_bottleneck, g)
+                out.rec_mask, out.rec_features = rec_g.rec_mask, rec_g.levels
+        if spec.reconstruction is None:
+            return out
+        if spec.reconstruction == "ae":
+            rec_x = self._reconstruct(a.encode(self.ae_encoder, x)[-1], x)
+        else:
+            rec_x = self._reconstruct(features[bottleneck], x)
+        out.rec_image = rec_x.rec_image
+        if spec.reconstruction == "vae":
+            out.kl = 0.5 * (rec_x.kl + rec_g.kl)
+        if spec.aligns_features:
+            out.aligned_features = {
+                int(r): proj(features[int(r)]) for r, proj in self.align.items()
+            }
+        return out
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, levels={self.reductions}"

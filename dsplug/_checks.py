@@ -1,4 +1,4 @@
-"""Validation helpers: every check raises an error that names what it received and what it expected."""
+"""Validation helpers: each check raises an error naming what it received and what it expected."""
 
 from __future__ import annotations
 

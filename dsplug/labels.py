@@ -7,7 +7,14 @@ import torch.nn.functional as F
 
 from ._checks import ShapeError, look_up_option
 
-__all__ = ["LABEL_MODES", "check_target", "dense_target", "mask_as_input", "to_probabilities"]
+__all__ = [
+    "LABEL_MODES",
+    "check_label_mode",
+    "check_target",
+    "dense_target",
+    "mask_as_input",
+    "to_probabilities",
+]
 
 LABEL_MODES = ("binary", "multilabel", "multiclass")
 
@@ -42,16 +49,6 @@ def check_target(
             shape,
             expected,
         )
-    if label_mode == "binary" and classes != 1:
-        raise ValueError(
-            f"label_mode='binary' needs a model with 1 output channel, got {classes}; "
-            "use label_mode='multilabel' or 'multiclass' for several classes."
-        )
-    if label_mode == "multiclass" and classes < 2:
-        raise ValueError(
-            f"label_mode='multiclass' needs at least 2 output channels (background included), "
-            f"got {classes}."
-        )
     if not check_values:
         return
     if label_mode == "multiclass":
@@ -74,6 +71,21 @@ def check_target(
                 f"{values}{'...' if torch.unique(y).numel() > 8 else ''}. Binarise the mask, or "
                 "use label_mode='multiclass' for class indices."
             )
+
+
+def check_label_mode(label_mode: str, classes: int, model_name: str = "the model") -> None:
+    """Raise unless a model with ``classes`` output channels fits ``label_mode``."""
+    look_up_option(label_mode, LABEL_MODES, "label_mode")
+    if label_mode == "binary" and classes != 1:
+        raise ValueError(
+            f"label_mode='binary' needs a model with 1 output channel, but {model_name} has "
+            f"{classes}; use label_mode='multilabel' or 'multiclass' for several classes."
+        )
+    if label_mode == "multiclass" and classes < 2:
+        raise ValueError(
+            f"label_mode='multiclass' needs at least 2 output channels (background included), "
+            f"but {model_name} has {classes}."
+        )
 
 
 def dense_target(y: torch.Tensor, label_mode: str, spatial_dims: int) -> torch.Tensor:

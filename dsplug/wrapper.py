@@ -13,7 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ._checks import ShapeError, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
 from .hooks import FeatureHooks
-from .labels import check_target, mask_as_input
+from .labels import check_label_mode, check_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights
 from .modes import ModeSpec, mode_spec
 from .output import DSOutput
@@ -66,6 +66,7 @@ class DeepSupervised(nn.Module):
         self.validate = validate
         self._adapter = adapter
         self.criterion = LOSSES[spec.name](weights, label_mode, schedule, adapter.spatial_dims)
+        check_label_mode(self.criterion.label_mode, adapter.classes, type(model).__name__)
         self.stages = adapter.decoder_stages() if spec.features else []
         self.reductions = [s.reduction for s in self.stages]
         self._check_level_weights()

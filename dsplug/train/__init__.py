@@ -1,1 +1,27 @@
-"""dsplug.train."""
+"""dsplug.train: the Trainer, checkpoints, the paper's schedule, logs, plots and the model factory.
+
+Model code never imports this package; it sits on top of the wrapper, losses, metrics and data.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .models import MODEL_ARCHS, build_model, model_config, model_divisor
+from .schedule import EarlyStopping, paper_optimizer, paper_scheduler
+from .trainer import NonFiniteLossError, TrainConfig, Trainer, efficiency, seed_everything
+
+__all__ = [
+    "MODEL_ARCHS",
+    "CheckpointError",
+    "EarlyStopping",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "build_model",
+    "efficiency",
+    "load_checkpoint",
+    "model_config",
+    "model_divisor",
+    "paper_optimizer",
+    "paper_scheduler",
+    "save_checkpoint",
+    "seed_everything",
+]

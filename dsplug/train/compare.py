@@ -1,0 +1,178 @@
+"""Compare finished runs: a metric table with paired p-values and an efficiency table.
+
+Like the paper's Tables 2-5: per-case test metrics (validation metrics of the best epoch when
+a run has no test split) with Wilcoxon and paired t-test p-values of per-case Dice against the
+first run, and Avg.T, Epoch, Tot.T per run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..metrics import METRIC_NAMES, paired_tests
+from .runlog import write_csv, write_text_atomic
+
+__all__ = ["RunRecord", "compare_runs", "load_run", "markdown_table"]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a run folder holds for comparison.
+
+    Attributes:
+        name: the folder's name.
+        summary: its ``summary.json``.
+        per_case: case -> metrics from ``test_cases.csv`` (or ``val_cases.csv``).
+        split: ``"test"`` or ``"val"``: where ``per_case`` comes from.
+    """
+
+    name: str
+    summary: dict[str, Any]
+    per_case: dict[str, dict[str, float]]
+    split: str
+
+
+def _read_cases(path: Path) -> dict[str, dict[str, float]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return {row["case"]: {m: float(row[m]) for m in METRIC_NAMES} for row in rows}
+    except (KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{str(path)!r} is not a per-case metric CSV (columns case, "
+            f"{', '.join(METRIC_NAMES)}): {exc}"
+        ) from exc
+
+
+def load_run(folder: str | Path, split: str | None = None) -> RunRecord:
+    """Read a finished run folder (``summary.json`` and the per-case CSV).
+
+    Args:
+        folder: the run's ``--out`` folder.
+        split: ``"test"`` or ``"val"``; None: test when present, else val.
+
+    Raises:
+        ValueError: the folder is missing, or holds no finished run or the requested split.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Run folder {str(folder)!r} does not exist.")
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
+        raise ValueError(
+            f"{str(folder)!r} holds no finished run (no summary.json); train it to the end, "
+            "or resume it with `dsplug train ... --resume`."
+        )
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    if split is None:
+        split = "test" if (folder / "test_cases.csv").is_file() else "val"
+    cases_path = folder / f"{split}_cases.csv"
+    if not cases_path.is_file():
+        raise ValueError(f"{str(folder)!r} has no {split}_cases.csv (per-case {split} metrics).")
+    return RunRecord(folder.name, summary, _read_cases(cases_path), split)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A GitHub Markdown table of ``rows`` (columns: the first row's keys)."""
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metric_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    base = runs[0]
+    cases = sorted(base.per_case)
+    rows = []
+    for run in runs:
+        if sorted(run.per_case) != cases:
+            missing = sorted(set(cases) ^ set(run.per_case))[:5]
+            raise ValueError(
+                f"Runs {base.name!r} and {run.name!r} were scored on different cases (e.g. "
+                f"{missing}); paired tests need the same {run.split} cases."
+            )
+        row: dict[str, Any] = {"run": run.name, "mode": run.summary.get("mode", "?")}
+        for metric in METRIC_NAMES:
+            row[metric] = sum(run.per_case[c][metric] for c in cases) / len(cases)
+        row["cases"] = len(cases)
+        if run is base or len(cases) < 2:
+            row.update({"dice_diff": None, "p_wilcoxon": None, "p_ttest": None})
+        else:
+            test = paired_tests(
+                [run.per_case[c]["dice"] for c in cases], [base.per_case[c]["dice"] for c in cases]
+            )
+            row.update(
+                {
+                    "dice_diff": test["mean_diff"],
+                    "p_wilcoxon": test["wilcoxon_p"],
+                    "p_ttest": test["ttest_p"],
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def _efficiency_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        eff = run.summary.get("efficiency", {})
+        rows.append(
+            {
+                "run": run.name,
+                "mode": run.summary.get("mode", "?"),
+                "Avg.T (s)": eff.get("avg_t_s"),
+                "Epoch": eff.get("epoch"),
+                "Tot.T (s)": eff.get("tot_t_s"),
+                "epochs run": eff.get("epochs_run"),
+                "target Dice": eff.get("target_dice"),
+                "time to target (s)": eff.get("time_to_target_s"),
+            }
+        )
+    return rows
+
+
+def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -> str:
+    """Compare two or more runs; the first is the baseline of the p-values.
+
+    Writes ``compare.md``, ``compare_metrics.csv`` and ``compare_efficiency.csv`` to ``out``
+    (when given) and returns the Markdown.
+
+    Raises:
+        ValueError: fewer than two runs, unfinished runs, or runs scored on different cases.
+    """
+    if len(folders) < 2:
+        raise ValueError(f"compare needs two or more run folders, got {len(folders)}.")
+    runs = [load_run(f) for f in folders]
+    splits = {run.split for run in runs}
+    if len(splits) > 1:  # compare like with like: validation everywhere
+        runs = [load_run(f, "val") for f in folders]
+    split = runs[0].split
+    metrics = _metric_rows(runs)
+    eff = _efficiency_rows(runs)
+    text = (
+        f"## Accuracy ({split} split, per case; p-values of per-case Dice vs {runs[0].name!r})\n\n"
+        f"{markdown_table(metrics)}\n\n"
+        "## Efficiency (Avg.T: training seconds per epoch; Epoch: best epoch; "
+        "Tot.T = Avg.T x Epoch)\n\n"
+        f"{markdown_table(eff)}\n"
+    )
+    if out is not None:
+        out = Path(out)
+        write_text_atomic(out / "compare.md", text)
+        write_csv(out / "compare_metrics.csv", metrics)
+        write_csv(out / "compare_efficiency.csv", eff)
+    return text

@@ -1,0 +1,1 @@
+"""Tests of dsplug.train and the dsplug CLI."""

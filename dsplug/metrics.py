@@ -107,7 +107,11 @@ def predict(logits: _Tensor, label_mode: str) -> _Tensor:
     """
     label_mode = _check_label_mode(label_mode)
     _check_logits(logits, label_mode)
-    logits = logits.detach()
+    return _predict(logits.detach(), label_mode)
+
+
+def _predict(logits: _Tensor, label_mode: str) -> _Tensor:
+    """The prediction rule alone, on checked logits (the one place it is written)."""
     if label_mode == "multiclass":
         return logits.argmax(dim=1)
     return logits > 0
@@ -206,7 +210,7 @@ def confusion_counts(logits: _Tensor, target: _Tensor, label_mode: str) -> _Tens
     if label_mode == "multiclass":
         return _multiclass_counts(logits, _check_multiclass_target(target, logits))
     truth = _check_binary_target(target, logits, label_mode)
-    pred = logits > 0
+    pred = _predict(logits, label_mode)
     reduce_dims = tuple(range(2, logits.ndim))
     tp = (pred & truth).sum(dim=reduce_dims)
     n_pred = pred.sum(dim=reduce_dims)
@@ -216,7 +220,7 @@ def confusion_counts(logits: _Tensor, target: _Tensor, label_mode: str) -> _Tens
 
 def _multiclass_counts(logits: _Tensor, target: _Tensor) -> _Tensor:
     batch, classes = logits.shape[:2]
-    pred = logits.argmax(dim=1).reshape(batch, -1)
+    pred = _predict(logits, "multiclass").reshape(batch, -1)
     truth = target.reshape(batch, -1)
     offset = _torch.arange(batch, device=logits.device).unsqueeze(1) * (classes * classes)
     index = offset + truth * classes + pred
@@ -530,7 +534,9 @@ def paired_tests(a: _Sequence[float], b: _Sequence[float]) -> dict[str, float]:
     zero differences dropped, exact distribution for small samples) and
     ``scipy.stats.ttest_rel(a, b)``. When every difference is exactly zero (identical inputs)
     both p-values are reported as 1.0 (no evidence of a difference) where scipy would give NaN
-    or warn. Constant non-zero differences give a t-test p of 0.0, as scipy does.
+    or warn. Constant non-zero differences give a t-test p of 0.0, as scipy does. Cost: with
+    ties or zero differences and at most 13 pairs, scipy's Wilcoxon runs an exact permutation
+    test over the 2^n sign flips (seconds at n = 12-13); otherwise it is instant.
 
     Args:
         a: per-case values of the first run (e.g. ``[v["dice"] for v in per_case.values()]``).

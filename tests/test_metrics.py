@@ -178,6 +178,8 @@ def test_predict_dtypes_and_shapes() -> None:
     assert multiclass.dtype == torch.int64 and multiclass.shape == (2, 4, 5)
     assert torch.equal(multiclass, torch.softmax(logits, dim=1).argmax(dim=1))
     assert predict(logits[:, :1], "binary").shape == (2, 1, 4, 5)
+    # A logit of exactly 0 (probability 0.5) is not a positive prediction.
+    assert not predict(torch.zeros(1, 2, 3, 3), "multilabel").any()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -391,22 +393,43 @@ def test_case_metrics_validation() -> None:
 # --- paired tests --------------------------------------------------------------------------
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    pairs=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=30).filter(
-        lambda pairs: any(x != y for x, y in pairs)
-    )
+def paired_samples(n: int, zeros: int, ties: bool, seed: int) -> tuple[list[float], list[float]]:
+    """Two runs' per-case scores: ``zeros`` equal pairs, optionally tied absolute differences."""
+    gen = np.random.default_rng(seed)
+    b = gen.uniform(0.4, 0.9, size=n)
+    a = b + gen.normal(0.02, 0.05, size=n)
+    a[:zeros] = b[:zeros]
+    if ties:
+        a[zeros : zeros + 3] = b[zeros : zeros + 3] + 0.25
+    return a.tolist(), b.tolist()
+
+
+# One case per branch of scipy's wilcoxon "auto" method: exact (n <= 50, no ties or zeros),
+# exact permutation (small n with ties / zeros: 2^n sign flips, so kept small here) and the
+# normal approximation (n > 50, or ties / zeros at larger n).
+@pytest.mark.parametrize(
+    ("n", "zeros", "ties"),
+    [
+        (2, 0, False),
+        (5, 0, False),
+        (20, 0, False),
+        (7, 2, True),
+        (8, 0, True),
+        (30, 3, True),
+        (60, 0, False),
+        (60, 10, True),
+    ],
 )
-def test_paired_tests_agree_with_scipy(pairs: list[tuple[float, float]]) -> None:
-    a = [x for x, _ in pairs]
-    b = [y for _, y in pairs]
-    with warnings.catch_warnings():  # scipy warns on ties / near-constant differences
+def test_paired_tests_agree_with_scipy(n: int, zeros: int, ties: bool) -> None:
+    a, b = paired_samples(n, zeros, ties, seed=n + zeros)
+    with warnings.catch_warnings():  # scipy may warn on ties / zeros / tiny samples
         warnings.simplefilter("ignore")
         got = paired_tests(a, b)
         wilcoxon = scipy.stats.wilcoxon(a, b).pvalue
         ttest = scipy.stats.ttest_rel(a, b).pvalue
-    assert got["n"] == len(a)
+    assert got["n"] == n
     assert got["mean_diff"] == pytest.approx(np.mean(np.subtract(a, b)), abs=1e-12)
+    assert 0.0 <= got["wilcoxon_p"] <= 1.0 and 0.0 <= got["ttest_p"] <= 1.0
     np.testing.assert_equal(got["wilcoxon_p"], wilcoxon)
     np.testing.assert_equal(got["ttest_p"], ttest)
 

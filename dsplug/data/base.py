@@ -1,0 +1,462 @@
+"""The slice dataset every file layout builds on: load and check each case once (through the
+disk cache), index its slices, and serve items in the library-wide format."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import CACHE_VERSION, CaseArrays, SliceCache, default_cache_dir
+from .errors import DataError
+from .io import Header
+from .label_rules import LabelRule
+from .preprocess import Augment, Preprocessing, prepare_image, prepare_mask, to_slices
+from .splits import SPLITS, natural_key
+
+__all__ = ["CaseInfo", "CaseSpec", "RawCase", "SliceDataset", "make_item"]
+
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """The files of one case: image file(s) (one per channel group), label, optional ROI."""
+
+    case: str
+    images: tuple[Path, ...]
+    label: Path
+    roi: Path | None = None
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every source file (the cache key's fingerprints)."""
+        return (*self.images, self.label, *((self.roi,) if self.roi is not None else ()))
+
+
+class RawCase(NamedTuple):
+    """A case as read from disk: ``image (C, *spatial)`` float32, raw ``label (*spatial)``,
+    optional boolean ``roi (*spatial)``, and the label's header (spatial geometry)."""
+
+    image: np.ndarray
+    label: np.ndarray
+    roi: np.ndarray | None
+    header: Header
+
+
+@dataclass(frozen=True)
+class CaseInfo:
+    """Per-case facts kept with the preprocessed slices (no file is re-read to get them).
+
+    ``shape``, ``spacing`` and ``affine`` describe the case's spatial grid as stored (the
+    affine maps voxel indices to world mm; 2D images get unit spacing and identity).
+    """
+
+    case: str
+    image_files: tuple[str, ...]
+    label_file: str
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    affine: tuple[tuple[float, ...], ...]
+    in_channels: int
+    slices: int
+    foreground_slices: int
+
+
+def make_item(
+    image: np.ndarray,
+    mask: np.ndarray,
+    label_mode: str,
+    case: str,
+    index: int,
+    size: Sequence[int],
+) -> Item:
+    """The library-wide item: ``image`` float32 ``(C, *spatial)``; ``mask`` float32
+    ``(1, *spatial)`` (binary), float32 ``(K, *spatial)`` (multilabel) or int64 ``(*spatial)``
+    (multiclass); ``case``; ``slice``; ``size`` int64 (the spatial size before padding).
+
+    ``mask`` comes without the binary channel axis; conversions happen in numpy (one torch
+    call per tensor keeps items cheap).
+    """
+    m = np.ascontiguousarray(mask, dtype=np.int64 if label_mode == "multiclass" else np.float32)
+    if label_mode == "binary":
+        m = m[None]
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
+        "mask": torch.from_numpy(m),
+        "case": case,
+        "slice": int(index),
+        "size": torch.from_numpy(np.asarray(size, dtype=np.int64)),
+    }
+
+
+def _threads() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+class SliceDataset(Dataset):
+    """Base of the file layouts: 2D slices of the selected cases, in the item format of
+    :func:`make_item`. Subclasses find the cases and read one case (:meth:`_read`).
+
+    Attributes:
+        label_mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        classes: channels of the model's logits.
+        in_channels: image channels.
+        preprocessing: the preprocessing, its ``size`` resolved.
+        cases: the selected case ids (natural order).
+        split: ``"train"``, ``"val"``, ``"test"`` or None (drop_empty and augmentation act only
+            in ``"train"``).
+        dropped: slices left out by rule: ``{"out_of_range": n, "empty": m}``.
+    """
+
+    kind: ClassVar[str] = ""
+    spatial_dims: ClassVar[int] = 2
+    _header_reader: ClassVar[Callable[[Path], Header]]
+
+    # ------------------------------------------------------------------ construction
+    def _setup(
+        self,
+        specs: Sequence[CaseSpec],
+        *,
+        source: str | Path,
+        labels: LabelRule,
+        preprocessing: Preprocessing | None,
+        augment: Augment | None,
+        cases: Sequence[str] | None,
+        split: str | None,
+        cache_dir: str | Path | None,
+        cache: bool,
+    ) -> None:
+        if not isinstance(labels, LabelRule):
+            raise TypeError(f"labels must be a LabelRule, got {type(labels).__name__}.")
+        prep = Preprocessing() if preprocessing is None else preprocessing
+        if not isinstance(prep, Preprocessing):
+            raise TypeError(f"preprocessing must be a Preprocessing, got {type(prep).__name__}.")
+        if augment is not None and not isinstance(augment, Augment):
+            raise TypeError(f"augment must be an Augment or None, got {type(augment).__name__}.")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)} or None, got {split!r}.")
+        if augment is not None and split != "train":
+            raise ValueError(
+                f"augmentation applies to the training split only; got augment={augment} with "
+                f"split={split!r}. Pass split='train' or augment=None."
+            )
+        if not specs:
+            raise DataError(source, "no cases found (empty dataset)")
+        ids = [s.case for s in specs]
+        if len(set(ids)) != len(ids):
+            dupes = sorted((c for c, k in Counter(ids).items() if k > 1), key=natural_key)
+            raise DataError(source, f"case ids are not unique: {dupes[:10]}")
+        self.labels = labels
+        self.label_mode = labels.label_mode
+        self.classes = labels.classes
+        self.augment = augment
+        self.split = split
+        self._source = str(source)
+        self._all_specs = {s.case: s for s in sorted(specs, key=lambda s: natural_key(s.case))}
+        self._cache = SliceCache(cache_dir or default_cache_dir()) if cache else None
+        self._store: dict[str, CaseArrays] = {}
+        self._restricted = cases is not None
+        self._axis = prep.axis
+        self.preprocessing = self._resolve_size(prep)
+        self._select(cases)
+
+    def _resolve_size(self, prep: Preprocessing) -> Preprocessing:
+        if prep.fit != "pad" or prep.size is not None:
+            return prep
+        specs = list(self._all_specs.values())
+        with ThreadPoolExecutor(_threads()) as pool:
+            shapes = list(pool.map(self._slice_shape, specs))
+        return prep.with_size(prep.auto_size(shapes))
+
+    def _header(self, path: Path) -> Header:
+        reader = type(self)._header_reader
+        return self._cache.header(path, reader) if self._cache else reader(path)
+
+    def _slice_shape(self, spec: CaseSpec) -> tuple[int, int]:
+        shape = self._header(spec.label).shape
+        if len(shape) == 2:
+            return (shape[0], shape[1])
+        spatial = shape[:3]
+        axis = self._axis % 3
+        kept = [s for i, s in enumerate(spatial) if i != axis]
+        return (kept[0], kept[1])
+
+    def _select(self, cases: Sequence[str] | None) -> None:
+        if cases is None:
+            selected = list(self._all_specs)
+        else:
+            if isinstance(cases, str):
+                raise TypeError(f"cases must be a sequence of case ids, got the string {cases!r}.")
+            selected = [str(c) for c in cases]
+            unknown = [c for c in selected if c not in self._all_specs]
+            if unknown:
+                raise ValueError(
+                    f"unknown case ids {unknown[:10]}; the dataset at {self._source} has "
+                    f"{len(self._all_specs)} cases, e.g. {list(self._all_specs)[:5]}."
+                )
+            if not selected:
+                raise ValueError("cases is empty: select at least one case.")
+            if len(set(selected)) != len(selected):
+                raise ValueError("cases lists a case twice.")
+            selected.sort(key=natural_key)
+        self.cases = selected
+        self._load(selected)
+        self._check_channels(selected)
+        self._build_index()
+
+    def _load(self, cases: Sequence[str]) -> None:
+        todo = [self._all_specs[c] for c in cases if c not in self._store]
+        if not todo:
+            return
+        params = self._content_params()
+        with ThreadPoolExecutor(_threads()) as pool:
+            for spec, arrays in zip(todo, pool.map(lambda s: self._prepare(s, params), todo)):
+                self._store[spec.case] = arrays
+
+    def _content_params(self) -> dict[str, Any]:
+        """Every parameter that changes the stored arrays (the cache key, with the files)."""
+        prep = self.preprocessing
+        return {
+            "version": CACHE_VERSION,
+            "kind": self.kind,
+            "axis": prep.axis % 3,
+            "zscore": prep.zscore,
+            "fit": prep.fit,
+            "resize": list(prep.size) if prep.fit == "resize" and prep.size else None,
+            "labels": self.labels.config(),
+            "layout": self._layout_params(),
+        }
+
+    def _prepare(self, spec: CaseSpec, params: Mapping[str, Any]) -> CaseArrays:
+        key = self._cache.key(spec.files, params) if self._cache else ""
+        if self._cache:
+            hit = self._cache.load(key)
+            if hit is not None:
+                return hit
+        raw = self._read(spec)
+        # slice the raw label first: one small integer array to transpose, not K masks
+        masks = self.labels.apply(to_slices(raw.label, self.preprocessing.axis, 0), spec.label)
+        if self.label_mode == "multilabel":  # (K, S, h, w) -> (S, K, h, w)
+            masks = np.ascontiguousarray(np.moveaxis(masks, 0, 1))
+        masks = prepare_mask(masks, self.preprocessing)
+        try:
+            image = prepare_image(raw.image, self.preprocessing, raw.roi)
+        except ValueError as exc:
+            raise DataError(spec.images[0], f"cannot normalise the image: {exc}") from exc
+        fg = masks.reshape(masks.shape[0], -1).any(axis=1)
+        header = raw.header
+        meta = {
+            "case": spec.case,
+            "image_files": [str(p) for p in spec.images],
+            "label_file": str(spec.label),
+            "shape": list(raw.label.shape),
+            "spacing": list(header.spacing),
+            "affine": [list(r) for r in header.affine],
+            "in_channels": int(image.shape[1]),
+            "slice_shape": [int(s) for s in image.shape[-2:]],
+            "foreground": fg.astype(int).tolist(),
+        }
+        if self._cache:
+            return self._cache.save(key, image, masks, meta)
+        return CaseArrays(meta, image=image, mask=masks)
+
+    def _check_channels(self, cases: Sequence[str]) -> None:
+        first = self._store[cases[0]].meta
+        for c in cases:
+            meta = self._store[c].meta
+            if meta["in_channels"] != first["in_channels"]:
+                raise DataError(
+                    meta["image_files"][0],
+                    f"has {meta['in_channels']} channel(s), but {first['image_files'][0]} has "
+                    f"{first['in_channels']}; every case must have the same channels",
+                )
+        self.in_channels = int(first["in_channels"])
+
+    def _build_index(self) -> None:
+        prep = self.preprocessing
+        size = prep.size
+        rows: list[tuple[int, int]] = []
+        dropped = {"out_of_range": 0, "empty": 0}
+        drop_empty = prep.drop_empty and self.split == "train"
+        for ci, case in enumerate(self.cases):
+            meta = self._store[case].meta
+            h, w = meta["slice_shape"]
+            if prep.fit == "pad" and size is not None and (h > size[0] or w > size[1]):
+                raise DataError(
+                    meta["label_file"],
+                    f"slices of size {(h, w)} exceed the dataset's size {tuple(size)}; choose a "
+                    "larger Preprocessing.size (a multiple of the network's stride)",
+                )
+            volumetric = len(meta["shape"]) == 3
+            for s, fg in enumerate(meta["foreground"]):
+                if volumetric and not prep.in_range(s):
+                    dropped["out_of_range"] += 1
+                elif drop_empty and not fg:
+                    dropped["empty"] += 1
+                else:
+                    rows.append((ci, s))
+        if not rows:
+            raise DataError(
+                self._source,
+                f"no slice left in the selected {len(self.cases)} case(s) (dropped: {dropped})",
+            )
+        self._index = np.asarray(rows, dtype=np.int64)
+        self._arrays = [self._store[c] for c in self.cases]
+        self.dropped = dropped
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _read(self, spec: CaseSpec) -> RawCase:
+        raise NotImplementedError
+
+    def _layout_params(self) -> dict[str, Any]:
+        """Layout-specific parameters that change the stored arrays."""
+        return {}
+
+    def _layout_config(self) -> dict[str, Any]:
+        """The subclass constructor's own arguments, as plain types."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public API
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i: int) -> Item:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} slices.")
+        ci, s = self._index[i]
+        arrays = self._arrays[ci]
+        image, mask = arrays.image[s], arrays.mask[s]
+        if self.augment is not None:
+            image, mask = self.augment(np.array(image), np.array(mask))
+        h, w = image.shape[-2:]
+        mask_dtype = np.int64 if self.label_mode == "multiclass" else np.float32
+        size = self.preprocessing.size
+        if self.preprocessing.fit == "pad" and size is not None and (h, w) != tuple(size):
+            padded = np.zeros((*image.shape[:-2], *size), np.float32)
+            padded[..., :h, :w] = image
+            padded_mask = np.zeros((*mask.shape[:-2], *size), mask_dtype)
+            padded_mask[..., :h, :w] = mask
+            image, mask = padded, padded_mask
+        else:  # copy out of the (read-only) cache
+            image, mask = np.array(image, np.float32), np.array(mask, mask_dtype)
+        return make_item(image, mask, self.label_mode, self.cases[ci], int(s), (h, w))
+
+    def case_info(self, case: str) -> CaseInfo:
+        """Geometry and files of a selected case (from the cache: no file is re-read)."""
+        if case not in self._store:
+            raise KeyError(
+                f"case {case!r} is not selected in this dataset; have {self.cases[:5]}..."
+            )
+        m = self._store[case].meta
+        return CaseInfo(
+            case=case,
+            image_files=tuple(m["image_files"]),
+            label_file=m["label_file"],
+            shape=tuple(m["shape"]),
+            spacing=tuple(m["spacing"]),
+            affine=tuple(tuple(r) for r in m["affine"]),
+            in_channels=int(m["in_channels"]),
+            slices=len(m["foreground"]),
+            foreground_slices=int(sum(m["foreground"])),
+        )
+
+    def slices_of(self, case: str) -> list[int]:
+        """The slice indices of ``case`` that this dataset serves (after slice selection)."""
+        if case not in self.cases:
+            raise KeyError(f"case {case!r} is not selected in this dataset.")
+        ci = self.cases.index(case)
+        return self._index[self._index[:, 0] == ci, 1].tolist()
+
+    def index(self, case: str, slice_index: int) -> int:
+        """The item index of slice ``slice_index`` of ``case`` (inverse of ``item["case"]``,
+        ``item["slice"]``)."""
+        if case not in self._store or case not in self.cases:
+            raise KeyError(f"case {case!r} is not selected in this dataset.")
+        ci = self.cases.index(case)
+        hits = np.flatnonzero((self._index[:, 0] == ci) & (self._index[:, 1] == slice_index))
+        if not len(hits):
+            raise KeyError(
+                f"slice {slice_index} of case {case!r} is not served (dropped or absent)."
+            )
+        return int(hits[0])
+
+    def subset(
+        self, cases: Sequence[str], split: str | None = None, augment: Augment | None = None
+    ) -> SliceDataset:
+        """The same dataset restricted to ``cases`` (sharing loaded slices, no re-read).
+
+        Example:
+            >>> train = ds.subset(ids, split="train", augment=Augment())  # doctest: +SKIP
+        """
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)} or None, got {split!r}.")
+        if augment is not None and split != "train":
+            raise ValueError(f"augmentation applies to split='train' only, got split={split!r}.")
+        out = copy.copy(self)
+        out.split, out.augment, out._restricted = split, augment, True
+        out._select(cases)
+        return out
+
+    def config(self) -> dict[str, Any]:
+        """Plain types (JSON) that rebuild this dataset (see ``dataset_from_config``)."""
+        return {
+            "kind": self.kind,
+            **self._layout_config(),
+            "labels": self.labels.config(),
+            "preprocessing": self.preprocessing.config(),
+            "augment": self.augment.config() if self.augment is not None else None,
+            "cases": list(self.cases) if self._restricted else None,
+            "split": self.split,
+            "info": self.info(),
+        }
+
+    def info(self) -> dict[str, Any]:
+        """Derived facts (not constructor arguments): what a model for this data needs."""
+        return {
+            "label_mode": self.label_mode,
+            "classes": self.classes,
+            "in_channels": self.in_channels,
+            "spatial_dims": self.spatial_dims,
+            **self._layout_info(),
+        }
+
+    def _layout_info(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], *, cache_dir: str | Path | None = None, cache: bool = True
+    ) -> SliceDataset:
+        """Rebuild a dataset from :meth:`config` (``info`` is ignored)."""
+        cfg = {k: v for k, v in config.items() if k not in ("kind", "info")}
+        if config.get("kind") != cls.kind:
+            raise ValueError(f"config is for kind {config.get('kind')!r}, not {cls.kind!r}.")
+        labels = LabelRule.from_config(cfg.pop("labels"))
+        prep = Preprocessing.from_config(cfg.pop("preprocessing"))
+        augment = Augment.from_config(cfg.pop("augment"))
+        return cls(
+            **cfg,
+            labels=labels,
+            preprocessing=prep,
+            augment=augment,
+            cache_dir=cache_dir,
+            cache=cache,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(source={self._source!r}, cases={len(self.cases)}, "
+            f"slices={len(self)}, split={self.split!r}, label_mode={self.label_mode!r}, "
+            f"classes={self.classes}, in_channels={self.in_channels}, "
+            f"size={self.preprocessing.size}, dropped={self.dropped})"
+        )

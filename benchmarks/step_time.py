@@ -1,0 +1,297 @@
+"""Training-step time, peak memory and FLOPs of every mode, as ratios to ``none`` (SPEC §8).
+
+One step is ``ds(x, y)``, ``ds.loss``, backward and an Adam step. Every mode wraps its own
+copy of one seeded model and sees the same batch. Step times are measured interleaved in one
+process (round-robin over the modes, warm-up rounds first, the median per mode). Peak memory is
+the peak of live tensor bytes during one step, parameters, gradients, Adam state and the batch
+included (tracked op by op with a TorchDispatchMode on the CPU; torch.cuda.max_memory_allocated
+on CUDA). FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over the forward and
+backward of one step.
+
+Usage:
+    python benchmarks/step_time.py                 # defaults sized for a 2-core CPU
+    python benchmarks/step_time.py --quick --json /tmp/step_time.json
+    python benchmarks/step_time.py --device cuda --base 64 --size 256 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks._common import (
+    LiveTensorBytes,
+    Settings,
+    add_settings_args,
+    apply_threads,
+    build_model,
+    emit,
+    format_table,
+    interleaved,
+    machine_info,
+    make_batch,
+    median,
+    resolve_device,
+    settings_from_args,
+    storage_bytes,
+    synchronize,
+)
+from dsplug import MODES, DeepSupervised
+
+__all__ = [
+    "DEFAULT",
+    "QUICK",
+    "TARGETS",
+    "ModeCase",
+    "check_targets",
+    "main",
+    "measure_flops",
+    "measure_memory",
+    "run_step_time",
+]
+
+DEFAULT = Settings(
+    model="unet",
+    base=16,
+    depth=5,
+    batch=8,
+    size=96,
+    repeats=15,
+    warmup=3,
+    modes=tuple(MODES),
+    device="cpu",
+)
+QUICK = Settings(
+    model="unet",
+    base=8,
+    depth=5,
+    batch=2,
+    size=64,
+    repeats=3,
+    warmup=1,
+    modes=tuple(MODES),
+    device="cpu",
+    threads=1,  # a smoke run: one thread is robust to a busy machine
+)
+LR = 3e-4  # the paper's Adam learning rate (§4.3)
+#: Modes whose extra cost is convolutions: their time ratio should follow their FLOP ratio.
+CONV_DOMINATED = ("deep", "auto", "seg", "rec", "hyb", "vae")
+#: The targets of GitHub issue 6: (mode, what, limit); "time/flops" is the time ratio over the
+#: FLOP ratio.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    *((m, "time/flops", 1.05) for m in CONV_DOMINATED),
+    ("hyb", "time", 2.8),
+    ("hyb", "memory", 2.4),
+    ("up", "time", 1.15),
+    ("down", "time", 1.15),
+)
+
+
+@dataclass
+class ModeCase:
+    """One mode's wrapper, optimiser and the step they run."""
+
+    ds: DeepSupervised
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def step(self) -> None:
+        """One training step: forward, loss, backward, Adam."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.ds.loss(self.ds(self.x, self.y), self.y)
+        loss.total.backward()
+        self.optimizer.step()
+
+    def persistent(self) -> list[torch.Tensor]:
+        """The tensors that live across steps: parameters, buffers, Adam state, the batch."""
+        state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        return [*self.ds.parameters(), *self.ds.buffers(), *state, self.x, self.y]
+
+
+def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]:
+    """One DeepSupervised per mode, each around its own copy of one seeded model."""
+    model = build_model(settings)
+    x, y = make_batch(settings, device)
+    cases = {}
+    for mode in settings.modes:
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        cases[mode] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+    return cases
+
+
+def measure_flops(case: ModeCase) -> int:
+    """FLOPs of the forward and backward of one step (FlopCounterMode); no optimiser step."""
+    case.optimizer.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        case.ds.loss(case.ds(case.x, case.y), case.y).total.backward()
+    case.optimizer.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def measure_memory(case: ModeCase, device: torch.device) -> int:
+    """Peak bytes during one step, parameters, gradients, Adam state and the batch included."""
+    case.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the step
+    persistent = case.persistent()
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        case.step()
+        synchronize(device)
+        return storage_bytes(persistent) + torch.cuda.max_memory_allocated(device) - before
+    with LiveTensorBytes() as tracker:
+        tracker.track(persistent)
+        del persistent
+        case.step()
+    return tracker.peak
+
+
+def check_targets(ratios: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+    """The issue's targets for the modes measured: value, limit and whether it is met."""
+    results = {}
+    for mode, what, limit in TARGETS:
+        if mode not in ratios:
+            continue
+        r = ratios[mode]
+        value = r["time"] / r["flops"] if what == "time/flops" else r[what]
+        results[f"{mode} {what}"] = {
+            "value": round(value, 3),
+            "limit": limit,
+            "met": value <= limit,
+        }
+    return results
+
+
+def _ratio(value: float, reference: float) -> float:
+    return round(value / reference, 4)
+
+
+def run_step_time(settings: Settings) -> dict[str, Any]:
+    """Measure every mode of ``settings`` and return the JSON-ready result.
+
+    Returns:
+        ``{"ratios": {mode: {"time", "memory", "flops"}}, "absolute": {mode: {...}},
+        "targets": {...}, "config": {...}}``; ``none``'s ratios are exactly 1.0.
+    """
+    device = resolve_device(settings.device)
+    apply_threads(settings)
+    cases = build_cases(settings, device)
+    timings = interleaved(
+        {m: c.step for m, c in cases.items()},
+        settings.repeats,
+        settings.warmup,
+        device,
+        desc="step_time",
+    )
+    absolute: dict[str, dict[str, Any]] = {}
+    for mode, case in cases.items():
+        absolute[mode] = {
+            "time_median_s": median(timings.wall[mode]),
+            "time_min_s": min(timings.wall[mode]),
+            "time_max_s": max(timings.wall[mode]),
+            "times_s": timings.wall[mode],
+            "cpu_time_median_s": median(timings.cpu[mode]),
+            "memory_bytes": measure_memory(case, device),
+            "flops": measure_flops(case),
+            "parameters": sum(p.numel() for p in case.ds.parameters()),
+        }
+    ref = absolute["none"]
+    ratios = {
+        mode: {
+            "time": _ratio(a["time_median_s"], ref["time_median_s"]),
+            "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
+            "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
+            "flops": _ratio(a["flops"], ref["flops"]),
+        }
+        for mode, a in absolute.items()
+    }
+    config = {
+        **settings.as_dict(),
+        "machine": machine_info(device),
+        "in_channels": 1,
+        "classes": 1,
+        "label_mode": "binary",
+        "norm": "batch",
+        "weights": "equal",
+        "validate": True,
+        "optimizer": f"Adam(lr={LR})",
+        "step": "zero_grad, ds(x, y), ds.loss, backward, Adam step",
+        "timing": "interleaved round-robin (order rotated each round), warm-up rounds "
+        "discarded, median per mode; 'time' is wall-clock, 'cpu_time' the process's CPU time",
+        "memory_method": (
+            "torch.cuda.max_memory_allocated during one step (minus what was allocated before) "
+            "+ the mode's parameters, buffers, Adam state and batch"
+            if device.type == "cuda"
+            else "peak live tensor bytes over one step, tracked with a TorchDispatchMode "
+            "(parameters, buffers, Adam state, batch and gradients included)"
+        ),
+        "flops_method": "torch.utils.flop_counter.FlopCounterMode over forward + backward "
+        "of one step (convolutions and matmuls only)",
+    }
+    return {
+        "ratios": ratios,
+        "absolute": absolute,
+        "targets": check_targets(ratios),
+        "config": config,
+    }
+
+
+def report(result: Mapping[str, Any]) -> str:
+    """A readable table of ``result`` (absolute figures and ratios to ``none``)."""
+    rows = []
+    for mode, a in result["absolute"].items():
+        r = result["ratios"][mode]
+        rows.append(
+            [
+                mode,
+                f"{1e3 * a['time_median_s']:.1f}",
+                f"{r['time']:.2f}",
+                f"{r['cpu_time']:.2f}",
+                f"{a['memory_bytes'] / 2**20:.1f}",
+                f"{r['memory']:.2f}",
+                f"{a['flops'] / 1e9:.2f}",
+                f"{r['flops']:.2f}",
+                f"{r['time'] / r['flops']:.2f}",
+            ]
+        )
+    table = format_table(
+        ["mode", "ms", "x time", "x cpu", "MiB", "x mem", "GFLOP", "x flops", "time/flops"], rows
+    )
+    targets = [
+        f"  {name}: {t['value']:.3f} (limit {t['limit']}) {'ok' if t['met'] else 'MISSED'}"
+        for name, t in result["targets"].items()
+    ]
+    return "\n".join([table, "targets:", *targets])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_settings_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings, json_path = settings_from_args(args, DEFAULT, QUICK)
+        resolve_device(settings.device)
+    except ValueError as e:
+        parser.error(str(e))
+    result = run_step_time(settings)
+    print(report(result), file=sys.stderr)
+    emit(result, json_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

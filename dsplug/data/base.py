@@ -166,16 +166,33 @@ class SliceDataset(Dataset):
         self._cache = SliceCache(cache_dir or default_cache_dir()) if cache else None
         self._store: dict[str, CaseArrays] = {}
         self._restricted = cases is not None
-        self._axis = prep.axis
+        self.preprocessing = prep
+        self._find_cached()
         self.preprocessing = self._resolve_size(prep)
         self._select(cases)
 
+    def _find_cached(self) -> None:
+        """Key every case of the source and pick up the cached ones (reads JSON only)."""
+        self._keys: dict[str, str] = {}
+        if self._cache is None:
+            return
+        params = self._content_params()
+        for case, spec in self._all_specs.items():
+            key = self._cache.key(spec.files, params)
+            self._keys[case] = key
+            hit = self._cache.load(key)
+            if hit is not None:
+                self._store[case] = hit
+
     def _resolve_size(self, prep: Preprocessing) -> Preprocessing:
+        """With ``fit="pad"`` and no size: the largest slice of all the source's cases (cached
+        ones from their entry, the others from their header) rounded up to ``multiple``."""
         if prep.fit != "pad" or prep.size is not None:
             return prep
-        specs = list(self._all_specs.values())
+        shapes = [tuple(a.meta["slice_shape"]) for a in self._store.values()]
+        todo = [spec for case, spec in self._all_specs.items() if case not in self._store]
         with ThreadPoolExecutor(_threads()) as pool:
-            shapes = list(pool.map(self._slice_shape, specs))
+            shapes.extend(pool.map(self._slice_shape, todo))
         return prep.with_size(prep.auto_size(shapes))
 
     def _header(self, path: Path) -> Header:
@@ -186,9 +203,8 @@ class SliceDataset(Dataset):
         shape = self._header(spec.label).shape
         if len(shape) == 2:
             return (shape[0], shape[1])
-        spatial = shape[:3]
-        axis = self._axis % 3
-        kept = [s for i, s in enumerate(spatial) if i != axis]
+        axis = self.preprocessing.axis % 3
+        kept = [n for i, n in enumerate(shape[:3]) if i != axis]
         return (kept[0], kept[1])
 
     def _select(self, cases: Sequence[str] | None) -> None:
@@ -210,17 +226,19 @@ class SliceDataset(Dataset):
                 raise ValueError("cases lists a case twice.")
             selected.sort(key=natural_key)
         self.cases = selected
+        self._selected = set(selected)
         self._load(selected)
         self._check_channels(selected)
         self._build_index()
 
     def _load(self, cases: Sequence[str]) -> None:
+        """Read and preprocess the cases not in the cache (threads: nibabel's gzip and numpy
+        release the GIL); errors surface in case order."""
         todo = [self._all_specs[c] for c in cases if c not in self._store]
         if not todo:
             return
-        params = self._content_params()
         with ThreadPoolExecutor(_threads()) as pool:
-            for spec, arrays in zip(todo, pool.map(lambda s: self._prepare(s, params), todo)):
+            for spec, arrays in zip(todo, pool.map(self._prepare, todo)):
                 self._store[spec.case] = arrays
 
     def _content_params(self) -> dict[str, Any]:
@@ -237,12 +255,7 @@ class SliceDataset(Dataset):
             "layout": self._layout_params(),
         }
 
-    def _prepare(self, spec: CaseSpec, params: Mapping[str, Any]) -> CaseArrays:
-        key = self._cache.key(spec.files, params) if self._cache else ""
-        if self._cache:
-            hit = self._cache.load(key)
-            if hit is not None:
-                return hit
+    def _prepare(self, spec: CaseSpec) -> CaseArrays:
         raw = self._read(spec)
         # slice the raw label first: one small integer array to transpose, not K masks
         masks = self.labels.apply(to_slices(raw.label, self.preprocessing.axis, 0), spec.label)
@@ -267,7 +280,7 @@ class SliceDataset(Dataset):
             "foreground": fg.astype(int).tolist(),
         }
         if self._cache:
-            return self._cache.save(key, image, masks, meta)
+            return self._cache.save(self._keys[spec.case], image, masks, meta)
         return CaseArrays(meta, image=image, mask=masks)
 
     def _check_channels(self, cases: Sequence[str]) -> None:
@@ -311,7 +324,10 @@ class SliceDataset(Dataset):
                 f"no slice left in the selected {len(self.cases)} case(s) (dropped: {dropped})",
             )
         self._index = np.asarray(rows, dtype=np.int64)
+        self._rows = rows
         self._arrays = [self._store[c] for c in self.cases]
+        self._mask_dtype = np.int64 if self.label_mode == "multiclass" else np.float32
+        self._pad_size = prep.size if prep.fit == "pad" else None
         self.dropped = dropped
 
     # ------------------------------------------------------------------ subclass hooks
@@ -331,29 +347,38 @@ class SliceDataset(Dataset):
         return len(self._index)
 
     def __getitem__(self, i: int) -> Item:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"index {i} out of range for {len(self)} slices.")
-        ci, s = self._index[i]
+        # The hot path of every epoch: plain lists, numpy, one torch call per tensor.
+        try:
+            ci, s = self._rows[i]
+        except (IndexError, TypeError) as exc:
+            raise IndexError(f"index {i!r} out of range for {len(self)} slices.") from exc
         arrays = self._arrays[ci]
         image, mask = arrays.image[s], arrays.mask[s]
         if self.augment is not None:
             image, mask = self.augment(np.array(image), np.array(mask))
         h, w = image.shape[-2:]
-        mask_dtype = np.int64 if self.label_mode == "multiclass" else np.float32
-        size = self.preprocessing.size
-        if self.preprocessing.fit == "pad" and size is not None and (h, w) != tuple(size):
-            padded = np.zeros((*image.shape[:-2], *size), np.float32)
-            padded[..., :h, :w] = image
-            padded_mask = np.zeros((*mask.shape[:-2], *size), mask_dtype)
-            padded_mask[..., :h, :w] = mask
-            image, mask = padded, padded_mask
+        mask_dtype = self._mask_dtype
+        pad = self._pad_size
+        if pad is not None and (h != pad[0] or w != pad[1]):
+            img = np.zeros((*image.shape[:-2], *pad), np.float32)
+            img[..., :h, :w] = image
+            msk = np.zeros((*mask.shape[:-2], *pad), mask_dtype)
+            msk[..., :h, :w] = mask
         else:  # copy out of the (read-only) cache
-            image, mask = np.array(image, np.float32), np.array(mask, mask_dtype)
-        return make_item(image, mask, self.label_mode, self.cases[ci], int(s), (h, w))
+            img, msk = np.array(image, np.float32), np.array(mask, mask_dtype)
+        if self.label_mode == "binary":
+            msk = msk[None]
+        return {
+            "image": torch.from_numpy(img),
+            "mask": torch.from_numpy(msk),
+            "case": self.cases[ci],
+            "slice": s,
+            "size": torch.from_numpy(np.array((h, w), np.int64)),
+        }
 
     def case_info(self, case: str) -> CaseInfo:
         """Geometry and files of a selected case (from the cache: no file is re-read)."""
-        if case not in self._store:
+        if case not in self._selected:
             raise KeyError(
                 f"case {case!r} is not selected in this dataset; have {self.cases[:5]}..."
             )
@@ -380,7 +405,7 @@ class SliceDataset(Dataset):
     def index(self, case: str, slice_index: int) -> int:
         """The item index of slice ``slice_index`` of ``case`` (inverse of ``item["case"]``,
         ``item["slice"]``)."""
-        if case not in self._store or case not in self.cases:
+        if case not in self._selected:
             raise KeyError(f"case {case!r} is not selected in this dataset.")
         ci = self.cases.index(case)
         hits = np.flatnonzero((self._index[:, 0] == ci) & (self._index[:, 1] == slice_index))

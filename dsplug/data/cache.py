@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from .io import Header
 
 __all__ = ["CACHE_VERSION", "CaseArrays", "SliceCache", "default_cache_dir", "fingerprint"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -29,12 +30,12 @@ def default_cache_dir() -> Path:
 
 def fingerprint(path: str | Path) -> list[Any]:
     """``[absolute path, size, mtime_ns]`` of a source file; a change to any invalidates."""
-    p = Path(path)
+    p = os.fspath(path)
     try:
-        st = p.stat()
+        st = os.stat(p)
     except OSError as exc:
         raise DataError(p, "file not found") from exc
-    return [str(p.resolve()), int(st.st_size), int(st.st_mtime_ns)]
+    return [os.path.abspath(p), int(st.st_size), int(st.st_mtime_ns)]
 
 
 def _digest(obj: Any) -> str:
@@ -42,11 +43,15 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _open(folder: Path | None, name: str) -> np.ndarray:
-    """Memory-map a cached array as a plain ndarray view (cheaper to index than np.memmap)."""
+def _open(folder: Path | None, name: str, meta: dict[str, Any]) -> np.ndarray:
+    """Memory-map a cached raw array (shape and dtype from ``meta``) as a read-only ndarray;
+    cheaper to open than ``np.load(mmap_mode="r")``, which parses a header per file."""
     if folder is None:
         raise ValueError("no cache folder to read from.")
-    return np.load(folder / name, mmap_mode="r").view(np.ndarray)
+    with open(os.path.join(folder, f"{name}.raw"), "rb") as f:
+        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    shape = tuple(meta[f"{name}_shape"])
+    return np.frombuffer(buffer, dtype=np.dtype(meta[f"{name}_dtype"])).reshape(shape)
 
 
 class CaseArrays:
@@ -74,13 +79,13 @@ class CaseArrays:
     @property
     def image(self) -> np.ndarray:
         if self._image is None:
-            self._image = _open(self.folder, "image.npy")
+            self._image = _open(self.folder, "image", self.meta)
         return self._image
 
     @property
     def mask(self) -> np.ndarray:
         if self._mask is None:
-            self._mask = _open(self.folder, "mask.npy")
+            self._mask = _open(self.folder, "mask", self.meta)
         return self._mask
 
     def __getstate__(self) -> dict[str, Any]:
@@ -109,13 +114,12 @@ class SliceCache:
         return self.root / key[:2] / key
 
     def load(self, key: str) -> CaseArrays | None:
-        """The entry under ``key``, or None (a missing or incomplete entry is a miss)."""
+        """The entry under ``key``, or None (a missing or unreadable entry is a miss)."""
         folder = self._folder(key)
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
+        try:  # entries appear whole (a folder renamed into place), meta.json last
+            with open(os.path.join(folder, "meta.json")) as f:
+                meta = json.load(f)
         except (OSError, json.JSONDecodeError):
-            return None
-        if not ((folder / "image.npy").is_file() and (folder / "mask.npy").is_file()):
             return None
         return CaseArrays(meta, folder=folder)
 
@@ -126,10 +130,16 @@ class SliceCache:
         folder = self._folder(key)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{key}."))
+        meta = dict(meta)
+        for name, array in (("image", image), ("mask", mask)):
+            if array.size == 0:
+                raise ValueError(f"cannot cache an empty {name} array of shape {array.shape}.")
+            meta[f"{name}_shape"] = list(array.shape)
+            meta[f"{name}_dtype"] = array.dtype.str
         try:
-            np.save(tmp / "image.npy", np.ascontiguousarray(image))
-            np.save(tmp / "mask.npy", np.ascontiguousarray(mask))
-            (tmp / "meta.json").write_text(json.dumps(dict(meta)))
+            for name, array in (("image", image), ("mask", mask)):
+                np.ascontiguousarray(array).tofile(tmp / f"{name}.raw")
+            (tmp / "meta.json").write_text(json.dumps(meta))
             try:
                 os.rename(tmp, folder)
             except OSError:
@@ -138,7 +148,7 @@ class SliceCache:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        return CaseArrays(dict(meta), folder=folder)
+        return CaseArrays(meta, folder=folder)
 
     def header(self, path: str | Path, reader: Callable[[Path], Header]) -> Header:
         """``reader(path)``, remembered under the file's fingerprint (no re-read when cached)."""

@@ -198,7 +198,7 @@ class Trainer:
         model_config: rebuilds the bare model (``build_model``); default derived from
             ``ds.model`` (dsplug's nets and smp models).
         data_config: how the data was built (stored for ``evaluate`` / ``predict``); default
-            ``train_data.config()`` when it has one.
+            ``{"train": train_data.config(), "val": ..., "test": ...}`` for datasets with one.
         device: force a device; default CUDA when present, else CPU.
 
     Example:
@@ -234,9 +234,14 @@ class Trainer:
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.out = Path(out)
         self.model_config = model_config or derive_model_config(ds.model)
-        if data_config is None and callable(getattr(train_data, "config", None)):
-            data_config = train_data.config()
-        self.data_config = dict(data_config or {})
+        if data_config is None:
+            splits = (("train", train_data), ("val", val_data), ("test", test_data))
+            data_config = {
+                name: data.config()
+                for name, data in splits
+                if data is not None and callable(getattr(data, "config", None))
+            }
+        self.data_config = dict(data_config)
         self.info: DistInfo = setup_distributed(device)
         self.device = self.info.device
         self.label_mode: str = ds.label_mode

@@ -1,0 +1,344 @@
+"""The ``dsplug`` command line: train, evaluate, predict, demo, compare.
+
+Run ``dsplug <command> --help`` for every option. Bad options fail with a one-line message and
+exit status 2 (no traceback; set ``DSPLUG_DEBUG=1`` to see one); a training failure such as a
+non-finite loss exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from .data import KINDS
+from .labels import LABEL_MODES
+from .losses import PRESETS, SCHEDULES
+from .modes import MODES
+from .train import commands
+from .train.models import MODEL_ARCHS
+from .train.trainer import NonFiniteLossError
+
+__all__ = ["build_parser", "main"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _device_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda or cuda:N (default: CUDA when present, else CPU)",
+    )
+
+
+def _cache_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="preprocessed-slice cache (default: $DSPLUG_CACHE or ./.dsplug_cache)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="keep slices in memory only")
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        choices=MODEL_ARCHS,
+        default="unet",
+        help="dsplug's own unet / unetpp, or an smp architecture (default: unet)",
+    )
+    g.add_argument(
+        "--encoder",
+        default="resnet34",
+        help="smp encoder, e.g. resnet34 or tu-<timm model>; never downloads weights "
+        "(default: resnet34)",
+    )
+    g.add_argument(
+        "--base-channels",
+        type=_positive_int,
+        default=64,
+        help="own nets: channels of level 0 (default: 64, the paper)",
+    )
+    g.add_argument(
+        "--depth", type=_positive_int, default=5, help="own nets: levels (default: 5, the paper)"
+    )
+    g.add_argument(
+        "--norm", choices=("batch", "instance"), default="batch", help="own nets (default: batch)"
+    )
+    g = p.add_argument_group("deep supervision")
+    g.add_argument(
+        "--mode", choices=MODES, default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
+    )
+    g.add_argument(
+        "--weights",
+        choices=list(PRESETS),
+        default="equal",
+        help="loss-weight preset (default: equal)",
+    )
+    g.add_argument(
+        "--label-mode",
+        choices=LABEL_MODES,
+        default=None,
+        help="synthetic data: its label mode; real data decides its own (default: from the data)",
+    )
+    g.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="constant",
+        help="deep-supervision schedule over training (default: constant)",
+    )
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default="synthetic",
+        help="dataset folder (MSD task, BraTS, image folder) or 'synthetic' (default: synthetic)",
+    )
+    g.add_argument("--kind", choices=KINDS, default="auto", help="folder layout (default: auto)")
+    g.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a layout option, repeatable; VALUE is JSON or a string, e.g. num_cases=40, "
+        'size=64 (synthetic), modalities=["t1ce","flair"] (BraTS), image=images/{id}.png',
+    )
+    g.add_argument(
+        "--axis", type=int, default=-1, help="3D volumes: slicing axis (default: -1, axial)"
+    )
+    g.add_argument("--no-zscore", action="store_true", help="skip the per-volume z-score")
+    g.add_argument(
+        "--drop-empty", action="store_true", help="training: drop slices without foreground"
+    )
+    g.add_argument(
+        "--slice-range",
+        type=int,
+        nargs=2,
+        metavar=("START", "STOP"),
+        default=None,
+        help="keep slices START <= i < STOP (BraTS in the paper: 30 125)",
+    )
+    g.add_argument(
+        "--fit",
+        choices=("pad", "resize"),
+        default="pad",
+        help="bring slices to one size by padding or resizing (default: pad)",
+    )
+    g.add_argument(
+        "--size",
+        type=_positive_int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="slice size, a multiple of the network's stride (default: the largest slice, "
+        "rounded up)",
+    )
+    g.add_argument("--augment", action="store_true", help="training: random flips / 90° turns")
+    g.add_argument(
+        "--splits", default=None, help="JSON file of explicit splits (default: seeded 70/10/20)"
+    )
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the case split (default: 0)")
+    g.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="split into contiguous blocks (one stack such as ISBI 2012)",
+    )
+    _cache_options(g)
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--epochs", type=_positive_int, default=100, help="maximum epochs (default: 100)"
+    )
+    g.add_argument(
+        "--min-epochs",
+        type=_positive_int,
+        default=10,
+        help="never stop early before this epoch (default: 10)",
+    )
+    g.add_argument("--batch-size", type=_positive_int, default=4, help="per process (default: 4)")
+    g.add_argument("--lr", type=_positive_float, default=3e-4, help="Adam (default: 3e-4)")
+    g.add_argument(
+        "--lr-step",
+        type=_positive_int,
+        default=3,
+        help="decay the lr every this many epochs (default: 3)",
+    )
+    g.add_argument(
+        "--lr-gamma", type=_positive_float, default=0.9, help="lr decay factor (default: 0.9)"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    g.add_argument(
+        "--amp",
+        choices=("auto", "bf16", "fp16", "off"),
+        default="auto",
+        help="mixed precision on CUDA (default: auto: bf16, or fp16 with a grad scaler)",
+    )
+    g.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels-last memory format (default: auto: on CUDA)",
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)"
+    )
+    g.add_argument(
+        "--target-dice",
+        type=float,
+        default=None,
+        help="report the wall time until validation Dice reaches this (default: none)",
+    )
+    _device_options(g)
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    g.add_argument("--no-plots", action="store_true", help="no PNG plots")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dsplug`` argument parser (one sub-parser per command)."""
+    parser = argparse.ArgumentParser(
+        prog="dsplug",
+        description="Deep supervision (μ-Net and friends) for U-Net-style segmentation models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "train",
+        help="train a model with a deep-supervision strategy",
+        description="Train with the paper's schedule and early stopping; checkpoints every "
+        "epoch. Under torchrun, trains with DistributedDataParallel.",
+    )
+    _train_options(p)
+    p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last.pt"
+    )
+
+    p = sub.add_parser(
+        "evaluate",
+        help="per-case metrics of a checkpoint on a split or a folder",
+        description="Writes cases.csv (per case), summary.json and overlays.png to --out.",
+    )
+    p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="test",
+        help="which split of the run's data (default: test)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="evaluate on this folder instead (same layout and preprocessing as the run)",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
+    )
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    _cache_options(p)
+    _device_options(p)
+    p.add_argument("--out", default="runs/evaluate", help="output folder (default: runs/evaluate)")
+
+    p = sub.add_parser(
+        "predict",
+        help="segment NIfTI volumes or 2D images with a checkpoint",
+        description="One mask per input: NIfTI keeps the input's affine and header; images "
+        "give PNG masks. Preprocessing is the run's own.",
+    )
+    p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="input files, one case each; a case with one file per channel as a,b,c",
+    )
+    p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
+    )
+    _device_options(p)
+    p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
+
+    p = sub.add_parser(
+        "demo",
+        help="a few minutes on CPU: train none and hyb on synthetic phantoms, compare",
+        description="Trains U-Net (none) and μ-Net-Hyb (hyb) on seeded synthetic phantoms, "
+        "prints their metrics, writes curves, overlays and comparison tables.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--epochs", type=_positive_int, default=12, help="maximum epochs (default: 12)")
+    p.add_argument(
+        "--min-epochs", type=_positive_int, default=8, help="no early stop before (default: 8)"
+    )
+    p.add_argument(
+        "--cases", type=_positive_int, default=60, help="synthetic phantoms (default: 60)"
+    )
+    p.add_argument("--size", type=_positive_int, default=64, help="phantom size (default: 64)")
+    p.add_argument(
+        "--base-channels", type=_positive_int, default=16, help="U-Net width (default: 16)"
+    )
+    p.add_argument("--depth", type=_positive_int, default=4, help="U-Net levels (default: 4)")
+    p.add_argument("--batch-size", type=_positive_int, default=8, help="(default: 8)")
+    p.add_argument(
+        "--target-dice",
+        type=float,
+        default=0.8,
+        help="report the time to this validation Dice (default: 0.8)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    _device_options(p)
+
+    p = sub.add_parser(
+        "compare",
+        help="metric and efficiency tables of two or more runs",
+        description="Per-case metrics with paired p-values against the first run, and "
+        "Avg.T / Epoch / Tot.T (as the paper's Tables 3-5); Markdown and CSV.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders (the first is the baseline)")
+    p.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dsplug`` command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = {
+        "train": commands.train_command,
+        "evaluate": commands.evaluate_command,
+        "predict": commands.predict_command,
+        "compare": commands.compare_command,
+        "demo": lambda a: commands.demo_command(a, parser.parse_args(["train"])),
+    }[args.command]
+    prog = f"dsplug {args.command}"
+    try:
+        return run(args)
+    except NonFiniteLossError as exc:
+        if os.environ.get("DSPLUG_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as exc:
+        if os.environ.get("DSPLUG_DEBUG"):
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -284,16 +284,16 @@ class SliceDataset(Dataset):
         return CaseArrays(meta, image=image, mask=masks)
 
     def _check_channels(self, cases: Sequence[str]) -> None:
-        first = self._store[cases[0]].meta
+        first = self._store[cases[0]].meta["in_channels"]
         for c in cases:
-            meta = self._store[c].meta
-            if meta["in_channels"] != first["in_channels"]:
+            channels = self._store[c].meta["in_channels"]
+            if channels != first:
                 raise DataError(
-                    meta["image_files"][0],
-                    f"has {meta['in_channels']} channel(s), but {first['image_files'][0]} has "
-                    f"{first['in_channels']}; every case must have the same channels",
+                    self._all_specs[c].images[0],
+                    f"has {channels} channel(s), but {self._all_specs[cases[0]].images[0]} has "
+                    f"{first}; every case must have the same channels",
                 )
-        self.in_channels = int(first["in_channels"])
+        self.in_channels = int(first)
 
     def _build_index(self) -> None:
         prep = self.preprocessing
@@ -306,7 +306,7 @@ class SliceDataset(Dataset):
             h, w = meta["slice_shape"]
             if prep.fit == "pad" and size is not None and (h > size[0] or w > size[1]):
                 raise DataError(
-                    meta["label_file"],
+                    self._all_specs[case].label,
                     f"slices of size {(h, w)} exceed the dataset's size {tuple(size)}; choose a "
                     "larger Preprocessing.size (a multiple of the network's stride)",
                 )
@@ -382,11 +382,11 @@ class SliceDataset(Dataset):
             raise KeyError(
                 f"case {case!r} is not selected in this dataset; have {self.cases[:5]}..."
             )
-        m = self._store[case].meta
+        m, spec = self._store[case].meta, self._all_specs[case]
         return CaseInfo(
             case=case,
-            image_files=tuple(m["image_files"]),
-            label_file=m["label_file"],
+            image_files=tuple(str(p) for p in spec.images),
+            label_file=str(spec.label),
             shape=tuple(m["shape"]),
             spacing=tuple(m["spacing"]),
             affine=tuple(tuple(r) for r in m["affine"]),

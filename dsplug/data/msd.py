@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,7 +58,8 @@ class MSDDataset(NiftiPairsDataset):
     """A Decathlon task folder as 2D slices, read with nibabel.
 
     The cases are the ``training`` pairs of ``dataset.json`` (its paths relative to ``root``);
-    a listed file that is missing is an error. Labels follow ``dataset.json``'s ``labels``:
+    a listed file that is missing, or a NIfTI file in ``imagesTr/``/``labelsTr/`` that is not
+    listed, is an error. Labels follow ``dataset.json``'s ``labels``:
     ``{0, 1}`` gives ``label_mode="binary"``, more values ``"multiclass"`` (class index = rank
     of the value); other values in a label file are an error. Multi-modality 4D images give one
     channel per modality, or the ones chosen by name or index.
@@ -103,6 +105,7 @@ class MSDDataset(NiftiPairsDataset):
             pairs.append((image, label))
         if not pairs:
             raise DataError(json_path, "lists no training cases (empty dataset)")
+        self._check_unlisted(pairs, json_path)
         self.modality_names = [str(meta["modality"][k]) for k in sorted(meta["modality"], key=int)]
         self._modalities = None if modalities is None else list(modalities)
         channels = self._resolve_modalities(modalities)
@@ -121,6 +124,24 @@ class MSDDataset(NiftiPairsDataset):
 
     def _source_name(self, specs: Sequence[Any]) -> str:
         return str(self.root)
+
+    def _check_unlisted(self, pairs: Sequence[tuple[Path, Path]], json_path: Path) -> None:
+        """NIfTI files in imagesTr/ or labelsTr/ that dataset.json does not list are an error
+        (nothing is silently left out); hidden files such as macOS ``._*`` are ignored."""
+        listed = {os.path.normpath(p) for pair in pairs for p in pair}
+        unlisted = [
+            str(path.relative_to(self.root))
+            for folder in ("imagesTr", "labelsTr")
+            for path in sorted((self.root / folder).glob("*.nii*"))
+            if not path.name.startswith(".") and os.path.normpath(path) not in listed
+        ]
+        if unlisted:
+            raise DataError(
+                json_path,
+                f"{len(unlisted)} NIfTI file(s) in imagesTr/labelsTr are not listed as training "
+                f"pairs: {unlisted[:10]}{'...' if len(unlisted) > 10 else ''} (list them with "
+                "their partner, or move them out)",
+            )
 
     def _resolve_modalities(self, modalities: Sequence[str | int] | None) -> list[int] | None:
         if modalities is None:

@@ -133,6 +133,16 @@ def test_dataset_json_lists_a_missing_file(make_msd, tmp_path) -> None:
     assert "file not found" in str(err.value) and "dataset.json" in str(err.value)
 
 
+def test_unlisted_files_in_an_msd_folder(make_msd, tmp_path) -> None:
+    root = make_msd(n=3)
+    extra = write_nifti(root / "imagesTr" / "tiny_118.nii.gz", np.zeros((4, 4, 4), np.float32))
+    (root / "imagesTr" / "._tiny_000.nii.gz").write_bytes(b"macOS resource fork")
+    with pytest.raises(DataError, match=r"not listed as training pairs: \['imagesTr/tiny_118"):
+        MSDDataset(root, cache_dir=tmp_path / "c")
+    extra.unlink()
+    assert len(MSDDataset(root, cache_dir=tmp_path / "c").cases) == 3  # hidden files ignored
+
+
 def test_malformed_dataset_json(make_msd) -> None:
     root = make_msd(n=2)
     (root / "dataset.json").write_text("{not json")

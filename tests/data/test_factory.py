@@ -110,22 +110,29 @@ def test_msd_multimodal_4d_channels(tmp_path) -> None:
         MSDDataset(root, modalities=["PD"], cache=False)
 
 
-def test_folder_prediction_input_and_config(tmp_path) -> None:
+@pytest.mark.parametrize("ext", ["bmp", "tif", "png"])
+def test_folder_prediction_input_and_config(tmp_path, ext) -> None:
+    """A DRIVE-like layout: ``images/{id}_training.<ext>`` + ``1st_manual/{id}_manual1.gif``."""
     rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "1st_manual").mkdir()
     for i in range(2):
-        (tmp_path / "img").mkdir(exist_ok=True)
-        (tmp_path / "gt").mkdir(exist_ok=True)
         rgb = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
-        Image.fromarray(rgb).save(tmp_path / "img" / f"case{i}.bmp")
+        Image.fromarray(rgb).save(tmp_path / "images" / f"{i + 21}_training.{ext}")
         mask = np.where(rng.random((20, 30)) > 0.7, 255, 0).astype(np.uint8)
-        Image.fromarray(mask).save(tmp_path / "gt" / f"case{i}_mask.gif")
-    ds = ImageFolderDataset(tmp_path, "img/{id}.bmp", "gt/{id}_mask.gif", cache=False)
+        Image.fromarray(mask).save(tmp_path / "1st_manual" / f"{i + 21}_manual1.gif")
+    templates = (f"images/{{id}}_training.{ext}", "1st_manual/{id}_manual1.gif")
+    ds = ImageFolderDataset(tmp_path, *templates, cache=False)
+    assert ds.cases == ["21", "22"]
     assert ds.in_channels == 3 and ds.preprocessing.size == (32, 32)
     again = dataset_from_config(ds.config(), cache=False)
     assert torch.equal(again[1]["image"], ds[1]["image"])
-    sliced, _ = prediction_input(ds.config(), tmp_path / "img" / "case1.bmp")
+    rgb = np.asarray(Image.open(tmp_path / "images" / f"22_training.{ext}"), np.float64)
+    z = (rgb - rgb.mean(axis=(0, 1))) / rgb.std(axis=(0, 1))
+    np.testing.assert_allclose(ds[1]["image"][:, :20, :30].numpy(), z.transpose(2, 0, 1), atol=1e-5)
+    sliced, _ = prediction_input(ds.config(), tmp_path / "images" / f"22_training.{ext}")
     assert torch.allclose(sliced.images[0], ds[1]["image"])
-    gif = np.asarray(Image.open(tmp_path / "gt" / "case1_mask.gif").convert("L"))
+    gif = np.asarray(Image.open(tmp_path / "1st_manual" / "22_manual1.gif").convert("L"))
     assert torch.equal(
         ds[1]["mask"][0, :20, :30], torch.from_numpy((gif == 255).astype(np.float32))
     )

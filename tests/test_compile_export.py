@@ -1,0 +1,55 @@
+"""torch.compile of a training forward, torch.export / ONNX of the stripped model."""
+
+import pytest
+import torch
+
+from dsplug import MODES, DeepSupervised
+from tests.helpers import make_batch, make_net
+
+
+@pytest.mark.compile
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["hyb", "auto", "vae", "up"])
+def test_compiled_training_forward_matches_eager(mode):
+    torch.manual_seed(0)
+    ds = DeepSupervised(make_net("unet", classes=2), mode, label_mode="multiclass").eval()
+    x, y = make_batch("multiclass", 2)
+
+    def loss_of(x, y):
+        return ds.loss(ds(x, y), y).total
+
+    compiled = torch.compile(loss_of, fullgraph=True, backend="eager")
+    # eval mode: deterministic (no BatchNorm updates, the VAE uses mu), so values must agree
+    torch.testing.assert_close(compiled(x, y), loss_of(x, y))
+    ds.train()
+    compiled(x, y).backward()
+    assert all(p.grad is not None for p in ds.parameters())
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("kind", ["unet", "unetpp"])
+def test_stripped_model_exports(kind):
+    net = make_net(kind)
+    bare = DeepSupervised(net, "hyb").strip().eval()
+    x = torch.randn(1, 1, 32, 32)
+    exported = torch.export.export(bare, (x,))
+    torch.testing.assert_close(exported.module()(x), bare(x))
+
+
+@pytest.mark.compile
+def test_stripped_model_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    bare = DeepSupervised(make_net("unet"), "hyb").strip().eval()
+    path = tmp_path / "unet.onnx"
+    torch.onnx.export(bare, (torch.randn(1, 1, 32, 32),), str(path), dynamo=True)
+    import onnx
+
+    onnx.checker.check_model(str(path))
+    assert path.stat().st_size > 0
+
+
+def test_modes_table_is_complete():
+    assert sorted(MODES) == sorted(
+        ["none", "deep", "auto", "seg", "rec", "hyb", "up", "down", "vae"]
+    )

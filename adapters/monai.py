@@ -6,6 +6,7 @@ forward pass; the encoder is an :class:`EncoderView` over the model's own down-p
 
 Example:
     >>> from monai.networks.nets import BasicUNet
+    >>> from dsplug import DeepSupervised
     >>> net = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2)
     >>> ds = DeepSupervised(net, mode="hyb", label_mode="multiclass")
 """
@@ -327,9 +328,7 @@ class AttentionUnetAdapter(_MonaiAdapter):
         channels = list(self.model.channels)
         strides = self._strides()
         stages = [
-            DecoderStage(
-                f"level{k}", self._layer_path(k), channels[k], math.prod(strides[:k]) if k else 1
-            )
+            DecoderStage(f"level{k}", self._layer_path(k), channels[k], math.prod(strides[:k]))
             for k in range(len(channels) - 1)
         ]
         bottleneck = self._encoder_paths()[-1]

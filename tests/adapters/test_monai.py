@@ -3,6 +3,7 @@
 import copy
 import importlib.util
 import sys
+import types
 from dataclasses import dataclass
 
 import pytest
@@ -299,3 +300,13 @@ def test_without_monai_the_module_imports_and_registers_nothing(monkeypatch):
     assert module.MONAI_AVAILABLE is False
     assert before == _REGISTRY
     assert monai_adapters.MONAI_AVAILABLE is True
+
+
+def test_a_broken_monai_install_is_not_hidden(monkeypatch):
+    broken = types.ModuleType("monai.networks.nets")  # installed, but without the networks
+    monkeypatch.setitem(sys.modules, "monai.networks.nets", broken)
+    spec = importlib.util.spec_from_file_location(
+        "dsplug.adapters._monai_broken", monai_adapters.__file__
+    )
+    with pytest.raises(ImportError, match=r"BasicUNet|AttentionUnet|DynUNet"):
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

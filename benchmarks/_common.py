@@ -43,6 +43,7 @@ __all__ = [
     "machine_info",
     "make_batch",
     "median",
+    "quartiles",
     "resolve_device",
     "settings_from_args",
     "storage_bytes",
@@ -202,6 +203,15 @@ def synchronize(device: torch.device) -> None:
 def median(values: Iterable[float]) -> float:
     """The median of a non-empty collection."""
     return float(statistics.median(list(values)))
+
+
+def quartiles(values: Iterable[float]) -> dict[str, float]:
+    """First quartile, median and third quartile (the median thrice for a single value)."""
+    data = sorted(values)
+    if len(data) == 1:
+        return dict.fromkeys(("q1", "median", "q3"), float(data[0]))
+    q1, q2, q3 = statistics.quantiles(data, n=4, method="inclusive")
+    return {"q1": q1, "median": q2, "q3": q3}
 
 
 def time_once(call: Callable[[], object], device: torch.device) -> tuple[float, float]:

@@ -42,6 +42,7 @@ from benchmarks._common import (
     machine_info,
     make_batch,
     median,
+    quartiles,
     resolve_device,
     settings_from_args,
     storage_bytes,
@@ -204,6 +205,10 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
             "time_max_s": max(timings.wall[mode]),
             "times_s": timings.wall[mode],
             "cpu_time_median_s": median(timings.cpu[mode]),
+            # Paired in time: this mode's step over none's step in the same round.
+            "time_ratio_per_round": quartiles(
+                t / r for t, r in zip(timings.wall[mode], timings.wall["none"])
+            ),
             "memory_bytes": measure_memory(case, device),
             "flops": measure_flops(case),
             "parameters": sum(p.numel() for p in case.ds.parameters()),
@@ -259,6 +264,7 @@ def report(result: Mapping[str, Any]) -> str:
                 mode,
                 f"{1e3 * a['time_median_s']:.1f}",
                 f"{r['time']:.2f}",
+                "{q1:.2f}-{q3:.2f}".format(**a["time_ratio_per_round"]),
                 f"{r['cpu_time']:.2f}",
                 f"{a['memory_bytes'] / 2**20:.1f}",
                 f"{r['memory']:.2f}",
@@ -268,7 +274,19 @@ def report(result: Mapping[str, Any]) -> str:
             ]
         )
     table = format_table(
-        ["mode", "ms", "x time", "x cpu", "MiB", "x mem", "GFLOP", "x flops", "time/flops"], rows
+        [
+            "mode",
+            "ms",
+            "x time",
+            "rounds q1-q3",
+            "x cpu",
+            "MiB",
+            "x mem",
+            "GFLOP",
+            "x flops",
+            "time/flops",
+        ],
+        rows,
     )
     targets = [
         f"  {name}: {t['value']:.3f} (limit {t['limit']}) {'ok' if t['met'] else 'MISSED'}"

@@ -1,0 +1,133 @@
+"""What every example shares: its argument parser and the hand-over to ``dsplug train``.
+
+An example is a dataset's settings from the paper (batch size, preprocessing, loss-weight
+preset) written as ``dsplug train`` options. It parses a few options of its own, adds the
+dataset's fixed ones and runs the CLI's training command, so there is one training code path.
+Any other ``dsplug train`` option given on the command line is passed through unchanged (see
+``dsplug train --help``); a wrong one is reported by ``dsplug train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dsplug.cli import main as dsplug_main
+from dsplug.losses import PRESETS
+from dsplug.modes import MODES
+
+__all__ = ["Example", "build_parser", "main", "train_argv"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One dataset's recipe.
+
+    Attributes:
+        name: the dataset's name (in help texts and the default run folder).
+        description: the first line of the example's docstring.
+        fixed: ``dsplug train`` options the recipe always sets (layout, preprocessing, split).
+        batch_size: the default batch size.
+        weights: the default loss-weight preset.
+        base_channels: the default width of the own U-Net (the paper: 64).
+        epochs: the default maximum number of epochs.
+    """
+
+    name: str
+    description: str
+    fixed: tuple[str, ...]
+    batch_size: int
+    weights: str = "equal"
+    base_channels: int = 64
+    epochs: int = 100
+
+    def __post_init__(self) -> None:
+        if self.weights not in PRESETS:
+            raise ValueError(f"weights must be one of {list(PRESETS)}, got {self.weights!r}.")
+        for name in ("batch_size", "base_channels", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
+    return value
+
+
+def build_parser(example: Example) -> argparse.ArgumentParser:
+    """The example's options; the ones it does not know go to ``dsplug train``."""
+    slug = example.name.lower().replace(" ", "_")
+    parser = argparse.ArgumentParser(
+        description=example.description,
+        epilog=f"Always set: {' '.join(example.fixed) or '(nothing)'}. Any other `dsplug "
+        "train` option (see `dsplug train --help`) is passed through.",
+    )
+    parser.add_argument("--data", required=True, metavar="PATH", help="the dataset folder")
+    parser.add_argument("--out", default=f"runs/{slug}", help=f"run folder (default: runs/{slug})")
+    parser.add_argument(
+        "--mode", choices=MODES, default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=list(PRESETS),
+        default=example.weights,
+        help=f"loss-weight preset (default: {example.weights})",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=example.batch_size,
+        help=f"(default: {example.batch_size})",
+    )
+    parser.add_argument(
+        "--base-channels",
+        type=_positive_int,
+        default=example.base_channels,
+        help=f"U-Net width (default: {example.base_channels})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=example.epochs,
+        help=f"maximum epochs (default: {example.epochs})",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    return parser
+
+
+def train_argv(
+    example: Example, args: argparse.Namespace, passthrough: Sequence[str] = ()
+) -> list[str]:
+    """The ``dsplug train`` command line for parsed example options (without ``train``)."""
+    return [
+        "--data",
+        str(args.data),
+        "--out",
+        str(args.out),
+        "--mode",
+        args.mode,
+        "--weights",
+        args.weights,
+        "--batch-size",
+        str(args.batch_size),
+        "--base-channels",
+        str(args.base_channels),
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        *example.fixed,
+        *passthrough,
+    ]
+
+
+def main(example: Example, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, then train with ``dsplug train``; returns its exit status."""
+    args, passthrough = build_parser(example).parse_known_args(argv)
+    command = ["train", *train_argv(example, args, passthrough)]
+    print("dsplug " + " ".join(command), flush=True)
+    return dsplug_main(command)

@@ -25,6 +25,7 @@ from ..metrics import METRIC_NAMES, CaseMetrics
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    CheckpointError,
     capture_rng,
     load_checkpoint,
     restore_rng,
@@ -307,7 +308,9 @@ class Trainer:
     def _setup_model(self) -> torch.nn.Module:
         self.ds.to(self.device)
         if self._channels_last:
-            self.ds.to(memory_format=torch.channels_last)
+            volumetric = any(p.dim() == 5 for p in self.ds.parameters())
+            fmt = torch.channels_last_3d if volumetric else torch.channels_last
+            self.ds.to(memory_format=fmt)
         if self.config.compile:
             self.ds.compile()
         if not self.info.distributed:
@@ -383,8 +386,18 @@ class Trainer:
         self.history = list(ckpt["history"])
         self.global_step = int(ckpt["global_step"])
         self._best_val_cases = dict(ckpt["best_val_cases"])
-        if stopper.best_epoch > 0:
-            best = load_checkpoint(self.out / "best.pt")
+        if stopper.best_epoch == ckpt["epoch"]:
+            self._best_state = ckpt["wrapper_state"]
+            if self.info.is_main:  # heal a best.pt the crash may have left behind
+                save_checkpoint(ckpt, self.out / "best.pt")
+        elif stopper.best_epoch > 0:
+            best_path = self.out / "best.pt"
+            best = load_checkpoint(best_path)
+            if best["epoch"] != stopper.best_epoch:
+                raise CheckpointError(
+                    f"{str(best_path)!r} holds epoch {best['epoch']}, but {str(path)!r} says "
+                    f"the best epoch is {stopper.best_epoch}; the run folder was modified."
+                )
             self._best_state = best["wrapper_state"]
         rng = ckpt["rng"]
         restore_rng(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
@@ -409,8 +422,12 @@ class Trainer:
             with self._autocast():
                 out = net(x, y)
                 breakdown = self.ds.loss(out, y)
-            total = float(breakdown.total.detach())
-            terms = breakdown.terms
+            # One device-to-host transfer per step: the total and every term.
+            names = list(breakdown.tensors)
+            values = torch.stack(
+                [breakdown.total.detach(), *(breakdown.tensors[n].float() for n in names)]
+            ).tolist()
+            total, terms = values[0], dict(zip(names, values[1:]))
             if not math.isfinite(total):
                 self._non_finite(epoch, steps + 1, total, terms)
             opt.zero_grad(set_to_none=True)
@@ -563,9 +580,11 @@ class Trainer:
         self.history.append(row)
         state = self._state(epoch, stopper, opt, sched, scaler)
         if self.info.is_main:
+            # last.pt first: if the process dies before best.pt is written, last.pt is the
+            # best epoch and resume takes the best weights from it.
+            save_checkpoint(state, self.out / "last.pt")
             if improved:
                 save_checkpoint(state, self.out / "best.pt")
-            save_checkpoint(state, self.out / "last.pt")
             log.log(self.history)
             if cfg.plots:
                 plot_curves(self.history, self.out / "curves.png")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +141,34 @@ def test_compare_refuses_mismatched_cases_and_single_runs(tmp_path: Path) -> Non
         compare_runs([run_a])
     with pytest.raises(ValueError, match="no finished run"):
         compare_runs([run_a, tmp_path])
+
+
+def test_tensorboard_gets_every_numeric_column_when_installed(tmp_path: Path, monkeypatch) -> None:
+    calls: list[tuple] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+            calls.append(("init", log_dir, purge_step))
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            calls.append((tag, value, step))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            calls.append(("close",))
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    log = RunLog(tmp_path, tensorboard=True, first_epoch=3)
+    assert log.tensorboard_enabled
+    log.log([{"epoch": 3, "loss": 0.5, "val_dice": 0.7, "note": "text"}])
+    log.close()
+    assert calls == [
+        ("init", str(tmp_path / "tb"), 3),
+        ("loss", 0.5, 3),
+        ("val_dice", 0.7, 3),
+        ("close",),
+    ]

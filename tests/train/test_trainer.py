@@ -156,3 +156,19 @@ def test_amp_on_cpu_is_refused(sets: dict, tmp_path: Path) -> None:
             device="cpu",
         )
     assert trainer is None
+
+
+def test_resume_heals_a_best_checkpoint_lost_in_a_crash(sets: dict, tmp_path: Path) -> None:
+    def trainer(epochs: int) -> Trainer:
+        config = tiny_config(max_epochs=epochs, min_epochs=epochs)
+        return Trainer(
+            tiny_ds("none", sets["train"]), sets["train"], sets["val"], out=tmp_path, config=config
+        )
+
+    trainer(1).fit()  # epoch 1 is the best so far
+    (tmp_path / "best.pt").unlink()  # as if the process died between last.pt and best.pt
+    resumed = trainer(2)
+    resumed.fit(resume=True)
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["epoch"] == resumed.history[-1]["best_epoch"]
+    assert [row["epoch"] for row in resumed.history] == [1, 2]

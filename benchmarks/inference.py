@@ -55,6 +55,9 @@ DEFAULT = Settings(
     warmup=3,
     modes=tuple(MODES),
     device="cpu",
+    # One thread: the ratios stay stable when other jobs share the cores (OpenMP threads that
+    # wait for a busy core stall every op); --threads 0 keeps torch's default.
+    threads=1,
 )
 QUICK = Settings(
     model="unet",
@@ -78,6 +81,10 @@ def _inference(module: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]
             return module(x)
 
     return call
+
+
+def _count_forward_hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in model.modules())
 
 
 def _paired_times(
@@ -135,6 +142,8 @@ def run_inference(settings: Settings) -> dict[str, Any]:
             "ds_median_s": median(d for _, d in p),
             "bare_times_s": [b for b, _ in p],
             "ds_times_s": [d for _, d in p],
+            # Hooks the wrapper left on its model (they fire on every call, even in eval).
+            "forward_hooks": _count_forward_hooks(wrapped[mode].model),
         }
         for mode, p in pairs.items()
     }
@@ -178,11 +187,12 @@ def report(result: Mapping[str, Any]) -> str:
             f"{result['ratios'][mode]['time']:.3f}",
             "yes" if result["outputs_identical"][mode] else "NO",
             "ok" if result["targets"][f"{mode} time"]["met"] else "MISSED",
+            a["forward_hooks"],
         ]
         for mode, a in result["absolute"].items()
     ]
     return format_table(
-        ["mode", "bare ms", "ds ms", "x time", "identical", f"<= {TIME_LIMIT}"], rows
+        ["mode", "bare ms", "ds ms", "x time", "identical", f"<= {TIME_LIMIT}", "hooks"], rows
     )
 
 

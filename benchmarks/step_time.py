@@ -72,6 +72,9 @@ DEFAULT = Settings(
     warmup=3,
     modes=tuple(MODES),
     device="cpu",
+    # One thread: the ratios stay stable when other jobs share the cores (OpenMP threads that
+    # wait for a busy core stall every op); --threads 0 keeps torch's default.
+    threads=1,
 )
 QUICK = Settings(
     model="unet",
@@ -83,7 +86,7 @@ QUICK = Settings(
     warmup=1,
     modes=tuple(MODES),
     device="cpu",
-    threads=1,  # a smoke run: one thread is robust to a busy machine
+    threads=1,
 )
 LR = 3e-4  # the paper's Adam learning rate (§4.3)
 #: Modes whose extra cost is convolutions: their time ratio should follow their FLOP ratio.

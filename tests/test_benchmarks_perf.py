@@ -116,4 +116,5 @@ def test_inference_quick_schema(tmp_path: Path) -> None:
         a = result["absolute"][mode]
         assert _is_positive_number(a["bare_median_s"]) and _is_positive_number(a["ds_median_s"])
         assert len(a["ds_times_s"]) == len(a["bare_times_s"]) == result["config"]["repeats"]
+        assert isinstance(a["forward_hooks"], int) and a["forward_hooks"] >= 0
     _check_config(result["config"])

@@ -257,6 +257,7 @@ class Trainer:
         self._best_state: dict[str, torch.Tensor] | None = None
         self._best_val_cases: dict[str, dict[str, float]] = {}
         self._kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        self._loaders: dict[tuple[int, bool], DataLoader] = {}
 
     # --- setup -------------------------------------------------------------------------------
     def _resolve_amp(self) -> torch.dtype | None:
@@ -287,6 +288,12 @@ class Trainer:
         return x
 
     def _loader(self, data: Dataset, train: bool) -> DataLoader:
+        key = (id(data), train)
+        if key not in self._loaders:  # one loader per dataset: workers persist across epochs
+            self._loaders[key] = self._make_loader(data, train)
+        return self._loaders[key]
+
+    def _make_loader(self, data: Dataset, train: bool) -> DataLoader:
         cfg = self.config
         sampler = DistributedSampler(
             data,

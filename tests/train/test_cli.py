@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from PIL import Image
 
 from dsplug.cli import build_parser, main
 
@@ -134,3 +135,28 @@ def test_demo_path_trains_two_modes_and_compares(tmp_path: Path) -> None:
     table = (out / "compare.md").read_text()
     assert "| none | none |" in table and "| hyb | hyb |" in table
     assert "Tot.T" in done.stdout
+
+
+@pytest.mark.slow
+def test_predict_on_a_2d_image_writes_a_png_mask_of_its_size(tmp_path: Path) -> None:
+    root = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        mask = np.zeros((40, 52), np.uint8)  # non-square, not a multiple of the stride
+        mask[5 + 3 * i : 25, 10 : 30 + i] = 255
+        image = (rng.normal(80, 10, mask.shape) + 0.5 * mask).clip(0, 255).astype(np.uint8)
+        for name, array in (("images", image), ("masks", mask)):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(root / name / f"case{i}.png")
+    splits = {"train": ["case0", "case1"], "val": ["case2"], "test": ["case3"]}
+    (root / "splits.json").write_text(json.dumps(splits))
+    run = tmp_path / "run"
+    args = ["train", "--data", str(root), "--kind", "folder", "--splits", str(root / "splits.json")]
+    args += ["--option", "image=images/{id}.png", "--option", "mask=masks/{id}.png", *TINY_CLI]
+    args += ["--mode", "none", "--epochs", "1", "--min-epochs", "1", "--no-cache", "--no-plots"]
+    assert main([*args, "--out", str(run)]) == 0
+    image = root / "images" / "case3.png"
+    assert main(["predict", str(run / "best.pt"), str(image), "--out", str(tmp_path / "p")]) == 0
+    mask = np.asarray(Image.open(tmp_path / "p" / "case3_mask.png"))
+    assert mask.shape == (40, 52)
+    assert set(np.unique(mask)) <= {0, 255}

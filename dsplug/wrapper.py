@@ -72,13 +72,10 @@ class DeepSupervised(nn.Module):
         self._check_level_weights()
         self._build_reconstruction(adapter, spec)
         self._build_heads(spec)
-        self._hooks = (
-            FeatureHooks(model, [(s.module_path, s.output_index) for s in self.stages])
-            if self.stages
-            else None
-        )
+        self._hooks: FeatureHooks | None = None
         self._batch_norms: list[_BatchNorm] = []
         self._stripped = False
+        self.train(model.training)
 
     # --- construction ------------------------------------------------------------------------
     def _check_level_weights(self) -> None:
@@ -154,11 +151,29 @@ class DeepSupervised(nn.Module):
 
     def strip(self) -> nn.Module:
         """Remove the hooks and return the original model object (for saving and export)."""
+        self._detach_hooks()
+        self._stripped = True
+        return self.model
+
+    def train(self, mode: bool = True) -> DeepSupervised:
+        """Training mode keeps the decoder hooks registered (so ``torch.compile`` traces them);
+        eval mode removes them, so ``ds(x)`` is the bare model with no hook at all."""
+        super().train(mode)
+        if mode and not self._stripped:
+            self._attach_hooks()
+        else:
+            self._detach_hooks()
+        return self
+
+    def _attach_hooks(self) -> None:
+        if self._hooks is None and self.stages:
+            taps = [(s.module_path, s.output_index) for s in self.stages]
+            self._hooks = FeatureHooks(self.model, taps)
+
+    def _detach_hooks(self) -> None:
         if self._hooks is not None:
             self._hooks.remove()
             self._hooks = None
-        self._stripped = True
-        return self.model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """``ds(x)``: exactly ``model(x)``; ``ds(x, y)``: a DSOutput with every branch."""
@@ -195,14 +210,20 @@ class DeepSupervised(nn.Module):
 
     def _tapped(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """model(x) and the decoder levels it computed."""
-        if self._hooks is None:
+        if not self.stages:
             return self.model(x), {}
-        self._hooks.start()
+        temporary = self._hooks is None  # eval mode: hooks only for this call
+        self._attach_hooks()
+        hooks = self._hooks
+        hooks.start()
         try:
             logits = self.model(x)
+            levels = hooks.pop(x.device)
         finally:
-            self._hooks.stop()
-        return logits, dict(zip(self.reductions, self._hooks.pop(x.device)))
+            hooks.stop()
+            if temporary:
+                self._detach_hooks()
+        return logits, dict(zip(self.reductions, levels))
 
     @contextmanager
     def _mask_statistics(self) -> Iterator[None]:
@@ -220,8 +241,10 @@ class DeepSupervised(nn.Module):
                 m.training = training
                 m.track_running_stats = tracking
 
-    def _reconstruct(self, bottleneck: torch.Tensor, x: torch.Tensor) -> ReconstructionOutput:
-        return self.reconstruction(bottleneck, tuple(x.shape))
+    def _reconstruct(
+        self, bottleneck: torch.Tensor, x: torch.Tensor, *, image: bool, mask: bool
+    ) -> ReconstructionOutput:
+        return self.reconstruction(bottleneck, tuple(x.shape), image=image, mask=mask)
 
     def _supervised_forward(self, x: torch.Tensor, y: torch.Tensor) -> DSOutput:
         spec, a = self.spec, self._adapter
@@ -243,14 +266,16 @@ class DeepSupervised(nn.Module):
                     mask_bottleneck = a.encode(self.ae_encoder, g)[-1]
                 elif mask_bottleneck is None:
                     mask_bottleneck = a.encode(a.encoder(), g)[-1]
-                rec_g = self._reconstruct(mask_bottleneck, g)
+                rec_g = self._reconstruct(mask_bottleneck, g, image=False, mask=True)
                 out.rec_mask, out.rec_features = rec_g.rec_mask, rec_g.levels
         if spec.reconstruction is None:
             return out
-        if spec.reconstruction == "ae":
-            rec_x = self._reconstruct(a.encode(self.ae_encoder, x)[-1], x)
-        else:
-            rec_x = self._reconstruct(features[bottleneck], x)
+        x_bottleneck = (
+            a.encode(self.ae_encoder, x)[-1]
+            if spec.reconstruction == "ae"
+            else features[bottleneck]
+        )
+        rec_x = self._reconstruct(x_bottleneck, x, image=True, mask=False)
         out.rec_image = rec_x.rec_image
         if spec.reconstruction == "vae":
             out.kl = 0.5 * (rec_x.kl + rec_g.kl)

@@ -247,8 +247,18 @@ class GraphTiedDecoder(nn.Module):
                 consts.append(spec.op(*args, **kwargs))
         return consts
 
-    def forward(self, bottleneck: torch.Tensor, image_shape: Sequence[int]) -> ReconstructionOutput:
+    def forward(
+        self,
+        bottleneck: torch.Tensor,
+        image_shape: Sequence[int],
+        *,
+        image: bool = True,
+        mask: bool = True,
+    ) -> ReconstructionOutput:
         """Reconstruct from ``bottleneck`` for an input of ``image_shape`` (B, C, *spatial).
+
+        ``mask=False`` skips the ``rec_mask`` head; ``image=False`` returns no ``rec_image``
+        (the transposed graph still runs to the input: its last levels need the same steps).
 
         Returns:
             levels r_k by reduction (each with the channels and size of the encoder's feature
@@ -282,9 +292,9 @@ class GraphTiedDecoder(nn.Module):
             step.run(state)
         levels = {red: env[slot] for red, slot in zip(self._reductions, self._level_slots)}
         levels[self._reductions[-1]] = z
-        rec_image = env[self._input_slot]
+        rec_image = env[self._input_slot] if image else None
         rec_mask = None
-        if self.mask_head is not None:
+        if mask and self.mask_head is not None:
             rec_mask = self.mask_head(levels[self._reductions[0]])
             if tuple(rec_mask.shape[2:]) != shape[2:]:
                 rec_mask = F.interpolate(

@@ -80,7 +80,19 @@ class OwnTiedDecoder(nn.Module):
             return x  # rec_image: raw
         return F.relu(self.norms[index - 1](x))
 
-    def forward(self, bottleneck: torch.Tensor, image_shape: Sequence[int]) -> ReconstructionOutput:
+    def forward(
+        self,
+        bottleneck: torch.Tensor,
+        image_shape: Sequence[int],
+        *,
+        image: bool = True,
+        mask: bool = True,
+    ) -> ReconstructionOutput:
+        """Reconstruct from ``bottleneck`` for an input of ``image_shape`` (B, C, *spatial).
+
+        ``image=False`` skips E_0^T (``rec_image`` is then None) and ``mask=False`` skips the
+        ``rec_mask`` head: the G pass needs no image and the X pass no mask.
+        """
         kl = None
         if self.bottleneck is not None:
             bottleneck, kl = self.bottleneck(bottleneck)
@@ -91,15 +103,16 @@ class OwnTiedDecoder(nn.Module):
             r = self._transpose(self._transpose(r, 2 * level + 1), 2 * level)
             r = F.interpolate(r, scale_factor=2, mode="nearest")
             levels[2 ** (level - 1)] = r
-        rec_image = self._transpose(self._transpose(r, 1), 0)
-        rec_mask = self.mask_head(r) if self.mask_head is not None else None
-        levels = dict(sorted(levels.items()))
-        if tuple(rec_image.shape[2:]) != tuple(image_shape[2:]):
+        if tuple(r.shape[2:]) != tuple(image_shape[2:]):
             raise RuntimeError(
-                f"Reconstruction has spatial size {tuple(rec_image.shape[2:])}, expected "
-                f"{tuple(image_shape[2:])}."
+                f"Reconstruction has spatial size {tuple(r.shape[2:])}, expected "
+                f"{tuple(image_shape[2:])}: the bottleneck does not come from this input size."
             )
-        return ReconstructionOutput(levels=levels, rec_image=rec_image, rec_mask=rec_mask, kl=kl)
+        rec_image = self._transpose(self._transpose(r, 1), 0) if image else None
+        rec_mask = self.mask_head(r) if mask and self.mask_head is not None else None
+        return ReconstructionOutput(
+            levels=dict(sorted(levels.items())), rec_image=rec_image, rec_mask=rec_mask, kl=kl
+        )
 
 
 def _same_norm(like: nn.Module, channels: int) -> nn.Module:

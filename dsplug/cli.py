@@ -45,6 +45,15 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _checkpoint_options(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
+    )
+    _device_options(p)
+    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+
+
 def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
@@ -234,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-case metrics of a checkpoint on a split or a folder",
         description="Writes cases.csv (per case), summary.json and overlays.png to --out.",
     )
-    p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
+    _checkpoint_options(p, "runs/evaluate")
     p.add_argument(
         "--split",
         choices=("train", "val", "test"),
@@ -246,13 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluate on this folder instead (same layout and preprocessing as the run)",
     )
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
-    )
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     _cache_options(p)
-    _device_options(p)
-    p.add_argument("--out", default="runs/evaluate", help="output folder (default: runs/evaluate)")
 
     p = sub.add_parser(
         "predict",
@@ -260,18 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="One mask per input: NIfTI keeps the input's affine and header; images "
         "give PNG masks. Preprocessing is the run's own.",
     )
-    p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
+    _checkpoint_options(p, "runs/predict")
     p.add_argument(
         "inputs",
         nargs="+",
         help="input files, one case each; a case with one file per channel as a,b,c",
     )
     p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
-    )
-    _device_options(p)
-    p.add_argument("--out", default="runs/predict", help="output folder (default: runs/predict)")
 
     p = sub.add_parser(
         "demo",

@@ -281,6 +281,7 @@ class Transposer:
         self.biases: dict[str, int] = {}
         self.norms: dict[str, nn.Module] = {}
         self.keep: set[int] = set()
+        self.produced: set[int] = set()  # slots that receive a reconstruction
         self._gate_memo: dict[fx.Node, bool] = {}
         self._analyse()
 
@@ -302,6 +303,11 @@ class Transposer:
             self.weighted_before[n] = any(
                 self.weighted_before.get(a, False) or self._is_weighted(a) for a in inputs
             )
+
+    def after_weight(self, node: fx.Node) -> bool:
+        """Whether a weighted op (conv, linear, matmul with a weight) produced ``node`` or
+        precedes it on a path from the input."""
+        return self.weighted_before.get(node, False) or self._is_weighted(node)
 
     def _is_weighted(self, n: fx.Node) -> bool:
         if n.op != "call_function":
@@ -430,6 +436,7 @@ class Transposer:
         if step.src in self.keep:
             step.free = False
         self.steps.append(step)
+        self.produced.update(_dsts(step))
 
     def out_slot(self, node: fx.Node, index: int = 0) -> int | None:
         """The reconstruction slot of ``node`` (of its ``index``-th output for a tuple)."""
@@ -486,11 +493,13 @@ class Transposer:
         for node in levels:
             self.keep.add(self.slot(node))
         self.keep.add(b_slot)
+        self.produced.add(b_slot)
         for node in reversed(list(self.trace.graph.nodes)):
             if node.op != "call_function" or node.target is operator.getitem:
                 continue
-            live = node in self.slots or any(
-                u.target is operator.getitem and u in self.slots for u in node.users
+            live = self.slots.get(node) in self.produced or any(
+                u.target is operator.getitem and self.slots.get(u) in self.produced
+                for u in node.users
             )
             if not live:
                 continue
@@ -498,19 +507,15 @@ class Transposer:
                 continue
             self.transpose(node)
         input_slot = self.slots.get(self.trace.input_node)
-        if input_slot is None:
+        if input_slot not in self.produced:
             raise GraphTransposeError(
                 f"GraphTiedDecoder: no path from the bottleneck of encoder {self.name} back to "
                 "its input was found (every path was cut by a gate)."
             )
-        produced = {s for step in self.steps for s in _dsts(step)} | {b_slot}
+        reached = {n for n, slot in self.slots.items() if slot in self.produced}
         for node in levels:
-            if self.slots[node] not in produced:
-                raise GraphTransposeError(
-                    f"GraphTiedDecoder: the level feature {node.name!r} of encoder {self.name} "
-                    "is not on the path from the input to the bottleneck; its reconstruction is "
-                    "undefined."
-                )
+            if self.slots[node] not in self.produced:
+                self.replay_side_level(node, reached)
         return Program(
             steps=self.steps,
             n_slots=len(self.slots),
@@ -706,15 +711,26 @@ class Transposer:
         self._token_map(node, value, token_dim=-2)
 
     def _norm(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
-        x = a["input"]
+        x = _bind(node)["input"]
         dst = self.need(node, x, "input")
         src = self.out_slot(node)
-        shape = _val(x).shape
+        if not self.after_weight(x):  # before the encoder's first weight: the output stays raw
+            self.add(S.FanOut(src, node.name, targets=((dst, 1.0, None),)))
+            return
+        self.add(S.NormT(src, node.name, dst=dst, norm=self.own_norm(node, name)))
+
+    def own_norm(self, node: fx.Node, name: str) -> str:
+        """A fresh norm of the same kind as ``node`` (the decoder's own parameters); its key."""
+        a = _bind(node)
+        shape = _val(a["input"]).shape
         channels = int(shape[1]) if len(shape) > 1 else 1
-        weight = a.get("weight")
-        affine = weight is not None
+        affine = a.get("weight") is not None
         eps = float(a.get("eps", 1e-5) or 1e-5)
+        stats = {
+            "momentum": float(a.get("momentum") or 0.1),
+            "affine": affine,
+            "track_running_stats": a.get("running_mean") is not None,
+        }
         if name in {"layer_norm", "native_layer_norm", "rms_norm"}:
             normalized = tuple(int(s) for s in a["normalized_shape"])
             if name == "rms_norm":
@@ -722,36 +738,73 @@ class Transposer:
                     normalized, eps=a.get("eps"), elementwise_affine=affine
                 )
             else:
-                module = nn.LayerNorm(
-                    normalized, eps=eps, elementwise_affine=affine, bias=a.get("bias") is not None
-                )
+                bias = a.get("bias") is not None
+                module = nn.LayerNorm(normalized, eps=eps, elementwise_affine=affine, bias=bias)
         elif name in {"group_norm", "native_group_norm"}:
             groups = int(a.get("num_groups") or a.get("group"))
             module = nn.GroupNorm(groups, channels, eps=eps, affine=affine)
         elif name == "instance_norm":
             kind = {3: nn.InstanceNorm1d, 4: nn.InstanceNorm2d, 5: nn.InstanceNorm3d}[len(shape)]
-            module = kind(
-                channels,
-                eps=eps,
-                momentum=float(a.get("momentum") or 0.1),
-                affine=affine,
-                track_running_stats=a.get("running_mean") is not None,
-            )
+            module = kind(channels, eps=eps, **stats)
         else:
             kind = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d, 5: nn.BatchNorm3d}
-            module = kind[len(shape)](
-                channels,
-                eps=eps,
-                momentum=float(a.get("momentum") or 0.1),
-                affine=affine,
-                track_running_stats=a.get("running_mean") is not None,
-            )
-        if not self.weighted_before.get(x, False):  # before the first weight: output stays raw
-            self.add(S.FanOut(src, node.name, targets=((dst, 1.0, None),)))
-            return
+            module = kind[len(shape)](channels, eps=eps, **stats)
         key = self._key(self.module_path(node) or node.name, self.norms)
         self.norms[key] = module
-        self.add(S.NormT(src, node.name, dst=dst, norm=key))
+        return key
+
+    # --- levels off the main path ----------------------------------------------------------------
+    def replay_side_level(self, level: fx.Node, reached: set[fx.Node]) -> None:
+        """A level computed off the path to the bottleneck (e.g. DPN's relu(cat(dual paths))):
+        its side branch is replayed forward on the reconstructions of the tensors it reads."""
+        side: list[fx.Node] = []
+        seen: set[fx.Node] = set()
+
+        def visit(n: object) -> None:
+            if not isinstance(n, fx.Node) or n in seen:
+                return
+            seen.add(n)
+            if n in reached or not self.xdep.get(n, False):
+                return
+            for a in _walk((n.args, n.kwargs)):
+                visit(a)
+            side.append(n)
+
+        visit(level)
+        local = {n: i for i, n in enumerate(side)}
+        ops = []
+        read: set[int] = set()
+
+        def arg(value: object) -> object:
+            if isinstance(value, fx.Node):
+                if value in local:
+                    return S.Arg("local", local[value])
+                if value in reached:
+                    read.add(self.slots[value])
+                    return S.Arg("env", self.slots[value])
+                if _is_tensor_node(value):
+                    return S.Arg("const", self.const(value))
+                return self.sym(value)
+            if isinstance(value, list | tuple):
+                return type(value)(arg(v) for v in value)
+            return S.Arg("lit", value)
+
+        for n in side:
+            name = _base(_packet(n))
+            if name in _NORMS:
+                key = self.own_norm(n, name)
+                ops.append(("norm", key, (arg(_bind(n)["input"]),), ()))
+            else:
+                target = _functional(n.target)
+                kwargs = tuple((k, arg(v)) for k, v in n.kwargs.items())
+                ops.append(("op", target, arg(tuple(n.args)), kwargs))
+        for step in self.steps:  # the tensors read must outlive their own transposition
+            if step.src in read:
+                step.free = False
+            if isinstance(step, S.CatT) and read & set(step.srcs):
+                step.free = False
+        self.keep |= read
+        self.add(S.ReplayT(-1, level.name, dst=self.slots[level], ops=tuple(ops)))
 
     def _activation(self, node: fx.Node, name: str) -> None:
         tensors = [a for a in node.args if self.xdep.get(a, False)]
@@ -760,7 +813,7 @@ class Transposer:
         x = tensors[0]
         dst = self.slot(x)
         src = self.out_slot(node)
-        if not self.weighted_before.get(x, False):
+        if not self.after_weight(x):
             self.add(S.FanOut(src, node.name, targets=((dst, 1.0, None),)))
             return
         op = _functional(node.target)
@@ -846,7 +899,7 @@ class Transposer:
         for main, gate in ((x, y), (y, x)):
             chain = self.unary_chain(gate, main)
             if chain is not None and chain:
-                if not self.weighted_before.get(main, False):
+                if not self.after_weight(main):
                     self.add(S.FanOut(src, node.name, targets=((self.slot(main), 1.0, None),)))
                     return
                 ops = tuple(
@@ -1030,8 +1083,8 @@ class Transposer:
             shapes_at=tuple(shapes),
             stack=name == "unbind",
         )
+        self.add(step)
         step.free = not any(s in self.keep for s in srcs if s is not None)
-        self.steps.append(step)
 
     def _pad(self, node: fx.Node, name: str) -> None:
         x = node.args[0]

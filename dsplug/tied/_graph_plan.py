@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy
 import torch
@@ -186,8 +186,6 @@ class ShapePlan:
             f"def plan({params}):\n    return ({values}{',' if self._exprs else ''})\n"
             f"def checks({params}):\n    return ({checks}{',' if self._checks else ''})\n"
         )
-        scope: dict[str, object] = {"_floor": math.floor, "_ceil": math.ceil}
-        exec(compile(source, f"<dsplug graph plan: {self._encoder}>", "exec"), scope)
         order = list(self._names)
         bindings = tuple(
             (i, -1 if sym is None else order.index(sym), a, b) for i, sym, a, b in self._bindings
@@ -206,14 +204,14 @@ class ShapePlan:
             bindings=bindings,
             ranges=tuple(ranges),
             checks=tuple(f"{e}: {m}" for e, m in self._checks),
-            plan_fn=scope["plan"],
-            check_fn=scope["checks"],
+            source=source,
         )
 
 
 @dataclass(frozen=True)
 class CompiledPlan:
-    """The plan as plain Python: integer bindings of the input dims and two generated functions.
+    """The plan as plain Python: integer bindings of the input dims and two generated functions
+    (``plan`` and ``checks``, compiled from ``source``; pickling keeps the source only).
 
     ``evaluate`` does integer arithmetic only, so that it runs inside ``torch.compile``.
     """
@@ -223,8 +221,21 @@ class CompiledPlan:
     bindings: tuple[tuple[int, int, int, int], ...]  # (dim, variable or -1, a, b): dim = a*v + b
     ranges: tuple[tuple[str, int | None, int | None], ...]
     checks: tuple[str, ...]
-    plan_fn: Callable[..., tuple[int, ...]]
-    check_fn: Callable[..., tuple[bool, ...]]
+    source: str
+    plan_fn: Callable[..., tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    check_fn: Callable[..., tuple[bool, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scope: dict[str, object] = {"_floor": math.floor, "_ceil": math.ceil}
+        exec(compile(self.source, f"<dsplug graph plan: {self.encoder}>", "exec"), scope)
+        object.__setattr__(self, "plan_fn", scope["plan"])
+        object.__setattr__(self, "check_fn", scope["checks"])
+
+    def __reduce__(self) -> tuple:
+        return (
+            CompiledPlan,
+            (self.encoder, self.traced, self.bindings, self.ranges, self.checks, self.source),
+        )
 
     def evaluate(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The plan's integers for an input of ``shape`` (B, C, *spatial).

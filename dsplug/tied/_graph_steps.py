@@ -27,6 +27,7 @@ __all__ = [
     "PadT",
     "PixelShuffleT",
     "PointwiseT",
+    "ReplayT",
     "ReshapeT",
     "ResizeT",
     "RollT",
@@ -70,21 +71,27 @@ def _sizes(plan: tuple[int, ...], at: Sequence[int]) -> list[int]:
 class Arg:
     """One argument of a replayed op: a literal, the running tensor, a constant or a plan int."""
 
-    kind: str  # "lit" | "x" | "const" | "plan"
+    kind: str  # "lit" | "x" | "const" | "plan" | "env" (a slot) | "local" (a replayed value)
     value: object = None
 
 
-def _resolve(arg: object, x: torch.Tensor, st: RunState) -> object:
+def _resolve(
+    arg: object, x: torch.Tensor | None, st: RunState, local: list | None = None
+) -> object:
     if isinstance(arg, Arg):
         if arg.kind == "x":
             return x
+        if arg.kind == "local":
+            return local[arg.value]
+        if arg.kind == "env":
+            return st.env[arg.value]
         if arg.kind == "const":
             return st.consts[arg.value]
         if arg.kind == "plan":
             return st.plan[arg.value]
         return arg.value
     if isinstance(arg, list | tuple):
-        return type(arg)(_resolve(a, x, st) for a in arg)
+        return type(arg)(_resolve(a, x, st, local) for a in arg)
     return arg
 
 
@@ -482,3 +489,23 @@ class PixelShuffleT(Step):
         r = self.take(st)
         fn = F.pixel_unshuffle if self.unshuffle else F.pixel_shuffle
         _acc(st.env, self.dst, fn(r, self.factor))
+
+
+@dataclass
+class ReplayT(Step):
+    """A level computed off the main path: its side branch re-run forward on the
+    reconstructions of the tensors it reads (norms with the decoder's own parameters)."""
+
+    dst: int = 0
+    ops: tuple[tuple[str, object, tuple, tuple], ...] = ()
+
+    def run(self, st: RunState) -> None:
+        local: list[object] = []
+        for kind, target, args, kwargs in self.ops:
+            values = _resolve(args, None, st, local)
+            if kind == "norm":
+                local.append(st.owner.norms[target](*values))
+            else:
+                extra = {k: _resolve(v, None, st, local) for k, v in kwargs}
+                local.append(target(*values, **extra))
+        _acc(st.env, self.dst, local[-1])

@@ -9,6 +9,7 @@ its train/eval flags are restored, no hook or attribute is left behind.
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,19 @@ class EncoderTrace:
 
 
 @contextlib.contextmanager
+def _quiet_shape_solver() -> Iterator[None]:
+    """Silence the symbolic-shape solver's warnings ("Failed to reduce inequalities") during
+    the export: they are harmless for tracing and would flood the user's log."""
+    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode and restore each one's own flag afterwards."""
     flags = [(m, m.training) for m in module.modules()]
@@ -121,7 +135,7 @@ def trace_encoder(
     wrapper = _EncodeModule(encoder, encode)
     name = type(encoder).__name__
     dynamic = True
-    with _eval_mode(encoder):
+    with _eval_mode(encoder), _quiet_shape_solver():
         try:
             program = _export(wrapper, x, dynamic=True)
         except Exception as sym_error:  # any export failure: try a static trace

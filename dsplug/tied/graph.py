@@ -36,6 +36,9 @@ encoder's own weight tensors. :class:`GraphTiedDecoder` builds that decoder for 
      select/slice -> scatter into zeros; cat/stack -> split/unbind; split/chunk/unbind -> cat
      (zeros for unused pieces); pad -> the crop that undoes it; roll -> roll back;
      pixel_(un)shuffle -> its inverse; dropout/clone/contiguous/casts -> identity.
+   - a level feature computed off the path to the bottleneck (DPN's relu(cat(dual paths)))
+     is obtained by replaying its side branch forward on the reconstructions it reads (norms
+     there get own parameters as well).
    - norms and activations *before* the encoder's first weight are skipped, so that
      ``rec_image`` is raw (no norm or activation after the last transposed weight).
    - anything else raises :class:`GraphTransposeError` naming the op, its module and the

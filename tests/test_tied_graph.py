@@ -1,0 +1,491 @@
+"""GraphTiedDecoder: a tied reconstruction decoder derived from any encoder's graph.
+
+Real encoders (smp, timm through smp, a MONAI BasicUNet encoder in 2D and 3D) are built once per
+module; small hand-made encoders check the transposition rules against independent oracles
+(autograd's vector-Jacobian product of a linear encoder is its exact transpose).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from dsplug._checks import ShapeError
+from dsplug.tied.graph import GraphTiedDecoder, GraphTransposeError, PlanError
+
+smp_encoders = pytest.importorskip("segmentation_models_pytorch.encoders")
+
+
+# --- encoders under test --------------------------------------------------------------------
+class BasicUNetEncoder(nn.Module):
+    """The contracting path of a MONAI BasicUNet, returning the level features."""
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+        monai_nets = pytest.importorskip("monai.networks.nets")
+        net = monai_nets.BasicUNet(
+            spatial_dims=spatial_dims, in_channels=1, out_channels=2, features=(4, 4, 8, 8, 16, 4)
+        )
+        self.conv_0, self.down_1, self.down_2 = net.conv_0, net.down_1, net.down_2
+        self.down_3, self.down_4 = net.down_3, net.down_4
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x0 = self.conv_0(x)
+        x1 = self.down_1(x0)
+        x2 = self.down_2(x1)
+        x3 = self.down_3(x2)
+        return [x0, x1, x2, x3, self.down_4(x3)]
+
+
+# name -> (factory, in_channels, spatial sizes: reference first, then another size)
+FAST = ["resnet18", "vgg11_bn", "tu-resnet18", "basicunet2d"]
+SLOW = [
+    "efficientnet-b0",
+    "timm-efficientnet-b0",
+    "mit_b0",
+    "tu-convnext_atto",
+    "basicunet3d",
+]
+# Weights that the gate rule cuts on purpose (squeeze-excitation gates, attention queries).
+CUT = {
+    "efficientnet-b0": ("_se_reduce", "_se_expand"),
+    "timm-efficientnet-b0": ("se.conv_reduce", "se.conv_expand"),
+    "mit_b0": ("attn.q.",),
+}
+
+
+def _make(name: str) -> tuple[nn.Module, int, list[tuple[int, ...]]]:
+    torch.manual_seed(0)
+    if name.startswith("basicunet"):
+        dims = int(name[-2])
+        sizes = (
+            [(32,) * dims, (48,) + (32,) * (dims - 1)] if dims == 2 else [(16,) * 3, (32, 16, 16)]
+        )
+        return BasicUNetEncoder(dims), 1, sizes
+    encoder = smp_encoders.get_encoder(name, in_channels=3, depth=5, weights=None)
+    return encoder, 3, [(64, 64), (96, 64)]
+
+
+def _snapshot(module: nn.Module) -> dict:
+    return {
+        "state": {k: v.detach().clone() for k, v in module.state_dict().items()},
+        "training": [m.training for m in module.modules()],
+        "attrs": [sorted(vars(m)) for m in module.modules()],
+        "hooks": sum(
+            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+            for m in module.modules()
+        ),
+        "params": [id(p) for p in module.parameters()],
+    }
+
+
+class Case:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.encoder, self.in_channels, self.sizes = _make(name)
+        self.before = _snapshot(self.encoder)
+        example = torch.randn(1, self.in_channels, *self.sizes[0])
+        self.decoder = GraphTiedDecoder(self.encoder, example, mask_classes=2)
+        self.after = _snapshot(self.encoder)
+
+    def batch(self, size: tuple[int, ...], seed: int = 1) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(2, self.in_channels, *size, generator=gen)
+
+
+_CASES: dict[str, Case] = {}
+
+
+def _case(name: str) -> Case:
+    if name not in _CASES:
+        _CASES[name] = Case(name)
+    return _CASES[name]
+
+
+ALL = [*FAST, *(pytest.param(n, marks=pytest.mark.slow) for n in SLOW)]
+
+
+# --- real encoders ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_construction_leaves_the_encoder_unchanged(name):
+    case = _case(name)
+    before, after = case.before, case.after
+    assert before["state"].keys() == after["state"].keys()
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), key
+    assert before["training"] == after["training"]
+    assert before["attrs"] == after["attrs"]
+    assert before["hooks"] == after["hooks"] == 0
+    assert before["params"] == after["params"]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_tied_weights_are_the_encoders_tensors(name):
+    case = _case(name)
+    enc, dec = case.encoder, case.decoder
+    tied = dec.tied_parameters()
+    assert tied, "no tied weight"
+    for path, param in tied.items():
+        assert param is enc.get_parameter(path), path
+    convs = {
+        id(m.weight): n for n, m in enc.named_modules() if isinstance(m, nn.modules.conv._ConvNd)
+    }
+    x = case.batch(case.sizes[0])
+    bottleneck = enc(x)[-1].detach()
+    with _RecordWeights() as record:
+        dec(bottleneck, x.shape)
+    transposed = [w for w in record.conv_transpose_weights]
+    assert transposed and all(id(w) in convs for w in transposed), "a transposed conv reads a copy"
+    tied_convs = {id(p) for p in tied.values() if id(p) in convs}
+    assert tied_convs == {id(w) for w in transposed}
+    own = {id(p) for p in dec.parameters()}
+    assert not own & {id(p) for p in enc.parameters()}
+    enc_ptrs = {t.untyped_storage().data_ptr() for t in enc.state_dict().values() if t.numel()}
+    for key, value in dec.state_dict().items():
+        assert value.untyped_storage().data_ptr() not in enc_ptrs, key
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reconstruction_loss_alone_reaches_every_tied_weight(name):
+    case = _case(name)
+    enc, dec = case.encoder, case.decoder
+    x = case.batch(case.sizes[0])
+    bottleneck = enc(x)[-1].detach()  # only the tied path can carry a gradient to the encoder
+    enc.zero_grad(set_to_none=True)
+    F.mse_loss(dec(bottleneck, x.shape).rec_image, x).backward()
+    tied = dec.tied_parameters()
+    for path, param in tied.items():
+        assert param.grad is not None, f"no gradient for {path}"
+        assert torch.isfinite(param.grad).all(), path
+        assert param.grad.abs().sum() > 0, f"zero gradient for {path}"
+    # Every conv/linear weight is tied, except those of gates that are cut by design.
+    weights = {n for n, p in enc.named_parameters() if p.ndim >= 2}
+    untied = weights - set(tied)
+    allowed = CUT.get(name, ())
+    assert all(any(a in n for a in allowed) for n in untied), sorted(untied)[:5]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_levels_have_the_encoders_shapes_at_two_sizes(name):
+    case = _case(name)
+    enc, dec = case.encoder, case.decoder
+    for size in case.sizes:
+        x = case.batch(size)
+        with torch.no_grad():
+            feats = [f for f in enc(x) if f is not x and f.shape[1] > 0]
+            out = dec(feats[-1], x.shape)
+        assert list(out.levels) == dec.reductions
+        assert [f.shape for f in feats] == [r.shape for r in out.levels.values()]
+        for feat, red in zip(feats, dec.reductions):
+            assert [s * red for s in feat.shape[2:]] == list(size)  # sizes divide exactly here
+            assert dec.level_channels[red] == feat.shape[1]
+        assert out.levels[dec.reductions[-1]] is feats[-1]
+        assert out.rec_image.shape == x.shape
+        assert out.rec_mask.shape == (2, 2, *size)
+        assert out.kl is None
+        assert all(torch.isfinite(t).all() for t in [out.rec_image, *out.levels.values()])
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(
+    "name", ["resnet18", "basicunet2d", pytest.param("mit_b0", marks=pytest.mark.slow)]
+)
+def test_compiled_forward_backward_matches_eager(name):
+    case = _case(name)
+    enc, dec = case.encoder, case.decoder
+    x = case.batch(case.sizes[1])
+    bottleneck = enc(x)[-1].detach()
+
+    def step(b: torch.Tensor) -> torch.Tensor:
+        out = dec(b, x.shape)
+        return F.mse_loss(out.rec_image, x) + out.rec_mask.square().mean()
+
+    grads = []
+    for fn in (step, torch.compile(step, fullgraph=True, backend="eager")):
+        enc.zero_grad(set_to_none=True)
+        dec.zero_grad(set_to_none=True)
+        loss = fn(bottleneck)
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in dec.tied_parameters().values()])
+    for eager, compiled in zip(*grads):
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_variational_decoder_owns_its_weights_and_gives_a_finite_kl():
+    torch.manual_seed(0)
+    enc = smp_encoders.get_encoder("resnet18", in_channels=3, depth=5, weights=None)
+    vae = GraphTiedDecoder(enc, torch.randn(1, 3, 64, 64), variational=True)
+    tied = _case("resnet18").decoder
+    assert vae.tied_parameters() == {}
+    weights = dict(vae.weights.items())
+    assert len(weights) == len(tied.tied_parameters())
+    enc_params = {id(p) for p in enc.parameters()}
+    for key, w in weights.items():
+        original = enc.get_parameter(_path(key, enc))
+        assert id(w) not in enc_params
+        assert torch.equal(w, original) and w.data_ptr() != original.data_ptr()
+    assert any(k.startswith("weights.") for k in vae.state_dict())
+    assert any(k.startswith("bottleneck_vae.") for k in vae.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    bottleneck = enc(x)[-1].detach()
+    out = vae(bottleneck, x.shape)
+    assert out.kl is not None and out.kl.ndim == 0 and torch.isfinite(out.kl)
+    assert out.rec_image.shape == x.shape
+    enc.zero_grad(set_to_none=True)
+    (F.mse_loss(out.rec_image, x) + out.kl).backward()
+    assert all(p.grad is None for p in enc.parameters()), "the VAE decoder read an encoder weight"
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in weights.values())
+    vae.eval()
+    with torch.no_grad():
+        a, b = vae(bottleneck, x.shape), vae(bottleneck, x.shape)
+    assert torch.equal(a.rec_image, b.rec_image)  # eval: mu, no sampling
+
+
+def _path(key: str, enc: nn.Module) -> str:
+    names = {n.replace(".", "_"): n for n, _ in enc.named_parameters()}
+    return names[key]
+
+
+def test_mask_head_is_built_only_when_asked():
+    case = _case("resnet18")
+    dec = case.decoder
+    assert isinstance(dec.mask_head, nn.Conv2d)
+    assert dec.mask_head.in_channels == dec.level_channels[dec.reductions[0]]
+    assert any(k.startswith("mask_head.") for k in dec.state_dict())
+
+
+def test_bad_inputs_raise_clear_errors():
+    case = _case("resnet18")
+    dec = case.decoder
+    x = case.batch((64, 64))
+    bottleneck = case.encoder(x)[-1].detach()
+    with pytest.raises(ShapeError, match="bottleneck has shape"):
+        dec(bottleneck, (2, 3, 96, 64))
+    with pytest.raises(PlanError, match="channels 4"):
+        dec(bottleneck, (2, 4, 64, 64))
+    with pytest.raises(PlanError, match="dims"):
+        dec(bottleneck, (2, 3, 64))
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        GraphTiedDecoder("resnet18", torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="example_input"):
+        GraphTiedDecoder(case.encoder, torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match="mask_classes"):
+        GraphTiedDecoder(case.encoder, torch.randn(1, 3, 64, 64), mask_classes=0)
+
+
+# --- transposition rules against independent oracles -----------------------------------------
+class LinearEncoder(nn.Module):
+    """Only linear ops (no bias, norm or activation): its tied decoder (own biases still zero) is
+    its exact transpose, i.e. autograd's vector-Jacobian product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False)
+        self.c2 = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False)
+        self.c3 = nn.Conv2d(8, 6, 3, stride=2, bias=False)
+        self.fc = nn.Linear(6, 6, bias=False)
+        self.scale = nn.Parameter(torch.rand(6) + 0.5)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = self.c1(x)  # stride 2; odd sizes need an output padding
+        b = a + 0.5 * self.c2(a)  # residual: fan-out / sum
+        b = torch.cat([b, F.pad(b, (1, 0, 0, 1))[..., :-1, 1:]], 1)  # pad, slice, cat
+        c = self.c3(F.pad(b, (0, 1, 0, 1)))  # stride 4 with an asymmetric pad
+        t = c.flatten(2).transpose(1, 2)  # tokens: flatten, transpose
+        t = self.fc(t) * self.scale  # linear, a scale by an encoder tensor
+        d = t.transpose(1, 2).reshape(c.shape)  # back to a map
+        head, tail = d.split([2, 4], 1)
+        e = torch.cat([tail, head - head.flip(1)], 1)  # split, flip, sub, cat
+        return [x, a, e]
+
+
+def _vjp(encoder: nn.Module, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    x = x.clone().requires_grad_(True)
+    feats = encoder(x)
+    (gx, ga) = torch.autograd.grad(feats[-1], [x, feats[1]], grad_outputs=r)
+    return gx, ga
+
+
+@pytest.mark.parametrize("size", [(32, 32), (34, 38), (33, 35)])
+def test_linear_encoder_decoder_is_its_exact_transpose(size):
+    torch.manual_seed(0)
+    enc = LinearEncoder()
+    dec = GraphTiedDecoder(enc, torch.randn(1, 2, 32, 32))
+    assert dec.reductions == [2, 4]
+    x = torch.randn(2, 2, *size)
+    with torch.no_grad():
+        r = torch.randn_like(enc(x)[-1])
+    out = dec(r, x.shape)
+    gx, ga = _vjp(enc, x, r)
+    torch.testing.assert_close(out.rec_image, gx, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.levels[2], ga, rtol=1e-4, atol=1e-5)
+    assert set(dec.tied_parameters()) == {n for n, _ in enc.named_parameters()}
+
+
+class GatedEncoder(nn.Module):
+    """conv -> squeeze-excitation gate -> swish written by hand -> strided conv."""
+
+    def __init__(self, gate: bool) -> None:
+        super().__init__()
+        self.gate = gate
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.se1 = nn.Conv2d(4, 2, 1)
+        self.se2 = nn.Conv2d(2, 4, 1)
+        self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = self.c1(x)
+        if self.gate:
+            a = a * torch.sigmoid(self.se2(F.relu(self.se1(a.mean((2, 3), keepdim=True)))))
+        a = a * torch.sigmoid(a)
+        return [a, self.c2(a)]
+
+
+def test_gates_are_cut_and_self_gating_is_reapplied():
+    torch.manual_seed(0)
+    enc = GatedEncoder(gate=True)
+    dec = GraphTiedDecoder(enc, torch.randn(1, 1, 16, 16))
+    assert set(dec.tied_parameters()) == {"c1.weight", "c2.weight"}
+    x = torch.randn(2, 1, 16, 16)
+    r = torch.randn(2, 6, 8, 8)
+    out = dec(r, x.shape)
+    # Oracle written with torch alone: c2^T, swish re-applied, c1^T (biases still zero).
+    r1 = F.conv_transpose2d(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(out.levels[1], r1)
+    torch.testing.assert_close(
+        out.rec_image, F.conv_transpose2d(F.silu(r1), enc.c1.weight, padding=1)
+    )
+
+
+class NormEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 8)
+        self.c2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = F.gelu(self.gn(self.c1(x)))
+        return [a, self.pool(F.relu(self.bn(self.c2(a))))]
+
+
+def test_norms_get_their_own_parameters_and_pooling_becomes_upsampling():
+    torch.manual_seed(0)
+    enc = NormEncoder()
+    dec = GraphTiedDecoder(enc, torch.randn(1, 1, 16, 16))
+    kinds = {type(m) for m in dec.norms.values()}
+    assert kinds == {nn.GroupNorm, nn.BatchNorm2d}
+    gn = next(m for m in dec.norms.values() if isinstance(m, nn.GroupNorm))
+    assert (gn.num_groups, gn.num_channels) == (4, 8)
+    enc_ids = {id(p) for p in enc.parameters()}
+    assert not any(id(p) in enc_ids for p in dec.norms.parameters())
+    assert set(dec.tied_parameters()) == {"c1.weight", "c2.weight"}
+    assert {tuple(b.shape) for b in dec.biases.values()} == {(1,), (8,)}  # transposed outputs
+    x = torch.randn(2, 1, 16, 16)
+    r = torch.randn(2, 8, 4, 4)
+    dec.eval()  # norms with running statistics at their initial values: an affine identity
+    out = dec(r, x.shape)
+    up = F.interpolate(r, scale_factor=2, mode="nearest")  # pooling -> nearest upsampling
+    bn = dec.norms[next(k for k, m in dec.norms.items() if isinstance(m, nn.BatchNorm2d))]
+    r1 = F.conv_transpose2d(bn(F.relu(up)), enc.c2.weight, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(out.levels[1], r1)
+    expected = F.conv_transpose2d(gn(F.gelu(r1)), enc.c1.weight, padding=1)
+    torch.testing.assert_close(out.rec_image, expected)
+
+
+class AttentionEncoder(nn.Module):
+    """A patch embedding and one spatial-reduction attention block (as in SegFormer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(1, 8, 4, stride=4)
+        self.q, self.kv, self.proj = nn.Linear(8, 8), nn.Linear(8, 16), nn.Linear(8, 8)
+        self.sr = nn.Conv2d(8, 8, 2, stride=2)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        e = self.embed(x)
+        b, c, h, w = e.shape
+        t = e.flatten(2).transpose(1, 2)
+        kv = self.kv(self.sr(e).flatten(2).transpose(1, 2))
+        k, v = kv.chunk(2, dim=-1)
+        attn = torch.softmax(self.q(t) @ k.transpose(1, 2) / math.sqrt(c), dim=-1)
+        t = t + self.proj(attn @ v)
+        return [t.transpose(1, 2).reshape(b, c, h, w)]
+
+
+def test_attention_keeps_the_value_path_and_maps_tokens_between_grids():
+    torch.manual_seed(0)
+    enc = AttentionEncoder()
+    dec = GraphTiedDecoder(enc, torch.randn(1, 1, 32, 32))
+    assert set(dec.tied_parameters()) == {"embed.weight", "kv.weight", "proj.weight", "sr.weight"}
+    for size in [(32, 32), (48, 32)]:
+        x = torch.randn(2, 1, *size)
+        r = torch.randn(2, 8, size[0] // 4, size[1] // 4)
+        out = dec(r, x.shape)
+        assert out.rec_image.shape == x.shape
+        assert out.levels[4] is r
+    enc.zero_grad(set_to_none=True)
+    out.rec_image.square().mean().backward()
+    k_rows = enc.kv.weight.grad[:8]  # the key half of kv only feeds the softmax gate
+    assert k_rows.abs().sum() == 0 and enc.kv.weight.grad[8:].abs().sum() > 0
+
+
+class SideLevelEncoder(nn.Module):
+    """A level computed off the path to the bottleneck (as DPN's relu(cat(dual paths)))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, stride=2, padding=1, bias=False)
+        self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        a = self.c1(x)
+        return [torch.relu(torch.cat([a, -a], 1)), self.c2(a)]
+
+
+def test_a_level_off_the_main_path_replays_its_branch_on_the_reconstruction():
+    torch.manual_seed(0)
+    enc = SideLevelEncoder()
+    dec = GraphTiedDecoder(enc, torch.randn(1, 1, 16, 16))
+    assert dec.level_channels == {2: 8, 4: 6}
+    x = torch.randn(2, 1, 16, 16)
+    r = torch.randn(2, 6, 4, 4)
+    out = dec(r, x.shape)
+    ra = F.conv_transpose2d(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(out.levels[2], torch.relu(torch.cat([ra, -ra], 1)))
+    expected = F.conv_transpose2d(ra, enc.c1.weight, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(out.rec_image, expected)
+
+
+def test_an_op_without_a_rule_is_named_with_the_encoder():
+    class CumsumEncoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, stride=2, padding=1)
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return [self.conv(x).cumsum(-1)]
+
+    with pytest.raises(GraphTransposeError, match=r"cumsum.*CumsumEncoder"):
+        GraphTiedDecoder(CumsumEncoder(), torch.randn(1, 1, 16, 16))
+
+
+class _RecordWeights(TorchFunctionMode):
+    """Records the weight tensors passed to conv_transpose calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_transpose_weights: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d):
+            self.conv_transpose_weights.append(args[1] if len(args) > 1 else kwargs["weight"])
+        return func(*args, **kwargs)

@@ -94,6 +94,7 @@ __all__ = [
     "measure_step_ratios",
     "run_convergence",
     "run_variant",
+    "setting_name",
 ]
 
 LR = 3e-4  # the paper's Adam learning rate (§4.3); the Trainer's default schedule
@@ -232,6 +233,19 @@ QUICK = ConvergenceSettings(
     step_warmup=1,
     threads=1,  # a smoke run: one thread is robust to a busy machine
 )
+
+
+def setting_name(settings: ConvergenceSettings) -> str:
+    """``"full"`` or ``"quick"`` when ``settings`` train what that preset trains, else
+    ``"custom"`` (threads, jobs and the step-time repeats do not count)."""
+
+    def trained(s: ConvergenceSettings) -> dict[str, Any]:
+        return {**s.run_key(), "variants": list(s.variants), "seeds": list(s.seeds)}
+
+    for name, preset in (("full", FULL), ("quick", QUICK)):
+        if trained(settings) == trained(preset):
+            return name
+    return "custom"
 
 
 def default_source() -> Path:
@@ -817,7 +831,6 @@ def run_convergence(
     step_time: Path | None = None,
     keep_checkpoints: bool = False,
     progress: bool = False,
-    quick: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) every variant and seed, then analyse; writes ``out/convergence.json``.
 
@@ -878,7 +891,7 @@ def run_convergence(
     test_data = sets["test"]
     config = {
         "schema": SCHEMA_VERSION,
-        "setting": "quick" if quick else "full",
+        "setting": setting_name(settings),
         **settings.as_dict(),
         "torch_threads_per_run": threads or torch.get_num_threads(),
         "dataset": source.name,
@@ -1020,7 +1033,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             step_time=args.step_time,
             keep_checkpoints=args.keep_checkpoints,
             progress=args.progress,
-            quick=args.quick,
         )
     except ValueError as exc:  # bad data, or an output folder made with other settings
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -113,6 +113,15 @@ PAPER_NAMES = {
     "down": "MLDS-Net†",
 }
 PAPER = "Yuan et al., μ-Net (2023)"
+CONVERGENCE_TODO = (
+    "The full setting (30 runs; about 1.4 h on 2 idle cores) and this section are made with:\n\n"
+    "```bash\n"
+    "mkdir -p runs && nohup .venv/bin/python benchmarks/convergence.py --out runs/convergence \\\n"
+    "    > runs/convergence.log 2>&1 &\n"
+    ".venv/bin/python benchmarks/report.py --step-time runs/bench/step_time.json \\\n"
+    "    --inference runs/bench/inference.json --convergence runs/convergence/convergence.json\n"
+    "```"
+)
 
 
 def load_json(path: str | Path, kind: str, keys: Sequence[str]) -> dict[str, Any]:
@@ -163,7 +172,7 @@ def _machine(config: Mapping[str, Any]) -> str:
     m = config.get("machine", {})
     parts = [
         f"{m.get('processor', '?')}, {m.get('cpu_count', '?')} cores",
-        f"{m.get('torch_threads', '?')} torch threads",
+        f"torch threads: {m.get('torch_threads', '?')}",
         f"device {m.get('device', config.get('device', '?'))}",
         f"torch {m.get('torch', '?')}",
     ]
@@ -194,7 +203,7 @@ def render_step_time(result: Mapping[str, Any]) -> str:
                 _f(r.get("cpu_time"), 2),
                 _f(r.get("memory"), 2),
                 _f(r.get("flops"), 2),
-                _paper_ratios(mode, 0),
+                _paper_ratios(mode, 0) + (" †" if mode in ("up", "down") else ""),
             ]
         )
     headers = [
@@ -262,20 +271,24 @@ def _convergence_caption(result: Mapping[str, Any]) -> str:
         f"case split (seed {c.get('split_seed', '?')}), padded to {size}.",
         f"Own U-Net, base {c.get('base', '?')}, depth {c.get('depth', '?')}, batch "
         f"{c.get('batch', '?')}; {c.get('optimizer', '?')}; {c.get('epochs', '?')} epochs per "
-        f"run (fixed), seeds {seeds}; {_machine(c)}.",
+        f"run (fixed), seeds {seeds}; {c.get('jobs', '?')} run(s) at a time with "
+        f"{c.get('torch_threads_per_run', '?')} thread(s) each; {_machine(c)}.",
         f"Test metrics: per case (slices' counts summed, classes averaged), mean over seeds "
         f"per case, then over cases; ± is the sd over seeds of the per-seed means; p: "
         f"{c.get('p_values', '?')} (Wilcoxon / t-test). Epoch: best epoch by validation avg.m; "
         "Avg.T: measured training seconds per epoch; Tot.T = Avg.T × Epoch; step ×none: the "
-        "interleaved step-time ratio on a real training batch; to none's best: epochs until "
+        "interleaved step-time ratio on a real training batch; Tot.T ×none: Epoch × step ratio "
+        "over `none`'s Epoch (noise between runs left out); to none's best: epochs until "
         "validation Dice first reaches the best validation Dice of `none` with the same seed "
         "(seeds that reached it), and that time in `none` epochs (epochs × step ratio).",
     ]
-    if setting != "full":
+    if setting == "quick":
         lines.append(
             "**This is the quick (CI) setting: far too short to compare strategies; its "
             "numbers show that the pipeline runs, not how the methods compare.**"
         )
+    elif setting != "full":
+        lines.append(f"**A {setting} setting, not the published full setting.**")
     return "\n".join(lines)
 
 
@@ -293,8 +306,10 @@ def _ordering_sentence(ordering: Mapping[str, Any]) -> str:
 def render_convergence(result: Mapping[str, Any]) -> str:
     """The ablation on real data: accuracy, p-values, efficiency; the paper's beside it."""
     variants = result["variants"]
+    none_tot = variants.get("none", {}).get("tot_t_ratio_s", {}).get("mean")
     rows = []
     for name, v in variants.items():
+        tot = v.get("tot_t_ratio_s", {}).get("mean")
         p = v.get("p_vs_none")
         t = v["test"]
         reached = v.get("epochs_to_target", {})
@@ -310,6 +325,7 @@ def render_convergence(result: Mapping[str, Any]) -> str:
                 _mean_sd(v["avg_t_s"], 1),
                 _mean_sd(v["tot_t_s"], 1),
                 _f(v["step_time_ratio"], 2),
+                _f(tot / none_tot if tot is not None and none_tot else None, 2),
                 f"{_mean_sd(reached, 1)} ({v.get('seeds_reaching_target', 0)}/"
                 f"{len(v.get('seeds_run', []))})",
                 _mean_sd(v.get("time_to_target_none_epochs"), 1),
@@ -326,6 +342,7 @@ def render_convergence(result: Mapping[str, Any]) -> str:
         "Avg.T (s)",
         "Tot.T (s)",
         "step ×none",
+        "Tot.T ×none",
         "epochs to none's best",
         "time to it (none epochs)",
     ]
@@ -382,13 +399,18 @@ def render(
         "hand. Data: Medical Segmentation Decathlon Task04 (Simpson et al., arXiv:1902.09063; "
         "CC-BY-SA 4.0).",
     ]
-    for title, result, render_one in (
-        ("step_time", step_time, render_step_time),
-        ("inference", inference, render_inference),
-        ("convergence", convergence, render_convergence),
+    for name, title, result, render_one in (
+        ("step_time", "Training-step cost", step_time, render_step_time),
+        ("inference", "Inference", inference, render_inference),
+        ("convergence", "Convergence ablation", convergence, render_convergence),
     ):
         if result is None:
-            parts.append(f"### {title}\n\nNot run yet (no JSON given to `report.py`).")
+            parts.append(
+                f"### {title} (`benchmarks/{name}.py`)\n\nNot run yet (no JSON given to "
+                "`report.py`)."
+            )
+            if name == "convergence":
+                parts.append(CONVERGENCE_TODO)
         else:
             parts.append(render_one(result))
     if sources:

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from benchmarks.convergence import (
     analyse,
     build_parser,
     main,
+    setting_name,
     settings_from_args,
 )
 from dsplug.metrics import METRIC_NAMES
@@ -179,6 +181,13 @@ def test_presets_cover_the_issue() -> None:
     assert QUICK.epochs <= 2 and len(QUICK.seeds) == 1
 
 
+def test_setting_names() -> None:
+    assert (setting_name(FULL), setting_name(QUICK)) == ("full", "quick")
+    assert setting_name(replace(FULL, jobs=1, threads=2, step_repeats=3)) == "full"
+    assert setting_name(replace(FULL, epochs=3)) == "custom"
+    assert setting_name(replace(QUICK, variants=("none", "hyb"))) == "custom"
+
+
 def test_flags_override_the_preset() -> None:
     args = build_parser().parse_args(
         ["--quick", "--variants", "hyb,none", "--seeds", "3,4", "--size", "32", "32"]
@@ -255,7 +264,11 @@ def test_report_renders_json_into_the_readme(records, tmp_path: Path) -> None:
     assert "| `hyb` | 0.999 | yes |" in text
     hyb = conv["variants"]["hyb"]
     dice = hyb["test_over_seeds"]["dice"]
-    assert f"| `hyb` | {dice['mean']:.4f} ± {dice['sd']:.4f} |" in text
+    row = next(
+        line for line in text.splitlines() if line.startswith(f"| `hyb` | {dice['mean']:.4f}")
+    )
+    assert f" {dice['mean']:.4f} ± {dice['sd']:.4f} |" in row
+    assert f"| {4 * 2.5 / 3:.2f} |" in row  # Tot.T x none: best epochs 4 vs 3, step ratio 2.5
     assert "**not reproduced**" in text and "`deep` < `none` < `hyb`" in text
     assert "Task04_Hippocampus" in text and "seeds 0, 1" in text and "4 epochs" in text
     assert report.main(argv) == 0 and readme.read_text() == text  # idempotent
@@ -320,7 +333,8 @@ def test_quick_run_schema_consistency_and_resume(tmp_path: Path, capsys) -> None
     assert json.loads(proc.stdout) == result
     assert json.loads((out / "convergence.json").read_text()) == result
     config = result["config"]
-    assert config["setting"] == "quick" and config["dataset"] == "Task04_Hippocampus"
+    assert config["setting"] == "custom"  # the quick preset with fewer variants and cases
+    assert config["dataset"] == "Task04_Hippocampus"
     assert config["seeds"] == [0] and config["epochs"] == QUICK.epochs
     assert {"cpu_count", "torch", "device"} <= set(config["machine"])
     # case-level split: the sampled cases come from disjoint splits of splits.json

@@ -14,6 +14,7 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["OverlaySample", "mask_to_labels", "plot_curves", "plot_overlays"]
 
@@ -83,6 +84,8 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         ax_val.axvline(history[-1]["best_epoch"], color="grey", ls="--", lw=1, label="best")
     ax_val.set(xlabel="epoch", ylabel="per case", title="Validation", ylim=(0, 1))
     ax_val.legend(fontsize=7)
+    for ax in (ax_loss, ax_val):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest --durations=15 tests
+	$(PY) -m pytest --durations=15 --timeout=1800 tests
 
 # Everything but the tests marked slow.
 test-fast: $(STAMP)

@@ -17,6 +17,7 @@ import sympy
 import torch
 from torch import fx, nn
 
+from . import _graph_ops as O
 from . import _graph_steps as S
 from ._graph_plan import ShapePlan, to_expr
 from ._graph_trace import EncoderTrace, TensorSource
@@ -60,209 +61,6 @@ class Program:
     norms: dict[str, nn.Module]
 
 
-# --- op tables --------------------------------------------------------------------------------
-_CONV = {
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "convolution",
-    "_convolution",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-}
-_NORMS = {
-    "batch_norm",
-    "native_batch_norm",
-    "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training",
-    "layer_norm",
-    "native_layer_norm",
-    "group_norm",
-    "native_group_norm",
-    "instance_norm",
-    "rms_norm",
-}
-_ACTIVATIONS = {
-    "relu",
-    "relu6",
-    "gelu",
-    "silu",
-    "hardswish",
-    "hardsigmoid",
-    "sigmoid",
-    "tanh",
-    "leaky_relu",
-    "elu",
-    "selu",
-    "celu",
-    "mish",
-    "softplus",
-    "hardtanh",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "softsign",
-    "threshold",
-    "prelu",
-    "_prelu_kernel",
-    "log_sigmoid",
-}
-_POOLS = {
-    "max_pool1d",
-    "max_pool2d",
-    "max_pool3d",
-    "max_pool1d_with_indices",
-    "max_pool2d_with_indices",
-    "max_pool3d_with_indices",
-    "avg_pool1d",
-    "avg_pool2d",
-    "avg_pool3d",
-    "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d",
-    "_adaptive_avg_pool2d",
-    "_adaptive_avg_pool3d",
-    "adaptive_max_pool1d",
-    "adaptive_max_pool2d",
-    "adaptive_max_pool3d",
-}
-_RESIZES = {
-    "upsample_nearest1d",
-    "upsample_nearest2d",
-    "upsample_nearest3d",
-    "_upsample_nearest_exact1d",
-    "_upsample_nearest_exact2d",
-    "_upsample_nearest_exact3d",
-    "upsample_linear1d",
-    "upsample_bilinear2d",
-    "upsample_bicubic2d",
-    "upsample_trilinear3d",
-    "_upsample_bilinear2d_aa",
-    "_upsample_bicubic2d_aa",
-}
-_IDENTITY = {
-    "alias",
-    "contiguous",
-    "clone",
-    "detach",
-    "lift_fresh_copy",
-    "_to_copy",
-    "to",
-    "type_as",
-    "dropout",
-    "feature_dropout",
-    "alpha_dropout",
-    "feature_alpha_dropout",
-    "native_dropout",
-}
-_RESHAPES = {
-    "view",
-    "reshape",
-    "_unsafe_view",
-    "flatten",
-    "unflatten",
-    "squeeze",
-    "unsqueeze",
-    "view_as",
-    "reshape_as",
-}
-_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min"}
-_SPLITS = {
-    "split",
-    "split_with_sizes",
-    "unsafe_split",
-    "unsafe_split_with_sizes",
-    "chunk",
-    "unbind",
-    "tensor_split",
-}
-_PADS = {
-    "pad",
-    "constant_pad_nd",
-    "reflection_pad1d",
-    "reflection_pad2d",
-    "reflection_pad3d",
-    "replication_pad1d",
-    "replication_pad2d",
-    "replication_pad3d",
-}
-_GATE_PRODUCERS = {
-    "sigmoid",
-    "hardsigmoid",
-    "softmax",
-    "_softmax",
-    "_safe_softmax",
-    "log_softmax",
-    "_log_softmax",
-}
-_GATE_PASS = _IDENTITY | _RESHAPES | {"permute", "transpose", "t", "expand", "select", "slice"}
-
-
-def _packet(node: fx.Node) -> str:
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return target._overloadpacket.__name__
-    return getattr(target, "__name__", str(target))
-
-
-def _base(name: str) -> str:
-    """``relu_`` -> ``relu`` (in-place variants transpose like their functional forms)."""
-    if name.endswith("_") and not name.endswith("__") and not name.startswith("__"):
-        return name[:-1]
-    return name
-
-
-def _functional(op: object) -> object:
-    """The out-of-place overload of an in-place ATen op (the op itself otherwise)."""
-    if not isinstance(op, torch._ops.OpOverload):
-        return op
-    name = op._overloadpacket.__name__
-    base = _base(name)
-    if base == name:
-        return op
-    packet = getattr(aten, base)
-    overload = op._overloadname
-    return getattr(packet, overload) if overload in packet.overloads() else packet.default
-
-
-def _bind(node: fx.Node) -> dict[str, object]:
-    """The node's arguments by schema name, defaults filled in."""
-    schema = node.target._schema
-    out: dict[str, object] = {}
-    for i, arg in enumerate(schema.arguments):
-        if i < len(node.args):
-            out[arg.name] = node.args[i]
-        elif arg.name in node.kwargs:
-            out[arg.name] = node.kwargs[arg.name]
-        elif arg.has_default_value():
-            out[arg.name] = arg.default_value
-        else:
-            out[arg.name] = None
-    return out
-
-
-def _val(node: object) -> object:
-    return node.meta.get("val") if isinstance(node, fx.Node) else None
-
-
-def _is_tensor_node(node: object) -> bool:
-    return isinstance(node, fx.Node) and isinstance(_val(node), torch.Tensor)
-
-
-def _ntuple(value: object, n: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    value = tuple(int(v) for v in value)
-    return value * n if len(value) == 1 else value
-
-
-def _walk(args: object) -> list[fx.Node]:
-    found: list[fx.Node] = []
-    fx.node.map_arg(args, lambda a: found.append(a) or a)
-    return found
-
-
 @dataclass
 class Transposer:
     """Builds a :class:`Program` from a trace (see the module docstring)."""
@@ -294,8 +92,8 @@ class Transposer:
                 continue
             if n.op != "call_function":
                 continue
-            inputs = [a for a in _walk((n.args, n.kwargs)) if self.xdep.get(a, False)]
-            val = _val(n)
+            inputs = [a for a in O.walk((n.args, n.kwargs)) if self.xdep.get(a, False)]
+            val = O.val(n)
             tensorish = isinstance(val, torch.Tensor) or (
                 isinstance(val, list | tuple) and any(isinstance(v, torch.Tensor) for v in val)
             )
@@ -312,11 +110,11 @@ class Transposer:
     def _is_weighted(self, n: fx.Node) -> bool:
         if n.op != "call_function":
             return False
-        name = _base(_packet(n))
-        if name in _CONV or name == "linear":
+        name = O.base_name(O.packet(n))
+        if name in O.CONV or name == "linear":
             return True
         if name in {"matmul", "mm", "bmm"}:
-            return any(_is_tensor_node(a) and not self.xdep.get(a, False) for a in n.args[:2])
+            return any(O.is_tensor_node(a) and not self.xdep.get(a, False) for a in n.args[:2])
         return False
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -367,10 +165,10 @@ class Transposer:
         return slot
 
     def shape_at(self, node: fx.Node) -> tuple[int, ...]:
-        return self.plan.add_shape(_val(node).shape)
+        return self.plan.add_shape(O.val(node).shape)
 
     def same_shape(self, a: fx.Node, b: fx.Node) -> bool:
-        sa, sb = _val(a).shape, _val(b).shape
+        sa, sb = O.val(a).shape, O.val(b).shape
         return len(sa) == len(sb) and all(to_expr(x) == to_expr(y) for x, y in zip(sa, sb))
 
     def reduce_at(self, operand: fx.Node, out: fx.Node) -> tuple[int, ...] | None:
@@ -379,7 +177,7 @@ class Transposer:
     def sym(self, value: object) -> S.Arg:
         """A scalar argument: a literal, or a plan int when it is a traced size."""
         if isinstance(value, fx.Node):
-            return S.Arg("plan", self.plan.add(_val(value)))
+            return S.Arg("plan", self.plan.add(O.val(value)))
         if isinstance(value, torch.SymInt):
             return S.Arg("plan", self.plan.add(value))
         return S.Arg("lit", value)
@@ -389,7 +187,7 @@ class Transposer:
         if isinstance(value, fx.Node):
             if value is x_node:
                 return S.Arg("x")
-            if _is_tensor_node(value):
+            if O.is_tensor_node(value):
                 return S.Arg("const", self.const(value))
             return self.sym(value)
         if isinstance(value, list | tuple):
@@ -415,7 +213,7 @@ class Transposer:
         elif node.op == "call_function":
             args = self.template(tuple(node.args))
             kwargs = tuple((k, self.template(v)) for k, v in node.kwargs.items())
-            spec = ConstSpec(kind="op", op=_functional(node.target), args=args, kwargs=kwargs)
+            spec = ConstSpec(kind="op", op=O.functional(node.target), args=args, kwargs=kwargs)
         else:
             raise self.error(node, f"unsupported constant of kind {node.op}")
         self.consts.append(spec)
@@ -440,7 +238,7 @@ class Transposer:
 
     def out_slot(self, node: fx.Node, index: int = 0) -> int | None:
         """The reconstruction slot of ``node`` (of its ``index``-th output for a tuple)."""
-        if not isinstance(_val(node), list | tuple):
+        if not isinstance(O.val(node), list | tuple):
             return self.slots.get(node)
         for user in node.users:
             if user.target is operator.getitem and user.args[1] == index:
@@ -454,13 +252,13 @@ class Transposer:
         if node in self._gate_memo:
             return self._gate_memo[node]
         self._gate_memo[node] = False
-        name = _base(_packet(node))
+        name = O.base_name(O.packet(node))
         result = False
-        if name in _GATE_PRODUCERS:
+        if name in O.GATE_PRODUCERS:
             result = True
         elif (
-            name in _GATE_PASS
-            or (name in {"mul", "div"} and not any(_is_tensor_node(a) for a in node.args[1:2]))
+            name in O.GATE_PASS
+            or (name in {"mul", "div"} and not any(O.is_tensor_node(a) for a in node.args[1:2]))
             or node.target is operator.getitem
         ):
             result = self.gate_like(node.args[0])
@@ -478,9 +276,9 @@ class Transposer:
                 return None
             if not isinstance(node.target, torch._ops.OpOverload):
                 return None
-            tensors = [a for a in _walk((node.args, node.kwargs)) if _is_tensor_node(a)]
-            name = _base(_packet(node))
-            pointwise = name in _ACTIVATIONS or torch.Tag.pointwise in node.target.tags
+            tensors = [a for a in O.walk((node.args, node.kwargs)) if O.is_tensor_node(a)]
+            name = O.base_name(O.packet(node))
+            pointwise = name in O.ACTIVATIONS or torch.Tag.pointwise in node.target.tags
             if not pointwise or len(tensors) != 1:
                 return None
             chain.append(node)
@@ -529,7 +327,7 @@ class Transposer:
         )
 
     def transpose(self, node: fx.Node) -> None:
-        name = _base(_packet(node))
+        name = O.base_name(O.packet(node))
         rule = _RULES.get(name)
         if (
             rule is None
@@ -554,16 +352,16 @@ class Transposer:
     _reshape = _identity
 
     def _conv(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         x, w = a["input"], a["weight"]
         dst = self.need(node, x, "input")
         if self.xdep.get(w, False):
             raise self.error(node, "its weight is computed from the image (dynamic conv)")
-        w_shape = tuple(int(s) for s in _val(w).shape)
+        w_shape = tuple(int(s) for s in O.val(w).shape)
         dims = len(w_shape) - 2
         transposed = name.startswith("conv_transpose") or bool(a.get("transposed", False))
-        stride = _ntuple(a.get("stride", 1), dims)
-        dilation = _ntuple(a.get("dilation", 1), dims)
+        stride = O.ntuple(a.get("stride", 1), dims)
+        dilation = O.ntuple(a.get("dilation", 1), dims)
         groups = int(a.get("groups", 1) or 1)
         padding = a.get("padding", 0)
         crop = None
@@ -575,10 +373,10 @@ class Transposer:
                 crop = tuple(t // 2 for t in totals)
                 padding = (0,) * dims
         else:
-            padding = _ntuple(padding, dims)
-        if transposed and any(int(p) for p in _ntuple(a.get("output_padding", 0), dims)):
+            padding = O.ntuple(padding, dims)
+        if transposed and any(int(p) for p in O.ntuple(a.get("output_padding", 0), dims)):
             raise self.error(node, "a forward conv_transpose with output_padding")
-        in_shape = _val(x).shape
+        in_shape = O.val(x).shape
         self.add(
             S.ConvT(
                 self.out_slot(node),
@@ -599,12 +397,12 @@ class Transposer:
         )
 
     def _linear(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         x, w = a["input"], a["weight"]
         dst = self.need(node, x, "input")
         if self.xdep.get(w, False):
             raise self.error(node, "its weight is computed from the image")
-        channels = int(_val(w).shape[1])
+        channels = int(O.val(w).shape[1])
         self.add(
             S.LinearT(
                 self.out_slot(node),
@@ -649,13 +447,13 @@ class Transposer:
             raise self.error(node, "a product of two image-dependent tensors with no gate")
 
     def _batch_reduce(self, operand: fx.Node, out: fx.Node) -> tuple[int, ...] | None:
-        so, sn = _val(operand).shape, _val(out).shape
+        so, sn = O.val(operand).shape, O.val(out).shape
         if len(so) == len(sn) and all(to_expr(x) == to_expr(y) for x, y in zip(so[:-2], sn[:-2])):
             return None
         return self.shape_at(operand)
 
     def _token_map(self, node: fx.Node, value: fx.Node, token_dim: int) -> None:
-        out_shape, v_shape = _val(node).shape, _val(value).shape
+        out_shape, v_shape = O.val(node).shape, O.val(value).shape
         n_expr, m_expr = to_expr(out_shape[token_dim]), to_expr(v_shape[token_dim])
         src_grid = self._grid(n_expr)
         dst_grid = self._grid(m_expr)
@@ -680,7 +478,7 @@ class Transposer:
 
     def _grid(self, tokens: sympy.Expr) -> list[sympy.Expr] | None:
         """Factor a token count into per-spatial-dim sizes, in the input's dim order."""
-        in_shape = _val(self.trace.input_node).shape
+        in_shape = O.val(self.trace.input_node).shape
         spatial = [to_expr(s) for s in in_shape[2:]]
         symbols = [next(iter(e.free_symbols)) if e.free_symbols else None for e in spatial]
         if any(s is None for s in symbols):
@@ -704,14 +502,14 @@ class Transposer:
         return [grid[s] for s in symbols]
 
     def _sdpa(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         value = a["value"]
         if not self.xdep.get(value, False):
             return
         self._token_map(node, value, token_dim=-2)
 
     def _norm(self, node: fx.Node, name: str) -> None:
-        x = _bind(node)["input"]
+        x = O.bind(node)["input"]
         dst = self.need(node, x, "input")
         src = self.out_slot(node)
         if not self.after_weight(x):  # before the encoder's first weight: the output stays raw
@@ -721,8 +519,8 @@ class Transposer:
 
     def own_norm(self, node: fx.Node, name: str) -> str:
         """A fresh norm of the same kind as ``node`` (the decoder's own parameters); its key."""
-        a = _bind(node)
-        shape = _val(a["input"]).shape
+        a = O.bind(node)
+        shape = O.val(a["input"]).shape
         channels = int(shape[1]) if len(shape) > 1 else 1
         affine = a.get("weight") is not None
         eps = float(a.get("eps", 1e-5) or 1e-5)
@@ -766,7 +564,7 @@ class Transposer:
             seen.add(n)
             if n in reached or not self.xdep.get(n, False):
                 return
-            for a in _walk((n.args, n.kwargs)):
+            for a in O.walk((n.args, n.kwargs)):
                 visit(a)
             side.append(n)
 
@@ -782,7 +580,7 @@ class Transposer:
                 if value in reached:
                     read.add(self.slots[value])
                     return S.Arg("env", self.slots[value])
-                if _is_tensor_node(value):
+                if O.is_tensor_node(value):
                     return S.Arg("const", self.const(value))
                 return self.sym(value)
             if isinstance(value, list | tuple):
@@ -790,12 +588,12 @@ class Transposer:
             return S.Arg("lit", value)
 
         for n in side:
-            name = _base(_packet(n))
-            if name in _NORMS:
+            name = O.base_name(O.packet(n))
+            if name in O.NORMS:
                 key = self.own_norm(n, name)
-                ops.append(("norm", key, (arg(_bind(n)["input"]),), ()))
+                ops.append(("norm", key, (arg(O.bind(n)["input"]),), ()))
             else:
-                target = _functional(n.target)
+                target = O.functional(n.target)
                 kwargs = tuple((k, arg(v)) for k, v in n.kwargs.items())
                 ops.append(("op", target, arg(tuple(n.args)), kwargs))
         for step in self.steps:  # the tensors read must outlive their own transposition
@@ -816,7 +614,7 @@ class Transposer:
         if not self.after_weight(x):
             self.add(S.FanOut(src, node.name, targets=((dst, 1.0, None),)))
             return
-        op = _functional(node.target)
+        op = O.functional(node.target)
         self.add(
             S.PointwiseT(
                 src,
@@ -829,7 +627,7 @@ class Transposer:
         )
 
     def _add(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         x, y = a["self"], a.get("other")
         alpha = a.get("alpha", 1)
         alpha = 1 if alpha is None else alpha
@@ -869,7 +667,7 @@ class Transposer:
         if divide and main is y:  # c / g(x): nothing passes
             return
         reduce_at = self.reduce_at(main, node)
-        if isinstance(other, fx.Node) and _is_tensor_node(other):
+        if isinstance(other, fx.Node) and O.is_tensor_node(other):
             step = S.ScaleT(
                 src,
                 node.name,
@@ -904,7 +702,7 @@ class Transposer:
                     return
                 ops = tuple(
                     (
-                        _functional(c.target),
+                        O.functional(c.target),
                         self._chain_args(c),
                         tuple((k, self.template(v)) for k, v in c.kwargs.items()),
                     )
@@ -930,13 +728,13 @@ class Transposer:
         self.add(S.FanOut(src, node.name, targets=targets))
 
     def _chain_args(self, node: fx.Node) -> tuple:
-        tensor = next(a for a in node.args if _is_tensor_node(a))
+        tensor = next(a for a in node.args if O.is_tensor_node(a))
         return self.template(tuple(node.args), tensor)
 
     def _pool(self, node: fx.Node, name: str) -> None:
         x = node.args[0]
         dims = int(name[name.index("pool") + 4]) if "pool" in name else 2
-        shape = _val(x).shape
+        shape = O.val(x).shape
         self.add(
             S.ResizeT(
                 self.out_slot(node),
@@ -952,7 +750,7 @@ class Transposer:
         x = node.args[0]
         digits = [c for c in name if c.isdigit()]
         dims = int(digits[-1]) if digits else 2
-        shape = _val(x).shape
+        shape = O.val(x).shape
         self.add(
             S.ResizeT(
                 self.out_slot(node),
@@ -965,9 +763,11 @@ class Transposer:
         )
 
     def _reduction(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         x = a["self"]
-        ndim = len(_val(x).shape)
+        if O.is_tensor_node(a.get("other")):  # max/min of two tensors: elementwise, not a pool
+            raise self.error(node, "an elementwise maximum/minimum of two tensors")
+        ndim = len(O.val(x).shape)
         dims = a.get("dim")
         if dims is None or dims == []:
             dims = ()
@@ -988,7 +788,7 @@ class Transposer:
 
     def _permute(self, node: fx.Node, name: str) -> None:
         x = node.args[0]
-        ndim = len(_val(x).shape)
+        ndim = len(O.val(x).shape)
         if name == "permute":
             perm = [int(d) % ndim for d in node.args[1]]
         else:  # transpose / t / swapaxes
@@ -1028,11 +828,13 @@ class Transposer:
         )
 
     def _slice(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         x = a["self"]
         if name == "narrow":
-            start = to_expr(_val(a["start"]) if isinstance(a["start"], fx.Node) else a["start"])
-            length = to_expr(_val(a["length"]) if isinstance(a["length"], fx.Node) else a["length"])
+            start = to_expr(O.val(a["start"]) if isinstance(a["start"], fx.Node) else a["start"])
+            length = to_expr(
+                O.val(a["length"]) if isinstance(a["length"], fx.Node) else a["length"]
+            )
             start_arg = S.Arg("plan", self.plan.add(start))
             end_arg = S.Arg("plan", self.plan.add(start + length))
             step = 1
@@ -1058,7 +860,7 @@ class Transposer:
         stack = name == "stack"
         parts = []
         for t in tensors:
-            shape = _val(t).shape
+            shape = O.val(t).shape
             ndim = len(shape)
             size_at = 0 if stack else self.plan.add(shape[dim % ndim])
             parts.append((self.send(t), size_at))
@@ -1066,10 +868,10 @@ class Transposer:
 
     def _split(self, node: fx.Node, name: str) -> None:
         x = node.args[0]
-        a = _bind(node)
-        ndim = len(_val(x).shape)
+        a = O.bind(node)
+        ndim = len(O.val(x).shape)
         dim = int(a.get("dim") or 0) % ndim
-        pieces = _val(node)
+        pieces = O.val(node)
         srcs, shapes = [], []
         for i, piece in enumerate(pieces):
             srcs.append(self.out_slot(node, i))
@@ -1088,7 +890,7 @@ class Transposer:
 
     def _pad(self, node: fx.Node, name: str) -> None:
         x = node.args[0]
-        a = _bind(node)
+        a = O.bind(node)
         pads = a.get("pad") if "pad" in a else a.get("padding")
         self.add(
             S.PadT(
@@ -1100,7 +902,7 @@ class Transposer:
         )
 
     def _roll(self, node: fx.Node, name: str) -> None:
-        a = _bind(node)
+        a = O.bind(node)
         shifts = a["shifts"]
         dims = a.get("dims") or []
         self.add(
@@ -1138,10 +940,8 @@ class Transposer:
 
 
 def _dsts(step: S.Step) -> list[int]:
-    out = []
-    for attr in ("dst",):
-        if hasattr(step, attr):
-            out.append(step.dst)
+    """The slots a step contributes to."""
+    out = [step.dst] if hasattr(step, "dst") else []
     if isinstance(step, S.FanOut):
         out.extend(t[0] for t in step.targets)
     if isinstance(step, S.SplitT):
@@ -1151,28 +951,28 @@ def _dsts(step: S.Step) -> list[int]:
 
 _RULES: dict[str, Callable[[Transposer, fx.Node, str], None]] = {}
 for _names, _rule in (
-    (_CONV, Transposer._conv),
+    (O.CONV, Transposer._conv),
     ({"linear"}, Transposer._linear),
     ({"matmul", "mm", "bmm"}, Transposer._matmul),
     ({"scaled_dot_product_attention"}, Transposer._sdpa),
-    (_NORMS, Transposer._norm),
-    (_ACTIVATIONS, Transposer._activation),
-    (_IDENTITY, Transposer._identity),
-    (_RESHAPES, Transposer._reshape),
+    (O.NORMS, Transposer._norm),
+    (O.ACTIVATIONS, Transposer._activation),
+    (O.IDENTITY, Transposer._identity),
+    (O.RESHAPES, Transposer._reshape),
     ({"add", "sub", "rsub"}, Transposer._add),
     ({"neg"}, Transposer._neg),
     ({"mul"}, Transposer._mul),
     ({"div"}, Transposer._div),
-    (_POOLS, Transposer._pool),
-    (_RESIZES, Transposer._resize),
-    (_REDUCTIONS, Transposer._reduction),
+    (O.POOLS, Transposer._pool),
+    (O.RESIZES, Transposer._resize),
+    (O.REDUCTIONS, Transposer._reduction),
     ({"permute", "transpose", "t", "swapaxes", "swapdims"}, Transposer._permute),
     ({"expand", "expand_as"}, Transposer._expand),
     ({"select"}, Transposer._select),
     ({"slice", "narrow"}, Transposer._slice),
     ({"cat", "concat", "concatenate", "stack"}, Transposer._cat),
-    (_SPLITS, Transposer._split),
-    (_PADS, Transposer._pad),
+    (O.SPLITS, Transposer._split),
+    (O.PADS, Transposer._pad),
     ({"roll"}, Transposer._roll),
     ({"pixel_shuffle", "pixel_unshuffle"}, Transposer._pixel_shuffle),
     ({"flip"}, Transposer._flip),

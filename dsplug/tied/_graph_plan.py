@@ -132,8 +132,15 @@ class ShapePlan:
     def add_check(self, condition: object, message: str) -> None:
         """A condition that must hold for every input size (e.g. a runtime assert of export)."""
         expr = to_expr(condition)
-        if expr is sympy.true:
+        if expr is sympy.true or any(expr == e for e, _ in self._checks):
             return
+        unknown = expr.free_symbols - set(self._names)
+        if unknown:
+            raise PlanError(
+                f"Encoder {self._encoder}: the trace assumes {expr}, which involves "
+                f"{sorted(map(str, unknown))}, not input sizes (data-dependent shapes cannot be "
+                "transposed)."
+            )
         self._checks.append((expr, message))
 
     def value_at_trace(self, index: int) -> sympy.Basic:

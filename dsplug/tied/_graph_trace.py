@@ -63,6 +63,8 @@ class EncoderTrace:
         sources: placeholder name -> where that parameter/buffer/constant lives.
         constants: lifted tensor constants by name.
         range_constraints: symbol -> allowed value range (from export).
+        guards: every assumption the trace made about the sizes (sympy booleans of the input's
+            symbols, e.g. ``Ne(H // 32, 1)``); a new input size must satisfy all of them.
         dynamic: False when only a static trace succeeded (the decoder then supports the
             reference size only).
         encoder_name: the encoder's class name, for error messages.
@@ -74,6 +76,7 @@ class EncoderTrace:
     sources: dict[str, TensorSource]
     constants: dict[str, torch.Tensor]
     range_constraints: dict = field(default_factory=dict)
+    guards: list = field(default_factory=list)
     dynamic: bool = True
     encoder_name: str = ""
 
@@ -183,6 +186,9 @@ def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> Encoder
             continue
         outputs.append(value if isinstance(value, fx.Node) else None)
     constants = {k: v for k, v in program.constants.items() if isinstance(v, torch.Tensor)}
+    fake = input_node.meta["val"]
+    shape_env = getattr(getattr(fake, "fake_mode", None), "shape_env", None)
+    guards = [g.expr for g in shape_env.guards] if shape_env is not None else []
     return EncoderTrace(
         graph=program.graph,
         input_node=input_node,
@@ -190,6 +196,7 @@ def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> Encoder
         sources=sources,
         constants=constants,
         range_constraints=dict(program.range_constraints),
+        guards=guards,
         dynamic=dynamic,
         encoder_name=name,
     )

@@ -83,8 +83,10 @@ class GraphTiedDecoder(nn.Module):
     Args:
         encoder: the encoder whose weights are transposed (not modified: no hook, attribute or
             state-dict change is left behind).
-        example_input: (1 or 2, C, *spatial) at a reference size (2D or 3D); sizes divisible
-            by the encoder's total stride are recommended.
+        example_input: (1 or 2, C, *spatial) at a reference size (2D or 3D). The trace's
+            assumptions at that size bound the sizes the decoder serves (e.g. a level that is
+            1 pixel wide there stays 1 pixel wide); choose a size divisible by the encoder's
+            total stride at which every level is at least 2 pixels wide.
         encode: ``encode(encoder, x)`` -> the level features, shallowest first, bottleneck
             last (default ``list(encoder(x))``, the smp convention).
         mask_classes: build the ``rec_mask`` head: a 1x1 conv of its own on the shallowest
@@ -333,7 +335,11 @@ def _check_args(
 
 
 def _add_trace_checks(trace: EncoderTrace, planner: ShapePlan) -> None:
-    """Runtime asserts of the export become conditions on every new input size."""
+    """The trace's size assumptions (its guards, e.g. "the bottleneck is not 1 pixel wide") and
+    runtime asserts become conditions on every new input size: a size the trace does not
+    describe is refused, never served with a stale plan."""
+    for guard in trace.guards:
+        planner.add_check(guard, "an assumption of the trace at the reference size")
     for node in trace.graph.nodes:
         if node.op == "call_function" and node.target is torch.ops.aten._assert_scalar.default:
             cond = node.args[0]

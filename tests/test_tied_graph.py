@@ -483,6 +483,28 @@ def test_an_op_without_a_rule_is_named_with_the_encoder():
         GraphTiedDecoder(CumsumEncoder(), torch.randn(1, 1, 16, 16))
 
 
+def test_a_trace_that_cannot_be_symbolic_falls_back_and_refuses_other_sizes(monkeypatch):
+    from dsplug.tied import _graph_trace
+
+    export = _graph_trace._export
+
+    def no_symbolic_space(wrapper, x, dims):
+        if any(d >= 2 for d in dims):
+            raise RuntimeError("simulated: this encoder specialises its spatial size")
+        return export(wrapper, x, dims)
+
+    monkeypatch.setattr(_graph_trace, "_export", no_symbolic_space)
+    torch.manual_seed(0)
+    enc = SideLevelEncoder()
+    with pytest.warns(UserWarning, match="only the reference spatial size"):
+        dec = GraphTiedDecoder(enc, torch.randn(1, 1, 16, 16))
+    assert dec.reductions == [2, 4]
+    out = dec(torch.randn(3, 6, 4, 4), (3, 1, 16, 16))  # the batch stays free
+    assert out.rec_image.shape == (3, 1, 16, 16)
+    with pytest.raises(PlanError, match="reference size"):
+        dec(torch.randn(3, 6, 8, 4), (3, 1, 32, 16))
+
+
 class _RecordWeights(TorchFunctionMode):
     """Records the weight tensors passed to conv_transpose calls."""
 

@@ -106,10 +106,8 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def _export(wrapper: nn.Module, x: torch.Tensor, dynamic: bool) -> ExportedProgram:
-    shapes = None
-    if dynamic:
-        shapes = ({d: Dim.AUTO for d in [0, *range(2, x.ndim)]},)
+def _export(wrapper: nn.Module, x: torch.Tensor, dims: list[int]) -> ExportedProgram:
+    shapes = ({d: Dim.AUTO for d in dims},) if dims else None
     return export(wrapper, (x,), dynamic_shapes=shapes, strict=False)
 
 
@@ -125,8 +123,8 @@ def trace_encoder(
         encode: how to get the level features (default ``list(encoder(x))``).
 
     Returns:
-        The trace. When a symbolic export fails, a static one is tried and a warning says that
-        only the reference size will be supported.
+        The trace. When the symbolic export fails, one with a symbolic batch only is tried, then
+        a static one; a warning then says which sizes the decoder will support.
 
     Raises:
         TypeError: when even a static export fails; the message names the encoder and the cause.
@@ -137,26 +135,31 @@ def trace_encoder(
         x = x.expand(2, *x.shape[1:]).clone()
     wrapper = _EncodeModule(encoder, encode)
     name = type(encoder).__name__
-    dynamic = True
+    attempts = [
+        ([0, *range(2, x.ndim)], ""),
+        ([0], f"only the reference spatial size {tuple(x.shape[2:])}"),
+        ([], f"only the reference input shape {tuple(x.shape)}"),
+    ]
+    first_error: Exception | None = None
     with _eval_mode(encoder), _quiet_shape_solver():
-        try:
-            program = _export(wrapper, x, dynamic=True)
-        except Exception as sym_error:  # any export failure: try a static trace
-            dynamic = False
+        for dims, limit in attempts:
             try:
-                program = _export(wrapper, x, dynamic=False)
-            except Exception as error:
-                raise TypeError(
-                    f"GraphTiedDecoder could not trace encoder {name} with torch.export "
-                    f"at input shape {tuple(x.shape)}: {type(error).__name__}: {error}"
-                ) from error
-            warnings.warn(
-                f"Encoder {name} could not be traced with symbolic sizes "
-                f"({type(sym_error).__name__}: {str(sym_error)[:200]}); the tied decoder "
-                f"supports only the reference input size {tuple(x.shape[2:])}.",
-                stacklevel=3,
-            )
-    return _from_program(program, name, dynamic)
+                program = _export(wrapper, x, dims)
+            except Exception as error:  # any export failure: try a less symbolic trace
+                first_error = first_error or error
+                continue
+            if limit:
+                warnings.warn(
+                    f"Encoder {name} could not be traced with symbolic sizes "
+                    f"({type(first_error).__name__}: {str(first_error)[:300]}); the tied "
+                    f"decoder supports {limit}.",
+                    stacklevel=3,
+                )
+            return _from_program(program, name, dynamic=bool(dims))
+    raise TypeError(
+        f"GraphTiedDecoder could not trace encoder {name} with torch.export at input shape "
+        f"{tuple(x.shape)}: {type(first_error).__name__}: {first_error}"
+    ) from first_error
 
 
 def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> EncoderTrace:

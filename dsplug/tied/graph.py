@@ -65,7 +65,7 @@ from torch import fx, nn
 
 from .._checks import ShapeError
 from . import _graph_steps as S
-from ._graph_build import GraphTransposeError, Transposer
+from ._graph_build import GraphTransposeError, Program, Transposer
 from ._graph_plan import CompiledPlan, PlanError, ShapePlan
 from ._graph_trace import EncoderTrace, trace_encoder
 from .base import ReconstructionOutput
@@ -104,10 +104,11 @@ class GraphTiedDecoder(nn.Module):
     Example:
         >>> from segmentation_models_pytorch.encoders import get_encoder
         >>> enc = get_encoder("resnet18", in_channels=3, depth=5, weights=None)
-        >>> dec = GraphTiedDecoder(enc, torch.randn(1, 3, 64, 64))  # doctest: +SKIP
-        >>> out = dec(enc(x)[-1], x.shape)  # doctest: +SKIP
-        >>> out.rec_image.shape == x.shape  # doctest: +SKIP
-        True
+        >>> dec = GraphTiedDecoder(enc, torch.randn(1, 3, 64, 64), mask_classes=2)
+        >>> x = torch.randn(4, 3, 96, 64)
+        >>> out = dec(enc(x)[-1], x.shape)
+        >>> out.rec_image.shape, out.rec_mask.shape, out.levels[32].shape
+        (torch.Size([4, 3, 96, 64]), torch.Size([4, 2, 96, 64]), torch.Size([4, 512, 3, 2]))
     """
 
     def __init__(
@@ -164,40 +165,40 @@ class GraphTiedDecoder(nn.Module):
         )
         self.norms = nn.ModuleDict(program.norms).to(device=device, dtype=dtype)
         self._const_specs = program.consts
-        self._sources: list[tuple[nn.Module, str] | None] = []
-        self._weight_keys: list[str | None] = []
+        self._sources, self._weight_keys, own = self._bind_constants(encoder, trace, program)
+        self.weights = nn.ParameterDict(own) if variational else None
+        self.bottleneck_vae = None
+        if variational:
+            vae = VariationalBottleneck(channels[-1], self.spatial_dims)
+            self.bottleneck_vae = vae.to(device=device, dtype=dtype)
+        self.mask_head = None
+        if mask_classes is not None:
+            head = _CONV_1X1[self.spatial_dims](channels[0], mask_classes, kernel_size=1)
+            self.mask_head = head.to(device=device, dtype=dtype)
+
+    def _bind_constants(
+        self, encoder: nn.Module, trace: EncoderTrace, program: Program
+    ) -> tuple[list, list, dict[str, nn.Parameter]]:
+        """Where each constant is read at forward time: (module, attribute) of the encoder for
+        parameters and buffers (not registered here), a non-persistent buffer for lifted
+        constants; with ``variational``, clones of the parameters owned by the decoder."""
+        sources: list[tuple[nn.Module, str] | None] = []
+        keys: list[str | None] = []
         own: dict[str, nn.Parameter] = {}
         for i, spec in enumerate(program.consts):
             source, key = None, None
             if spec.kind in ("parameter", "buffer"):
                 module_path, _, attr = spec.source.path.rpartition(".")
                 source = (encoder.get_submodule(module_path), attr)
-                if spec.kind == "parameter" and variational:
+                if spec.kind == "parameter" and self.variational:
                     key = _key(spec.source.path, own)
                     own[key] = nn.Parameter(getattr(*source).detach().clone())
             elif spec.kind == "constant":
-                self.register_buffer(
-                    f"const_{i}",
-                    trace.constants[spec.source.path].detach().clone(),
-                    persistent=False,
-                )
-            self._sources.append(source)
-            self._weight_keys.append(key)
-        self._tied_paths = [program.consts[i].source.path for i in program.weight_consts]
-        self.weights = nn.ParameterDict(own) if variational else None
-        self.bottleneck_vae = (
-            VariationalBottleneck(channels[-1], self.spatial_dims).to(device=device, dtype=dtype)
-            if variational
-            else None
-        )
-        self.mask_head = None
-        if mask_classes is not None:
-            conv = _CONV_1X1[self.spatial_dims]
-            self.mask_head = conv(channels[0], mask_classes, kernel_size=1).to(
-                device=device, dtype=dtype
-            )
-        # Read-only references to the encoder's modules, not registered as children.
-        object.__setattr__(self, "_encoder_ref", (encoder,))
+                value = trace.constants[spec.source.path].detach().clone()
+                self.register_buffer(f"const_{i}", value, persistent=False)
+            sources.append(source)
+            keys.append(key)
+        return sources, keys, own
 
     # --- description -----------------------------------------------------------------------------
     @property

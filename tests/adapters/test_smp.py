@@ -22,6 +22,7 @@ MIT_ARCHS = {"Unet", "MAnet", "FPN"}  # where smp accepts mit_b0
 MODES = ["none", "seg", "rec", "hyb"]
 COMBOS = [(a, e) for a in ARCHS for e in ENCODERS if e != "mit_b0" or a in MIT_ARCHS]
 SIZE = 64
+DROP_SEED = 123
 
 
 def build(arch: str, encoder: str, classes: int = 2) -> torch.nn.Module:
@@ -41,9 +42,12 @@ def batch(classes: int = 2):
 def params_the_bare_model_uses(model):
     """Parameters that get a non-zero gradient from the bare model: smp's U-Net++ never runs
     `center`, and timm zero-initialises the last norm of each residual block, which leaves the
-    block's convolutions without gradient at initialisation."""
+    block's convolutions without gradient at initialisation. Stochastic depth (timm's drop
+    path) drops random blocks: the seed is the one the wrapped step uses, so the X pass drops
+    the same blocks."""
     x, y = batch()
     model.zero_grad()
+    torch.manual_seed(DROP_SEED)
     torch.nn.functional.cross_entropy(model(x), y).backward()
     used = {id(p) for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     model.zero_grad()
@@ -81,6 +85,7 @@ def test_training_step_eval_identity_and_strip(arch, encoder, mode):
     model_params = {id(p) for p in model.parameters()}
     ds = DeepSupervised(model, mode, label_mode="multiclass").train()
     x, y = batch()
+    torch.manual_seed(DROP_SEED)
     loss = ds.loss(ds(x, y), y)
     assert all(v == v and abs(v) != float("inf") for v in loss.terms.values()), loss.terms
     loss.total.backward()

@@ -7,17 +7,13 @@ from dsplug import DeepSupervised
 
 smp = pytest.importorskip("segmentation_models_pytorch")
 
-# Every architecture with one encoder, and every encoder of the matrix with Unet.
-COMPILE_COMBOS = [(a, "resnet34") for a in ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN"]] + [
-    ("Unet", e)
-    for e in [
-        "efficientnet-b0",
-        "timm-efficientnet-b0",
-        "mit_b0",
-        "tu-resnet18",
-        "tu-convnext_atto",
-        "vgg11_bn",
-    ]
+# Architectures and encoders whose graphs differ most: a residual CNN under two decoders, a
+# transformer (mit_b0) under FPN, and a timm ConvNeXt (layer norms, permutes).
+COMPILE_COMBOS = [
+    ("Unet", "resnet34"),
+    ("UnetPlusPlus", "resnet34"),
+    ("FPN", "mit_b0"),
+    ("Unet", "tu-convnext_atto"),
 ]
 
 
@@ -47,15 +43,6 @@ def test_hyb_training_forward_compiles_fullgraph(arch, encoder):
 
     compiled = torch.compile(loss_of, fullgraph=True, backend="eager")
     torch.testing.assert_close(compiled(x, y), loss_of(x, y), rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.compile
-@pytest.mark.slow
-def test_inductor_compile_of_unet_resnet18():
-    ds = DeepSupervised(_build("Unet", "resnet18"), "hyb", label_mode="multiclass").train()
-    x, y = _batch()
-    compiled = torch.compile(lambda x, y: ds.loss(ds(x, y), y).total)
-    torch.testing.assert_close(compiled(x, y), ds.loss(ds(x, y), y).total, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.compile

@@ -21,6 +21,16 @@ from dsplug.tied.graph import GraphTiedDecoder, GraphTransposeError, PlanError
 smp_encoders = pytest.importorskip("segmentation_models_pytorch.encoders")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core runner the
+    thread pool's contention makes each op ~50x slower; restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --- encoders under test --------------------------------------------------------------------
 class BasicUNetEncoder(nn.Module):
     """The contracting path of a MONAI BasicUNet, returning the level features."""

@@ -417,10 +417,12 @@ def test_norms_get_their_own_parameters_and_pooling_becomes_upsampling():
 
 
 class AttentionEncoder(nn.Module):
-    """A patch embedding and one spatial-reduction attention block (as in SegFormer)."""
+    """A patch embedding and one spatial-reduction attention block (as in SegFormer), written
+    out or with F.scaled_dot_product_attention."""
 
-    def __init__(self) -> None:
+    def __init__(self, fused: bool) -> None:
         super().__init__()
+        self.fused = fused
         self.embed = nn.Conv2d(1, 8, 4, stride=4)
         self.q, self.kv, self.proj = nn.Linear(8, 8), nn.Linear(8, 16), nn.Linear(8, 8)
         self.sr = nn.Conv2d(8, 8, 2, stride=2)
@@ -431,22 +433,37 @@ class AttentionEncoder(nn.Module):
         t = e.flatten(2).transpose(1, 2)
         kv = self.kv(self.sr(e).flatten(2).transpose(1, 2))
         k, v = kv.chunk(2, dim=-1)
-        attn = torch.softmax(self.q(t) @ k.transpose(1, 2) / math.sqrt(c), dim=-1)
-        t = t + self.proj(attn @ v)
+        if self.fused:
+            a = F.scaled_dot_product_attention(self.q(t)[:, None], k[:, None], v[:, None])[:, 0]
+        else:
+            a = torch.softmax(self.q(t) @ k.transpose(1, 2) / math.sqrt(c), dim=-1) @ v
+        t = t + self.proj(a)
         return [t.transpose(1, 2).reshape(b, c, h, w)]
 
 
-def test_attention_keeps_the_value_path_and_maps_tokens_between_grids():
+@pytest.mark.parametrize("fused", [False, True])
+def test_attention_keeps_the_value_path_and_pools_tokens_between_grids(fused):
     torch.manual_seed(0)
-    enc = AttentionEncoder()
+    enc = AttentionEncoder(fused)
     dec = GraphTiedDecoder(enc, torch.randn(1, 1, 32, 32))
     assert set(dec.tied_parameters()) == {"embed.weight", "kv.weight", "proj.weight", "sr.weight"}
     for size in [(32, 32), (48, 32)]:
         x = torch.randn(2, 1, *size)
-        r = torch.randn(2, 8, size[0] // 4, size[1] // 4)
+        h, w = size[0] // 4, size[1] // 4
+        r = torch.randn(2, 8, h, w)
         out = dec(r, x.shape)
-        assert out.rec_image.shape == x.shape
         assert out.levels[4] is r
+        # Oracle: proj^T, the 16 query tokens pooled onto the 4 value tokens of the reduced grid,
+        # kv^T with nothing for the keys, sr^T, plus the residual; then embed^T (biases zero).
+        with torch.no_grad():
+            g = r.flatten(2).transpose(1, 2) @ enc.proj.weight
+            g = F.adaptive_avg_pool2d(g.transpose(1, 2).reshape(2, 8, h, w), (h // 2, w // 2))
+            g = g.flatten(2).transpose(1, 2)
+            g = torch.cat([torch.zeros_like(g), g], -1) @ enc.kv.weight
+            g = g.transpose(1, 2).reshape(2, 8, h // 2, w // 2)
+            e = r + F.conv_transpose2d(g, enc.sr.weight, stride=2)
+            expected = F.conv_transpose2d(e, enc.embed.weight, stride=4)
+        torch.testing.assert_close(out.rec_image, expected, rtol=1e-4, atol=1e-5)
     enc.zero_grad(set_to_none=True)
     out.rec_image.square().mean().backward()
     k_rows = enc.kv.weight.grad[:8]  # the key half of kv only feeds the softmax gate

@@ -204,7 +204,14 @@ def test_levels_have_the_encoders_shapes_at_two_sizes(name):
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize(("name", "n_sizes"), [("basicunet2d", 2), ("resnet18", 1)])
+@pytest.mark.parametrize(
+    ("name", "n_sizes"),
+    [
+        ("basicunet2d", 2),
+        ("resnet18", 1),
+        pytest.param("tu-convnext_atto", 1, marks=pytest.mark.slow),  # layer scale: a const op
+    ],
+)
 def test_compiled_forward_backward_matches_eager(name, n_sizes):
     case = _case(name)
     enc, dec = case.encoder, case.decoder

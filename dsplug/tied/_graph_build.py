@@ -191,7 +191,8 @@ class Transposer:
                 return S.Arg("const", self.const(value))
             return self.sym(value)
         if isinstance(value, list | tuple):
-            return type(value)(self.template(v, x_node) for v in value)
+            items = [self.template(v, x_node) for v in value]
+            return items if isinstance(value, list) else tuple(items)  # no FX immutable_list
         return S.Arg("lit", value)
 
     def const(self, node: fx.Node) -> int:
@@ -584,7 +585,8 @@ class Transposer:
                     return S.Arg("const", self.const(value))
                 return self.sym(value)
             if isinstance(value, list | tuple):
-                return type(value)(arg(v) for v in value)
+                items = [arg(v) for v in value]
+                return items if isinstance(value, list) else tuple(items)
             return S.Arg("lit", value)
 
         for n in side:

@@ -286,6 +286,8 @@ class CompiledPlan:
             if not ok:
                 raise PlanError(
                     f"Encoder {self.encoder}: image_shape {shape} violates a condition of the "
-                    f"trace ({message})."
+                    f"trace ({message}; traced input sizes {self.traced}). Every level must keep "
+                    "the properties it had at the reference size (e.g. stay wider than 1 pixel): "
+                    "build the decoder with an example_input closer to the sizes you feed."
                 )
         return self.plan_fn(*values)

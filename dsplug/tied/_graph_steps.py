@@ -91,7 +91,8 @@ def _resolve(
             return st.plan[arg.value]
         return arg.value
     if isinstance(arg, list | tuple):
-        return type(arg)(_resolve(a, x, st, local) for a in arg)
+        items = [_resolve(a, x, st, local) for a in arg]
+        return items if isinstance(arg, list) else tuple(items)
     return arg
 
 

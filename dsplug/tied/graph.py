@@ -248,8 +248,8 @@ class GraphTiedDecoder(nn.Module):
             elif spec.kind == "constant":
                 consts.append(getattr(self, f"const_{i}"))
             else:
-                args = _plain(S._resolve(spec.args, None, state))
-                kwargs = {k: _plain(S._resolve(v, None, state)) for k, v in spec.kwargs}
+                args = S._resolve(spec.args, None, state)
+                kwargs = {k: S._resolve(v, None, state) for k, v in spec.kwargs}
                 consts.append(spec.op(*args, **kwargs))
         return consts
 
@@ -403,13 +403,3 @@ def _key(path: str, table: dict) -> str:
     while key in table:
         key, i = f"{base}_{i}", i + 1
     return key
-
-
-def _plain(value: object) -> object:
-    """FX's immutable_list (a list subclass) as a plain list, recursively: torch.compile cannot
-    pass the subclass to a tensor op."""
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, tuple) and type(value) is tuple:
-        return tuple(_plain(v) for v in value)
-    return value

@@ -280,6 +280,20 @@ def test_mask_head_is_built_only_when_asked():
     assert any(k.startswith("mask_head.") for k in dec.state_dict())
 
 
+def test_image_and_mask_outputs_can_be_skipped():
+    case = _case("resnet18")
+    x = case.batch((64, 64))
+    with torch.no_grad():
+        bottleneck = case.encoder(x)[-1]
+        full = case.decoder(bottleneck, x.shape)
+        bare = case.decoder(bottleneck, x.shape, image=False, mask=False)
+    assert bare.rec_image is None and bare.rec_mask is None
+    assert full.rec_image is not None and full.rec_mask is not None
+    assert list(bare.levels) == list(full.levels)
+    for red in full.levels:
+        torch.testing.assert_close(bare.levels[red], full.levels[red])
+
+
 def test_bad_inputs_raise_clear_errors():
     case = _case("resnet18")
     dec = case.decoder

@@ -412,7 +412,7 @@ class CatT(Step):
         raise NotImplementedError
 
     def run(self, st: RunState) -> None:
-        ref = next(st.env[s] for s in self.srcs if s is not None)
+        ref = next(st.env[s] for s in self.srcs if s is not None and st.env[s] is not None)
         pieces = []
         for slot, shape_at in zip(self.srcs, self.shapes_at):
             if slot is None or st.env[slot] is None:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import sympy
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -336,17 +337,38 @@ def _check_args(
 
 
 def _add_trace_checks(trace: EncoderTrace, planner: ShapePlan) -> None:
-    """The trace's size assumptions (its guards, e.g. "the bottleneck is not 1 pixel wide") and
-    runtime asserts become conditions on every new input size: a size the trace does not
-    describe is refused, never served with a stale plan."""
+    """The trace's size assumptions (its guards) and runtime asserts become conditions on every
+    new input size: a size the trace does not describe is refused, never served with a stale
+    plan. Only "this size is not 1" assumptions are waived (see :func:`_not_one`)."""
     for guard in trace.guards:
-        planner.add_check(guard, "an assumption of the trace at the reference size")
+        if not _not_one(guard):
+            planner.add_check(guard, "an assumption of the trace at the reference size")
     for node in trace.graph.nodes:
         if node.op == "call_function" and node.target is torch.ops.aten._assert_scalar.default:
             cond = node.args[0]
             value = cond.meta.get("val") if isinstance(cond, fx.Node) else cond
             if value is not None:
                 planner.add_check(value, str(node.args[1]) if len(node.args) > 1 else "")
+
+
+def _not_one(guard: sympy.Basic) -> bool:
+    """``Ne(e, 1)``, ``e > 1``, ``e >= 2``: a size traced as "not 1".
+
+    Export records these for broadcasting and stride decisions that a 1-pixel level leaves
+    unchanged in encoders (the size formulas stay valid), so a level that becomes 1 pixel wide
+    at a new input size is served rather than refused. Should an encoder really change its
+    graph at size 1 (e.g. a bare ``squeeze()``), its bottleneck shape changes and
+    :meth:`GraphTiedDecoder.forward` raises a ShapeError.
+    """
+    if isinstance(guard, sympy.Ne):
+        return sympy.Integer(1) in (guard.lhs, guard.rhs)
+    if isinstance(guard, sympy.StrictGreaterThan | sympy.StrictLessThan):
+        small = guard.rhs if isinstance(guard, sympy.StrictGreaterThan) else guard.lhs
+        return small == 1
+    if isinstance(guard, sympy.GreaterThan | sympy.LessThan):
+        small = guard.rhs if isinstance(guard, sympy.GreaterThan) else guard.lhs
+        return small == 2
+    return False
 
 
 def _levels(trace: EncoderTrace, name: str) -> list[fx.Node]:

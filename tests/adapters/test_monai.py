@@ -310,3 +310,50 @@ def test_a_broken_monai_install_is_not_hidden(monkeypatch):
     )
     with pytest.raises(ImportError, match=r"BasicUNet|AttentionUnet|DynUNet"):
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+# The 2D networks with the richest mode each supports (AttentionUnet has no reconstruction).
+COMPILE_CASES = [
+    pytest.param(c, "seg" if c.name.startswith("attention") else "hyb", id=c.name)
+    for c in CASES
+    if c.spatial_dims == 2
+]
+
+
+def _compiles_fullgraph(module, x) -> bool:
+    try:
+        torch.compile(module, fullgraph=True, backend="eager")(x)
+    except torch._dynamo.exc.Unsupported:
+        return False
+    finally:
+        torch._dynamo.reset()
+    return True
+
+
+@pytest.mark.compile
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "mode"), COMPILE_CASES)
+def test_training_forward_compiles_fullgraph(case, mode):
+    """fullgraph wherever the bare network itself compiles fullgraph: BasicUNet's UpCat calls
+    ``torch.jit.isinstance``, which Dynamo refuses to trace, so there the wrapped forward is
+    compiled with graph breaks (all inside MONAI) and must still equal eager."""
+    ds = DeepSupervised(case.build(), mode, label_mode=case.label_mode).train()
+    x, y = _batch(case)
+    fullgraph = _compiles_fullgraph(case.build().train(), x)
+    if case.name.startswith(("dyn", "attention")):
+        assert fullgraph, f"the bare {case.name} no longer compiles fullgraph"
+
+    def loss_of(x, y):
+        return ds.loss(ds(x, y), y).total
+
+    compiled = torch.compile(loss_of, fullgraph=fullgraph, backend="eager")
+    torch.testing.assert_close(compiled(x, y), loss_of(x, y), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("case", [c for c in CASES if c.spatial_dims == 2], ids=lambda c: c.name)
+def test_stripped_model_exports(case):
+    bare = DeepSupervised(case.build(), "seg", label_mode=case.label_mode).strip().eval()
+    x, _ = _batch(case)
+    exported = torch.export.export(bare, (x,))
+    torch.testing.assert_close(exported.module()(x), bare(x))

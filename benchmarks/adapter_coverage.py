@@ -2,7 +2,8 @@
 
 For every name in `smp.encoders.get_encoder_names()` (encoders over 100 M parameters are skipped
 and listed), build `smp.Unet(name, encoder_weights=None)`, run one `hyb` training step at 64x64
-(finite loss, a gradient on every tied encoder weight) and check the eval identity
+(finite loss; a finite gradient on every encoder weight the tied decoder reads and on every
+parameter the bare model's own training step trains) and check the eval identity
 (`ds.eval(); ds(x)` equals `model(x)`). Prints JSON: which work, which fail and why, the share.
 
     python benchmarks/adapter_coverage.py --json runs/adapter_coverage.json
@@ -39,6 +40,15 @@ def encoder_parameters(name: str) -> int:
     return sum(p.numel() for p in encoder.parameters())
 
 
+def bare_trained_parameters(name: str, x: torch.Tensor, y: torch.Tensor) -> set[str]:
+    """Parameters that one training step of the bare (unwrapped) model gives a gradient; smp's
+    EfficientNet encoders, e.g., keep an unused ``_conv_head`` that no step ever trains."""
+    torch.manual_seed(0)
+    model = smp.Unet(name, encoder_weights=None, in_channels=1, classes=2).train()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    return {n for n, p in model.named_parameters() if p.grad is not None}
+
+
 def try_encoder(name: str) -> dict[str, Any]:
     """One hyb training step and the eval identity check; the failure's reason if any."""
     start = time.perf_counter()
@@ -56,13 +66,20 @@ def try_encoder(name: str) -> dict[str, Any]:
             raise FloatingPointError(f"non-finite loss terms {loss.terms}")
         loss.total.backward()
         stage = "tied gradients"
+        tied = ds.reconstruction.tied_parameters()
+        if not tied:
+            raise RuntimeError("the reconstruction decoder reads no encoder weight")
+        trained = bare_trained_parameters(name, x, y)  # what the bare model's own step trains
         missing = [
             n
             for n, p in model.encoder.named_parameters()
-            if p.dim() > 1 and (p.grad is None or not torch.isfinite(p.grad).all())
+            if (n in tied or f"encoder.{n}" in trained)
+            and (p.grad is None or not torch.isfinite(p.grad).all())
         ]
         if missing:
-            raise RuntimeError(f"{len(missing)} encoder weights without a finite gradient")
+            raise RuntimeError(
+                f"{len(missing)} encoder weights without a finite gradient: {missing[:3]}"
+            )
         stage = "eval identity"
         ds.eval()
         with torch.no_grad():

@@ -84,3 +84,13 @@ def test_hyb_training_step_compiles_with_inductor():
         if q.grad is not None:
             error = (p.grad - q.grad).norm() / q.grad.norm()
             assert error < 0.1, f"{name}: gradient differs from eager by {error:.1%} of its norm"
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize("arch", ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN"])
+def test_stripped_model_exports(arch):
+    model = _build(arch, "resnet18")
+    bare = DeepSupervised(model, "hyb", label_mode="multiclass").strip().eval()
+    x, _ = _batch()
+    exported = torch.export.export(bare, (x,))
+    torch.testing.assert_close(exported.module()(x), bare(x))

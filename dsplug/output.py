@@ -22,7 +22,7 @@ class DSOutput:
         rec_image: rec_image(X) of the reconstruction decoder (auto, seg, rec, hyb, vae).
         rec_mask: rec_mask(G) logits (auto, rec, hyb, vae).
         rec_features: r_k(G), the reconstruction decoder's features on G (auto, rec, hyb, vae).
-        aligned_features: y_k projected to the channels of r_k where they differ (student side).
+        aligned_features: y_k through a learned 1x1 projection to r_k's channels (student side).
         aux_logits: the side heads' logits per level (up, down).
         kl: the KL term of the VAE bottleneck (vae).
     """

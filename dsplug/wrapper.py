@@ -101,11 +101,13 @@ class DeepSupervised(nn.Module):
             variational=spec.reconstruction == "vae",
         )
         if spec.aligns_features:
+            # y_k and r_k(G) come from different decoders: their channels need not mean the same
+            # thing even where the counts match, so every compared level has a learned 1x1 map.
             targets = self.reconstruction.level_channels
             conv = nn.Conv2d if adapter.spatial_dims == 2 else nn.Conv3d
             for stage in self.stages:
                 target_channels = targets.get(stage.reduction, 0)
-                if target_channels and target_channels != stage.channels:
+                if target_channels:
                     self.align[str(stage.reduction)] = conv(
                         stage.channels, target_channels, kernel_size=1
                     )

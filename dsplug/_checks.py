@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterable
 
 import torch
 
-__all__ = ["ShapeError", "check_divisible", "check_finite", "look_up_option"]
+__all__ = ["ShapeError", "UpdateWatch", "check_divisible", "check_finite", "look_up_option"]
 
 
 class ShapeError(ValueError):
@@ -58,4 +59,38 @@ def check_divisible(shape: tuple[int, ...], divisor: int, name: str) -> None:
             f"by {divisor} (2^(depth-1) for this network). Pad the input, e.g. to {fixed}.",
             tuple(shape),
             f"multiples of {divisor}",
+        )
+
+
+class UpdateWatch:
+    """Warns once when an optimiser step changes the model's parameters but none of the
+    wrapper's own: the optimiser was built from ``model.parameters()`` before wrapping.
+
+    Reads only the in-place version counters of the parameters (no copy, no device sync):
+    an optimiser step bumps them, a gradient-accumulation step does not.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[int, list[int]] | None = None
+        self.warned = False
+
+    def observe(
+        self, model_params: Iterable[torch.Tensor], own: list[tuple[str, torch.Tensor]]
+    ) -> None:
+        """Compare with the previous call; warn once if the model moved and ``own`` did not."""
+        if self.warned or not own:
+            return
+        current = (sum(p._version for p in model_params), [p._version for _, p in own])
+        last, self._last = self._last, current
+        if last is None or current[0] == last[0] or current[1] != last[1]:
+            return
+        self.warned = True
+        names = [n for n, _ in own]
+        shown = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
+        warnings.warn(
+            f"DeepSupervised: the last optimiser step updated the model's parameters but none of "
+            f"the wrapper's own ({shown}), so deep supervision trains nothing of its own. Build "
+            "the optimiser from ds.parameters() after wrapping, not from model.parameters().",
+            UserWarning,
+            stacklevel=4,
         )

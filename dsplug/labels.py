@@ -12,6 +12,8 @@ __all__ = [
     "check_label_mode",
     "check_target",
     "dense_target",
+    "index_target",
+    "is_one_hot_layout",
     "mask_as_input",
     "to_probabilities",
 ]
@@ -25,19 +27,85 @@ def _expected(label_mode: str, batch: int, classes: int, spatial: tuple[int, ...
         return f"({batch}, 1, {dims}) with values in {{0, 1}}"
     if label_mode == "multilabel":
         return f"({batch}, {classes}, {dims}) with values in {{0, 1}}"
-    return f"({batch}, {dims}) or ({batch}, 1, {dims}) integer class indices in [0, {classes})"
+    return (
+        f"({batch}, {dims}) or ({batch}, 1, {dims}) integer class indices in [0, {classes}), "
+        f"or a one-hot ({batch}, {classes}, {dims})"
+    )
+
+
+def is_one_hot_layout(y: torch.Tensor, classes: int, spatial_dims: int) -> bool:
+    """Whether a multiclass target ``y`` has the one-hot layout (B, C, *), C >= 2."""
+    return classes >= 2 and y.dim() == spatial_dims + 2 and y.shape[1] == classes
+
+
+def _ignored(y: torch.Tensor, ignore_index: int | None) -> torch.Tensor | None:
+    return None if ignore_index is None else y == ignore_index
+
+
+def _check_one_hot(y: torch.Tensor, ignore_index: int | None) -> None:
+    binary = bool(((y == 0) | (y == 1)).all())
+    sums = y.sum(dim=1)
+    allowed = (sums == 1) if ignore_index is None else (sums == 1) | (sums == 0)
+    if not (binary and bool(allowed.all())):
+        blank = "" if ignore_index is None else " (or none, for a pixel to ignore)"
+        raise ValueError(
+            f"A multiclass target of shape {tuple(y.shape)} is read as one-hot (B, C, *), but it "
+            f"is not: every pixel needs exactly one 1 over the C channels{blank}. Pass class "
+            "indices (B, *) instead, or use label_mode='multilabel' for overlapping labels."
+        )
+
+
+def _check_values(y: torch.Tensor, label_mode: str, classes: int, ignore_index: int | None) -> None:
+    ignored = _ignored(y, ignore_index)
+    kept = y if ignored is None else y[~ignored]
+    note = "" if ignore_index is None else f" (besides ignore_index={ignore_index})"
+    if label_mode == "multiclass":
+        if y.is_floating_point() and not bool(torch.all(y == y.round())):
+            raise ValueError(
+                f"Multiclass target must hold integer class indices, got dtype {y.dtype} with "
+                "fractional values."
+            )
+        if kept.numel() == 0:
+            return
+        low, high = int(kept.min()), int(kept.max())
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"Multiclass target has class indices in [{low}, {high}]{note}, expected "
+                f"[0, {classes}) for a model with {classes} output channels"
+                + ("" if ignore_index is not None else "; pass ignore_index=... for a void label")
+                + "."
+            )
+    elif not bool(((kept == 0) | (kept == 1)).all()):
+        values = torch.unique(kept.float())
+        shown = values[:8].tolist()
+        raise ValueError(
+            f"{label_mode.capitalize()} target must hold only 0 and 1{note}, got values "
+            f"{shown}{'...' if values.numel() > 8 else ''}. Binarise the mask, use "
+            "label_mode='multiclass' for class indices, or pass ignore_index for a void label."
+        )
 
 
 def check_target(
-    y: torch.Tensor, logits_shape: tuple[int, ...], label_mode: str, *, check_values: bool = True
+    y: torch.Tensor,
+    logits_shape: tuple[int, ...],
+    label_mode: str,
+    *,
+    check_values: bool = True,
+    ignore_index: int | None = None,
 ) -> None:
-    """Raise a clear error unless ``y`` fits logits of ``logits_shape`` in ``label_mode``."""
+    """Raise a clear error unless ``y`` fits logits of ``logits_shape`` in ``label_mode``.
+
+    A multiclass target may be class indices, (B, *) or (B, 1, *), or one-hot (B, C, *) with
+    exactly one 1 per pixel (no 1 at all marks a pixel to ignore when ``ignore_index`` is set).
+    Values equal to ``ignore_index`` are accepted in every label mode.
+    """
     look_up_option(label_mode, LABEL_MODES, "label_mode")
     batch, classes, spatial = logits_shape[0], logits_shape[1], tuple(logits_shape[2:])
     expected = _expected(label_mode, batch, classes, spatial)
     shape = tuple(y.shape)
+    one_hot_layout = shape == (batch, classes, *spatial) and classes >= 2
     if label_mode == "multiclass":
-        ok = shape in ((batch, *spatial), (batch, 1, *spatial))
+        ok = shape in ((batch, *spatial), (batch, 1, *spatial)) or one_hot_layout
     elif label_mode == "binary":
         ok = shape == (batch, 1, *spatial)
     else:
@@ -51,26 +119,23 @@ def check_target(
         )
     if not check_values:
         return
-    if label_mode == "multiclass":
-        if y.is_floating_point() and not bool(torch.all(y == y.round())):
-            raise ValueError(
-                f"Multiclass target must hold integer class indices, got dtype {y.dtype} with "
-                "fractional values."
-            )
-        low, high = int(y.min()), int(y.max())
-        if low < 0 or high >= classes:
-            raise ValueError(
-                f"Multiclass target has class indices in [{low}, {high}], expected [0, {classes})"
-                f" for a model with {classes} output channels."
-            )
+    if label_mode == "multiclass" and one_hot_layout:
+        _check_one_hot(y, ignore_index)
     else:
-        if not bool(((y == 0) | (y == 1)).all()):
-            values = torch.unique(y.float())[:8].tolist()
-            raise ValueError(
-                f"{label_mode.capitalize()} target must hold only 0 and 1, got values "
-                f"{values}{'...' if torch.unique(y).numel() > 8 else ''}. Binarise the mask, or "
-                "use label_mode='multiclass' for class indices."
-            )
+        _check_values(y, label_mode, classes, ignore_index)
+
+
+def index_target(
+    y: torch.Tensor, classes: int, spatial_dims: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """A one-hot multiclass target (B, C, *) as int64 class indices (B, *); pixels with no 1
+    become ``ignore_index`` when it is set. Any other target is returned unchanged."""
+    if not is_one_hot_layout(y, classes, spatial_dims):
+        return y
+    index = y.argmax(dim=1)
+    if ignore_index is not None:
+        index = torch.where(y.sum(dim=1) == 0, torch.full_like(index, ignore_index), index)
+    return index
 
 
 def check_label_mode(label_mode: str, classes: int, model_name: str = "the model") -> None:
@@ -109,13 +174,22 @@ def to_probabilities(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
 
 
 def mask_as_input(
-    y: torch.Tensor, label_mode: str, classes: int, in_channels: int, spatial_dims: int
+    y: torch.Tensor,
+    label_mode: str,
+    classes: int,
+    in_channels: int,
+    spatial_dims: int,
+    ignore_index: int | None = None,
 ) -> torch.Tensor:
     """Map a target G to the model's input space (SPEC §2), for the G pass.
 
     binary: G; multiclass: class index / (C - 1); multilabel: the mean of its channels; then
-    replicated across the ``in_channels`` input channels. Returns float (B, in_channels, *).
+    replicated across the ``in_channels`` input channels. Pixels equal to ``ignore_index`` are
+    fed as background (0). Returns float (B, in_channels, *).
     """
+    ignored = _ignored(y, ignore_index)
+    if ignored is not None:
+        y = y.masked_fill(ignored, 0)
     if label_mode == "multiclass":
         g = (dense_target(y, label_mode, spatial_dims).float() / (classes - 1)).unsqueeze(1)
     elif label_mode == "multilabel":

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ._checks import ShapeError, check_divisible, check_finite
+from ._checks import ShapeError, UpdateWatch, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
 from .hooks import FeatureHooks
-from .labels import check_label_mode, check_target, mask_as_input
+from .labels import check_label_mode, check_target, index_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights
 from .modes import ModeSpec, mode_spec
 from .output import DSOutput
@@ -21,24 +23,43 @@ from .tied.base import ReconstructionOutput
 
 __all__ = ["DeepSupervised"]
 
+SegLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 class DeepSupervised(nn.Module):
     """Wrap ``model`` so that it trains with a deep-supervision strategy (SPEC §1, §2).
 
     ``ds(x, y)`` returns a :class:`DSOutput` with every branch the mode needs (in train and
     eval); ``ds.loss(out, y)`` returns a :class:`LossBreakdown`; ``ds(x)`` returns exactly
-    ``model(x)`` (in training it raises for a mode that needs the target); ``ds.strip()``
-    returns the original model object with its hooks removed.
+    ``model(x)`` (in train and eval); ``ds.strip()`` returns the original model object with its
+    hooks removed. The wrapper stands in for the model: an attribute it does not own is looked
+    up on the model (``ds.encoder``, ``ds.freeze_encoder()``, ``ds.save_pretrained(...)``).
+
+    Weights: ``ds.strip().state_dict()`` (or ``ds.model.state_dict()``) is the bare model's
+    and loads strictly into a fresh model; a bare model's weights load back with
+    ``ds.model.load_state_dict(...)`` (or into the model before wrapping). ``ds.state_dict()``
+    adds the wrapper's own parameters under their module names and the model's under
+    ``model.``. The wrapper pickles (``torch.save(ds)``, ``copy.deepcopy(ds)``).
+
+    Build the optimiser from ``ds.parameters()`` after wrapping: the wrapper has parameters of
+    its own (a warning says so once when an optimiser step leaves all of them unchanged).
 
     Args:
         model: a supported segmentation model (see ``dsplug.adapters``).
         mode: ``none``, ``deep``, ``auto``, ``seg``, ``rec``, ``hyb``, ``up``, ``down`` or ``vae``.
         weights: a preset name (``equal``, ``brats``, ``cardiac``, ``spleen``, ``liver``), a
             mapping of :class:`LossWeights` fields, or a LossWeights.
-        label_mode: ``binary``, ``multilabel`` or ``multiclass``.
+        label_mode: ``binary``, ``multilabel`` or ``multiclass``; None (default): what the
+            model's output channels imply, ``binary`` for 1 and ``multiclass`` for more.
         schedule: the deep-supervision schedule, ``constant``, ``linear`` or ``cosine``.
         validate: check every batch (shapes, finite values, label values). The value checks
             read the tensors once per step and are skipped inside ``torch.compile``.
+        balance: ``auto`` or ``paper`` (how the loss terms are summed, see ``dsplug.losses``).
+        seg_loss: ``seg_loss(logits, target) -> scalar``: replaces the built-in segmentation
+            loss in L_image and every mask term (e.g. ``smp.losses.DiceLoss``); the target is
+            passed as the loss functions take it (float (B, C, *) for binary/multilabel,
+            int64 (B, *) class indices for multiclass).
+        ignore_index: a label value that every term reading labels ignores (a void label).
 
     Example:
         >>> ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
@@ -53,19 +74,35 @@ class DeepSupervised(nn.Module):
         mode: str = "hyb",
         *,
         weights: str | Mapping[str, object] | LossWeights = "equal",
-        label_mode: str = "binary",
+        label_mode: str | None = None,
         schedule: str = "constant",
         validate: bool = True,
+        balance: str = "auto",
+        seg_loss: SegLoss | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         super().__init__()
         spec = mode_spec(mode)
         adapter = adapter_for(model)
         adapter.check_supported(spec.name)
+        if label_mode is None:
+            label_mode = "binary" if adapter.classes == 1 else "multiclass"
+        if ignore_index is not None and (
+            isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+        ):
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}.")
         self.model = model
         self.spec = spec
         self.validate = validate
+        self.ignore_index = ignore_index
         self._adapter = adapter
-        self.criterion = LOSSES[spec.name](weights, label_mode, schedule, adapter.spatial_dims)
+        self.criterion = LOSSES[spec.name](
+            weights,
+            label_mode,
+            schedule,
+            adapter.spatial_dims,
+            **_loss_options(LOSSES[spec.name], balance, seg_loss, ignore_index),
+        )
         check_label_mode(self.criterion.label_mode, adapter.classes, type(model).__name__)
         self.stages = adapter.decoder_stages() if spec.features else []
         self.reductions = [s.reduction for s in self.stages]
@@ -75,6 +112,7 @@ class DeepSupervised(nn.Module):
         self._hooks: FeatureHooks | None = None
         self._batch_norms: list[_BatchNorm] = []
         self._stripped = False
+        self._update_watch = UpdateWatch()
         self.train(model.training)
 
     # --- construction ------------------------------------------------------------------------
@@ -147,9 +185,21 @@ class DeepSupervised(nn.Module):
         """Advance the deep-supervision schedule: 0 at the start of training, 1 at the end."""
         self.criterion.set_progress(progress)
 
+    def set_weights(self, weights: str | Mapping[str, object] | LossWeights) -> None:
+        """Change the loss weights (a preset name, a mapping or a LossWeights), e.g. between
+        epochs; weights for terms this mode does not use raise an error."""
+        self.criterion.set_weights(weights)
+        self._check_level_weights()
+
     def loss(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
         """The mode's loss of ``out`` (from ``ds(x, y)``) against the target ``y``."""
-        return self.criterion(out, y)
+        if not isinstance(out, DSOutput):
+            raise TypeError(
+                f"ds.loss(out, y) needs the DSOutput of ds(x, y), got {type(out).__name__}: "
+                "call ds(x, y) (with the target) for the deep-supervised outputs; ds(x) alone "
+                "returns the bare model's output."
+            )
+        return self.criterion(out, self._target(y))
 
     def strip(self) -> nn.Module:
         """Remove the hooks and return the original model object (for saving and export)."""
@@ -177,21 +227,58 @@ class DeepSupervised(nn.Module):
             self._hooks.remove()
             self._hooks = None
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        """``ds(x)``: exactly ``model(x)``; ``ds(x, y)``: a DSOutput with every branch."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Any:
+        """``ds(x)``: exactly ``model(x)``; ``ds(x, y)``: a DSOutput with every branch.
+
+        ``ds(x)`` in training mode trains no deep supervision: ``ds.loss`` refuses its output.
+        """
         if y is None:
-            if self.training and self.spec.needs_target:
-                raise ValueError(
-                    f"DeepSupervised(mode={self.mode!r}) is in training mode and needs the "
-                    "target: call ds(x, y) (without it the model would silently train without "
-                    "deep supervision), or call ds.eval() for inference."
-                )
             return self.model(x)
         if self._stripped:
             raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
         if self.validate:
             self._check_batch(x, y)
-        return self._supervised_forward(x, y)
+        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            own = [
+                (n, p)
+                for n, p in self.named_parameters()
+                if p.requires_grad and not n.startswith("model.")
+            ]
+            self._update_watch.observe(self.model.parameters(), own)
+        return self._supervised_forward(x, self._target(y))
+
+    # --- standing in for the model -------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        """Attributes the wrapper does not own come from the wrapped model (as torch.compile's
+        wrapper does): ``ds.encoder``, ``ds.freeze_encoder()``, ``ds.save_pretrained(...)``."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            model = self.__dict__.get("_modules", {}).get("model")
+            if model is None or name.startswith("__"):
+                raise
+            try:
+                return getattr(model, name)
+            except AttributeError:
+                raise AttributeError(
+                    f"'{type(self).__name__}' object and its wrapped "
+                    f"{type(model).__name__} have no attribute '{name}'"
+                ) from None
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script(ds)`` in eval mode scripts the bare model (what ``ds(x)`` runs)."""
+        if self.training:
+            raise RuntimeError(
+                "torch.jit.script(DeepSupervised) scripts inference only: call ds.eval() "
+                "first, or script ds.strip() (the bare model)."
+            )
+        return self.model
+
+    def _target(self, y: torch.Tensor) -> torch.Tensor:
+        """A one-hot multiclass target as class indices; any other target unchanged."""
+        if self.label_mode != "multiclass":
+            return y
+        return index_target(y, self._adapter.classes, self._adapter.spatial_dims, self.ignore_index)
 
     # --- the branches ------------------------------------------------------------------------
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -208,7 +295,13 @@ class DeepSupervised(nn.Module):
         values = not torch.compiler.is_compiling()
         if values:
             check_finite(x, "image batch")
-        check_target(y, (x.shape[0], a.classes, *x.shape[2:]), self.label_mode, check_values=values)
+        check_target(
+            y,
+            (x.shape[0], a.classes, *x.shape[2:]),
+            self.label_mode,
+            check_values=values,
+            ignore_index=self.ignore_index,
+        )
 
     def _tapped(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """model(x) and the decoder levels it computed."""
@@ -256,7 +349,9 @@ class DeepSupervised(nn.Module):
             out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
         if not (spec.mask_pass or spec.reconstruction):
             return out
-        g = mask_as_input(y, self.label_mode, a.classes, a.in_channels, a.spatial_dims)
+        g = mask_as_input(
+            y, self.label_mode, a.classes, a.in_channels, a.spatial_dims, self.ignore_index
+        )
         bottleneck = self.reductions[-1]
         mask_bottleneck = None
         with self._mask_statistics():
@@ -289,3 +384,19 @@ class DeepSupervised(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, levels={self.reductions}"
+
+
+def _loss_options(
+    loss_class: type, balance: str, seg_loss: SegLoss | None, ignore_index: int | None
+) -> dict[str, object]:
+    """The keyword options for the loss class; options it does not take yet are refused when
+    set to anything but their default."""
+    options = {"balance": balance, "seg_loss": seg_loss, "ignore_index": ignore_index}
+    defaults = {"balance": "auto", "seg_loss": None, "ignore_index": None}
+    accepted = inspect.signature(loss_class).parameters
+    unsupported = [k for k in options if k not in accepted and options[k] != defaults[k]]
+    if unsupported:
+        raise NotImplementedError(
+            f"{loss_class.__name__} does not take {unsupported} in this version of dsplug."
+        )
+    return {k: v for k, v in options.items() if k in accepted}

@@ -66,16 +66,14 @@ def test_unknown_mode_preset_and_weight_name():
         DeepSupervised(net, "hyb", label_mode="binray")
 
 
-@pytest.mark.parametrize("mode", ["deep", "hyb", "up"])
-def test_training_without_target_is_refused(mode):
+@pytest.mark.parametrize("mode", ["none", "deep", "hyb", "up"])
+def test_training_without_target_is_the_plain_model_and_its_loss_is_refused(mode):
     ds = _ds(mode).train()
-    with pytest.raises(ValueError, match=f"mode='{mode}'.*needs the target"):
-        ds(torch.randn(2, 1, 32, 32))
-
-
-def test_training_none_without_target_is_the_plain_model():
-    ds = _ds("none").train()
-    assert ds(torch.randn(2, 1, 32, 32)).shape == (2, 1, 32, 32)
+    x, y = make_batch("binary", 1)
+    out = ds(x)
+    assert type(out) is torch.Tensor and out.shape == (2, 1, 32, 32)
+    with pytest.raises(TypeError, match=r"needs the DSOutput of ds\(x, y\).*call ds\(x, y\)"):
+        ds.loss(out, y)
 
 
 def test_label_mode_that_does_not_fit_the_model():

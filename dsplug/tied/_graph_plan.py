@@ -204,7 +204,7 @@ class ShapePlan:
             if rng is not None:
                 lower = int(rng.lower) if rng.lower.is_Integer else None
                 upper = int(rng.upper) if rng.upper.is_Integer else None
-            ranges.append((str(sym), lower, upper))
+            ranges.append((str(sym), _unspecialised(lower), upper))
         return CompiledPlan(
             encoder=self._encoder,
             traced=tuple(str(d) for d in self._dims),
@@ -213,6 +213,17 @@ class ShapePlan:
             checks=tuple(f"{e}: {m}" for e, m in self._checks),
             source=source,
         )
+
+
+def _unspecialised(lower: int | None) -> int | None:
+    """Export's floor of 2 on a symbolic size (its 0/1 specialisation) lowered to 1.
+
+    A size traced as symbolic is assumed >= 2 only so that 1 can be special-cased; the
+    decoder's size formulas stay valid at 1 (batch size 1, a 1-pixel level), as the waived
+    "not 1" guards (``graph._not_one``) do. A graph that really changes at 1 (a bare
+    ``squeeze()``) changes its bottleneck shape, which the decoder's forward refuses.
+    """
+    return 1 if lower == 2 else lower
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ from torch import fx, nn
 from .._checks import ShapeError
 from . import _graph_steps as S
 from ._graph_build import GraphTransposeError, Program, Transposer
+from ._graph_pickle import dump_program, load_program
 from ._graph_plan import CompiledPlan, PlanError, ShapePlan
 from ._graph_trace import EncoderTrace, trace_encoder
 from .base import ReconstructionOutput
@@ -200,6 +201,17 @@ class GraphTiedDecoder(nn.Module):
             sources.append(source)
             keys.append(key)
         return sources, keys, own
+
+    # --- pickling (torch.save, pickle, deepcopy) -------------------------------------------------
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_program_bytes"] = dump_program((state.pop("_steps"), state.pop("_const_specs")))
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        state = dict(state)
+        state["_steps"], state["_const_specs"] = load_program(state.pop("_program_bytes"))
+        super().__setstate__(state)
 
     # --- description -----------------------------------------------------------------------------
     @property

@@ -1,8 +1,9 @@
 """The ``dsplug`` command line: train, evaluate, predict, demo, compare.
 
-Run ``dsplug <command> --help`` for every option. Bad options fail with a one-line message and
-exit status 2 (no traceback; set ``DSPLUG_DEBUG=1`` to see one); a training failure such as a
-non-finite loss exits with status 1.
+Run ``dsplug <command> --help`` for every option. Every failure is one line on stderr,
+``dsplug <command>: error: ...``, with exit status 2 for a bad option or input and 1 for a
+failure while running (no traceback; ``--debug`` or ``DSPLUG_DEBUG=1`` shows one). Ctrl-C
+stops training at a safe point and prints the command that continues it (exit status 130).
 """
 
 from __future__ import annotations
@@ -10,17 +11,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
+import torch
+
+from . import __version__
 from .data import KINDS
 from .labels import LABEL_MODES
 from .losses import PRESETS, SCHEDULES
 from .modes import MODES
 from .train import commands
+from .train.commands import DEFAULT_ENCODER, OWN_NET_DEFAULTS
 from .train.models import MODEL_ARCHS
-from .train.trainer import NonFiniteLossError
 
 __all__ = ["build_parser", "main"]
+
+#: Exceptions that mean the command was given something it cannot use (exit status 2); any
+#: other exception is a failure while running (exit status 1).
+_USAGE_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``dsplug train: error: ...`` (usage is behind --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -37,11 +54,46 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _devices_here() -> list[str]:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def _device(text: str) -> str:
+    """A device that exists on this machine (checked before anything runs)."""
+    here = _devices_here()
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device dsplug runs on; this machine has {', '.join(here)}"
+        )
+    if text not in here and str(device) not in here:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not present on this machine, which has {', '.join(here)}"
+        )
+    return text
+
+
 def _device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device",
+        type=_device,
         default=None,
-        help="cpu, cuda or cuda:N (default: CUDA when present, else CPU)",
+        help="cpu, cuda, cuda:N or mps, present on this machine (default: CUDA when present, "
+        "else CPU)",
+    )
+
+
+def _debug_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (or DSPLUG_DEBUG=1)"
     )
 
 
@@ -58,9 +110,9 @@ def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cache-dir",
         default=None,
-        help="preprocessed-slice cache (default: $DSPLUG_CACHE or ./.dsplug_cache)",
+        help="file data: preprocessed-slice cache (default: $DSPLUG_CACHE or ./.dsplug_cache)",
     )
-    p.add_argument("--no-cache", action="store_true", help="keep slices in memory only")
+    p.add_argument("--no-cache", action="store_true", help="file data: keep slices in memory only")
 
 
 def _train_options(p: argparse.ArgumentParser) -> None:
@@ -73,21 +125,28 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--encoder",
-        default="resnet34",
-        help="smp encoder, e.g. resnet34 or tu-<timm model>; never downloads weights "
-        "(default: resnet34)",
+        default=None,
+        help="smp models only: the encoder, e.g. resnet34 or tu-<timm model>; never downloads "
+        f"weights (default: {DEFAULT_ENCODER})",
     )
     g.add_argument(
         "--base-channels",
         type=_positive_int,
-        default=64,
-        help="own nets: channels of level 0 (default: 64, the paper)",
+        default=None,
+        help="own nets only: channels of level 0 "
+        f"(default: {OWN_NET_DEFAULTS['base_channels']}, the paper)",
     )
     g.add_argument(
-        "--depth", type=_positive_int, default=5, help="own nets: levels (default: 5, the paper)"
+        "--depth",
+        type=_positive_int,
+        default=None,
+        help=f"own nets only: levels (default: {OWN_NET_DEFAULTS['depth']}, the paper)",
     )
     g.add_argument(
-        "--norm", choices=("batch", "instance"), default="batch", help="own nets (default: batch)"
+        "--norm",
+        choices=("batch", "instance"),
+        default=None,
+        help=f"own nets only (default: {OWN_NET_DEFAULTS['norm']})",
     )
     g = p.add_argument_group("deep supervision")
     g.add_argument(
@@ -126,11 +185,18 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         'size=64 (synthetic), modalities=["t1ce","flair"] (BraTS), image=images/{id}.png',
     )
     g.add_argument(
-        "--axis", type=int, default=-1, help="3D volumes: slicing axis (default: -1, axial)"
+        "--axis",
+        type=int,
+        default=None,
+        help="3D volumes only: slicing axis (default: -1, axial)",
     )
-    g.add_argument("--no-zscore", action="store_true", help="skip the per-volume z-score")
     g.add_argument(
-        "--drop-empty", action="store_true", help="training: drop slices without foreground"
+        "--no-zscore", action="store_true", help="file data: skip the per-volume z-score"
+    )
+    g.add_argument(
+        "--drop-empty",
+        action="store_true",
+        help="file data, training: drop slices without foreground",
     )
     g.add_argument(
         "--slice-range",
@@ -138,13 +204,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         nargs=2,
         metavar=("START", "STOP"),
         default=None,
-        help="keep slices START <= i < STOP (BraTS in the paper: 30 125)",
+        help="3D volumes only: keep slices START <= i < STOP (BraTS in the paper: 30 125)",
     )
     g.add_argument(
         "--fit",
         choices=("pad", "resize"),
-        default="pad",
-        help="bring slices to one size by padding or resizing (default: pad)",
+        default=None,
+        help="file data: bring slices to one size by padding or resizing (default: pad)",
     )
     g.add_argument(
         "--size",
@@ -152,14 +218,16 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         nargs=2,
         metavar=("H", "W"),
         default=None,
-        help="slice size, a multiple of the network's stride (default: the largest slice, "
-        "rounded up)",
+        help="file data: slice size, a multiple of the network's stride (default: the largest "
+        "slice, rounded up; synthetic data: --option size=N)",
     )
     g.add_argument("--augment", action="store_true", help="training: random flips / 90° turns")
     g.add_argument(
         "--splits", default=None, help="JSON file of explicit splits (default: seeded 70/10/20)"
     )
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the case split (default: 0)")
+    g.add_argument(
+        "--split-seed", type=int, default=None, help="seed of the case split (default: 0)"
+    )
     g.add_argument(
         "--contiguous",
         action="store_true",
@@ -214,55 +282,93 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     _device_options(g)
     g = p.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
-    g.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    g.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="no TensorBoard events (they need pip install 'dsplug[tensorboard]')",
+    )
     g.add_argument("--no-plots", action="store_true", help="no PNG plots")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dsplug`` argument parser (one sub-parser per command)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dsplug",
         description="Deep supervision (μ-Net and friends) for U-Net-style segmentation models.",
+        allow_abbrev=False,
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version", action="version", version=f"dsplug {__version__} (torch {torch.__version__})"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
         "train",
         help="train a model with a deep-supervision strategy",
         description="Train with the paper's schedule and early stopping; checkpoints every "
-        "epoch. Under torchrun, trains with DistributedDataParallel.",
+        "epoch. Ctrl-C stops at a safe point and prints the command that continues the run. "
+        "Under torchrun, trains with DistributedDataParallel.",
+        allow_abbrev=False,
     )
     _train_options(p)
-    p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
-    p.add_argument(
+    g = p.add_argument_group("run folder")
+    g.add_argument(
+        "--out",
+        default=None,
+        help="run folder; one that holds a run is never overwritten (default: a new "
+        "runs/<mode>-<date>-<time>; with --resume-from: the checkpoint's folder)",
+    )
+    how = g.add_mutually_exclusive_group()
+    how.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last.pt"
     )
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="CKPT",
+        help="continue from this checkpoint (any of a run's, e.g. RUN/best.pt)",
+    )
+    how.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its checkpoints, logs and plots are deleted)",
+    )
+    _debug_option(p)
 
     p = sub.add_parser(
         "evaluate",
         help="per-case metrics of a checkpoint on a split or a folder",
         description="Writes cases.csv (per case), summary.json and overlays.png to --out.",
+        allow_abbrev=False,
     )
     _checkpoint_options(p, "runs/evaluate")
     p.add_argument(
         "--split",
         choices=("train", "val", "test"),
-        default="test",
+        default=None,
         help="which split of the run's data (default: test)",
     )
     p.add_argument(
         "--data",
         default=None,
-        help="evaluate on this folder instead (same layout and preprocessing as the run)",
+        help="evaluate on this folder instead of a split (same layout and preprocessing as "
+        "the run)",
     )
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     _cache_options(p)
+    _debug_option(p)
 
     p = sub.add_parser(
         "predict",
         help="segment NIfTI volumes or 2D images with a checkpoint",
         description="One mask per input: NIfTI keeps the input's affine and header; images "
-        "give PNG masks. Preprocessing is the run's own.",
+        "give PNG masks. Preprocessing is the run's own. Slices larger than the training size "
+        "are segmented with Gaussian-weighted sliding windows of the training size that "
+        "overlap by 50%; smaller ones are zero-padded to it, as in training. Masks keep the "
+        "inputs' folders relative to their common parent (a/x.nii.gz and b/x.nii.gz give "
+        "OUT/a/x_mask.nii.gz and OUT/b/x_mask.nii.gz); existing masks are never replaced "
+        "without --overwrite.",
+        allow_abbrev=False,
     )
     _checkpoint_options(p, "runs/predict")
     p.add_argument(
@@ -271,14 +377,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="input files, one case each; a case with one file per channel as a,b,c",
     )
     p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
+    p.add_argument("--overwrite", action="store_true", help="replace masks that already exist")
+    _debug_option(p)
 
     p = sub.add_parser(
         "demo",
         help="a few minutes on CPU: train none and hyb on synthetic phantoms, compare",
         description="Trains U-Net (none) and μ-Net-Hyb (hyb) on seeded synthetic phantoms, "
-        "prints their metrics, writes curves, overlays and comparison tables.",
+        "prints their metrics and the difference of their test Dice, writes curves, overlays "
+        "and comparison tables.",
+        allow_abbrev=False,
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.add_argument("--epochs", type=_positive_int, default=12, help="maximum epochs (default: 12)")
     p.add_argument(
         "--min-epochs", type=_positive_int, default=8, help="no early stop before (default: 8)"
@@ -301,22 +412,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     _device_options(p)
+    _debug_option(p)
 
     p = sub.add_parser(
         "compare",
         help="metric and efficiency tables of two or more runs",
-        description="Per-case metrics with paired p-values against the first run, and "
-        "Avg.T / Epoch / Tot.T (as the paper's Tables 3-5); Markdown and CSV.",
+        description="Per-case metrics with paired p-values against the first run (a warning "
+        "when fewer than 10 cases pair up), and Avg.T / Epoch / Tot.T (as the paper's Tables "
+        "3-5); Markdown and CSV. Runs are labelled by their path below their common folder.",
+        allow_abbrev=False,
     )
     p.add_argument("runs", nargs="+", help="run folders (the first is the baseline)")
     p.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    _debug_option(p)
     return parser
+
+
+def _one_line_warnings(prog: str) -> Any:
+    def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
+def _interrupted(prog: str, args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
+    if args.command == "train":
+        return f"{prog}: {commands.resume_hint(args, exc)}"
+    if args.command == "demo":
+        return (
+            f"{prog}: interrupted; the runs so far are in {args.out}; "
+            f"`dsplug demo --out {args.out} --overwrite` starts it again"
+        )
+    return f"{prog}: interrupted"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dsplug`` command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    args.argv = argv
     run = {
         "train": commands.train_command,
         "evaluate": commands.evaluate_command,
@@ -325,18 +464,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": lambda a: commands.demo_command(a, parser.parse_args(["train"])),
     }[args.command]
     prog = f"dsplug {args.command}"
-    try:
-        return run(args)
-    except NonFiniteLossError as exc:
-        if os.environ.get("DSPLUG_DEBUG"):
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as exc:
-        if os.environ.get("DSPLUG_DEBUG"):
-            raise
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    debug = args.debug or bool(os.environ.get("DSPLUG_DEBUG"))
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _one_line_warnings(prog)
+        try:
+            return run(args)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            print(_interrupted(prog, args, exc), file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                raise
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            usage = isinstance(exc, _USAGE_ERRORS)
+            if not usage and not isinstance(exc, commands.EXPECTED_FAILURES):
+                text = f"{type(exc).__name__}: {text} (--debug shows the traceback)"
+            print(f"{prog}: error: {text}", file=sys.stderr)
+            return 2 if usage else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

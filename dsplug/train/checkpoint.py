@@ -10,10 +10,8 @@ unpickling, so a truncated or bit-flipped file is reported by name instead of lo
 
 from __future__ import annotations
 
-import os
 import pickle
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_open
+
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
     "capture_rng",
     "load_checkpoint",
+    "load_weights",
     "restore_rng",
     "save_checkpoint",
 ]
@@ -34,22 +35,14 @@ __all__ = [
 CHECKPOINT_FORMAT = "dsplug-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED_KEYS = ("format", "version", "epoch", "model_config", "model_state")
+_OTHER_CHECKPOINT = (
+    "Use another checkpoint of the run (e.g. best.pt); training continues from any checkpoint "
+    "with `dsplug train ... --resume-from RUN/best.pt`."
+)
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupted, unsafe or not a dsplug checkpoint."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -65,21 +58,9 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     Raises:
         OSError: writing failed; ``path`` still holds its previous content, if any.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -104,12 +85,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is truncated or corrupted: it is not a complete "
-            f"torch.save archive ({exc}). Use another checkpoint of the run (best.pt / last.pt)."
+            f"torch.save archive ({exc}). {_OTHER_CHECKPOINT}"
         ) from exc
     if bad_entry is not None:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is corrupted: entry {bad_entry!r} fails its CRC check. "
-            "Use another checkpoint of the run (best.pt / last.pt)."
+            f"{_OTHER_CHECKPOINT}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -138,6 +119,28 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"dsplug reads ({CHECKPOINT_VERSION}); upgrade dsplug."
         )
     return state
+
+
+def load_weights(
+    module: torch.nn.Module, state: dict[str, Any], path: str | Path, key: str = "model_state"
+) -> None:
+    """``module.load_state_dict(state)``, with a one-line error naming the checkpoint.
+
+    Raises:
+        CheckpointError: the weights do not fit the module the checkpoint's config describes.
+    """
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        first = details[0] if details else str(exc)
+        if len(first) > 240:
+            first = first[:240] + "..."
+        raise CheckpointError(
+            f"Checkpoint {str(path)!r}: its {key} does not fit the model its config describes "
+            f"({first}); the file was edited or assembled from two runs. Use another "
+            "checkpoint of the run."
+        ) from exc
 
 
 def capture_rng() -> dict[str, Any]:

@@ -8,32 +8,84 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import Augment, Preprocessing, build_datasets, dataset_from_config
+from ..data import Augment, Preprocessing, build_datasets, dataset_from_config, detect_kind
 from ..wrapper import DeepSupervised
 from .compare import compare_runs
-from .distributed import DistInfo, barrier, setup_distributed, teardown
+from .distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from .evaluation import evaluate_loader, overlay_samples
 from .models import SMP_ARCHS, build_model, check_encoder
 from .plots import plot_overlays
-from .predict import load_model, predict_file
+from .predict import load_model, mask_paths, predict_file
 from .runlog import write_csv, write_json
-from .trainer import TrainConfig, Trainer, seed_everything
+from .trainer import NonFiniteLossError, TrainConfig, Trainer, TrainingInterrupted, seed_everything
 
 __all__ = [
+    "DEFAULT_ENCODER",
+    "EXPECTED_FAILURES",
+    "OWN_NET_DEFAULTS",
+    "RUN_FILES",
+    "check_applicable",
     "compare_command",
     "demo_command",
     "evaluate_command",
     "model_settings",
     "parse_options",
     "predict_command",
+    "resume_hint",
     "train_command",
 ]
+
+#: Own nets' settings when their options are not given (the paper's U-Net).
+OWN_NET_DEFAULTS: dict[str, Any] = {"base_channels": 64, "depth": 5, "norm": "batch"}
+DEFAULT_ENCODER = "resnet34"
+#: Failures while running whose message says it all (printed without the exception's name).
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (NonFiniteLossError, OSError)
+#: What a training run writes into its folder (``--overwrite`` deletes exactly these).
+RUN_FILES = (
+    "last.pt",
+    "best.pt",
+    "log.csv",
+    "curves.png",
+    "overlays.png",
+    "summary.json",
+    "val_cases.csv",
+    "test_cases.csv",
+    "splits.json",
+    "config.json",
+    "tb",
+)
+# Written before the first epoch ends: a folder holding only these holds no run yet.
+_STARTUP_FILES = frozenset({"splits.json", "config.json", "tb"})
+# File-data options (flag, dest): the preprocessing of volumes and images, and the slice cache.
+_FILE_DATA_OPTIONS = (
+    ("--size", "size"),
+    ("--fit", "fit"),
+    ("--slice-range", "slice_range"),
+    ("--axis", "axis"),
+    ("--no-zscore", "no_zscore"),
+    ("--drop-empty", "drop_empty"),
+    ("--cache-dir", "cache_dir"),
+    ("--no-cache", "no_cache"),
+)
+
+
+def _listed(flags: list[str], one: str, many: str) -> str:
+    """``"--size does"`` / ``"--size, --fit do"``."""
+    return f"{', '.join(flags)} {one if len(flags) == 1 else many}"
+
+
+def _given(args: argparse.Namespace, pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    """The flags of ``pairs`` given on the command line (their value is not None / False)."""
+    return [flag for flag, dest in pairs if getattr(args, dest, None) not in (None, False)]
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -54,6 +106,65 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def _synthetic(args: argparse.Namespace) -> bool:
+    return args.data == "synthetic" or args.kind == "synthetic"
+
+
+def check_applicable(args: argparse.Namespace) -> None:
+    """Refuse ``dsplug train`` options that the chosen data or model would silently ignore.
+
+    Raises:
+        ValueError: the first such combination, naming the options and why they do not apply.
+    """
+    if _synthetic(args):
+        if args.data != "synthetic" or args.kind not in ("auto", "synthetic"):
+            raise ValueError(
+                f"--data {args.data} with --kind {args.kind}: synthetic phantoms read no "
+                "folder; give --data synthetic alone, or a folder with its --kind."
+            )
+        extra = _given(args, _FILE_DATA_OPTIONS)
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'does', 'do')} not apply to --data synthetic: its phantoms are "
+                "generated ready-made in memory (no files, preprocessing or cache; their size "
+                "is --option size=N); drop them."
+            )
+    if args.model in SMP_ARCHS:
+        extra = _given(
+            args, (("--base-channels", "base_channels"), ("--depth", "depth"), ("--norm", "norm"))
+        )
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to dsplug's own nets (--model unet / "
+                f"unetpp); {args.model} takes its widths and depth from --encoder; drop them."
+            )
+    elif args.encoder is not None:
+        raise ValueError(
+            f"--encoder applies to smp models (--model smp-unet, ...); dsplug's own "
+            f"{args.model} has no encoder to choose (use --base-channels / --depth); drop it."
+        )
+    if args.splits is not None:
+        extra = _given(args, (("--split-seed", "split_seed"), ("--contiguous", "contiguous")))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'chooses', 'choose')} how cases are split, but --splits "
+                "gives the split itself; drop one."
+            )
+    if not _synthetic(args) and Path(args.data).is_dir():
+        kind = args.kind
+        if kind == "auto":
+            try:
+                kind = detect_kind(args.data, parse_options(args.option))
+            except ValueError:
+                return  # build_datasets reports it
+        extra = _given(args, (("--slice-range", "slice_range"), ("--axis", "axis")))
+        if kind == "folder" and extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to 3D volumes; --kind folder reads 2D "
+                "images; drop them."
+            )
+
+
 def model_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The model config without the data-dependent ``in_channels`` / ``classes``.
 
@@ -61,15 +172,14 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
         ValueError: unknown encoder (smp), or own-net settings out of range.
     """
     if args.model in SMP_ARCHS:
-        return {"arch": args.model, "encoder_name": check_encoder(args.encoder)}
-    if args.depth < 2:
-        raise ValueError(f"--depth must be >= 2, got {args.depth}.")
-    return {
-        "arch": args.model,
-        "base_channels": args.base_channels,
-        "depth": args.depth,
-        "norm": args.norm,
+        return {"arch": args.model, "encoder_name": check_encoder(args.encoder or DEFAULT_ENCODER)}
+    settings = {
+        name: default if getattr(args, name, None) is None else getattr(args, name)
+        for name, default in OWN_NET_DEFAULTS.items()
     }
+    if settings["depth"] < 2:
+        raise ValueError(f"--depth must be >= 2, got {settings['depth']}.")
+    return {"arch": args.model, **settings}
 
 
 def _divisor(settings: dict[str, Any]) -> int:
@@ -80,24 +190,37 @@ def _divisor(settings: dict[str, Any]) -> int:
 
 def _preprocessing(args: argparse.Namespace, divisor: int) -> Preprocessing:
     return Preprocessing(
-        axis=args.axis,
+        axis=-1 if args.axis is None else args.axis,
         zscore=not args.no_zscore,
         drop_empty=args.drop_empty,
         slice_range=tuple(args.slice_range) if args.slice_range else None,
-        fit=args.fit,
+        fit=args.fit or "pad",
         size=tuple(args.size) if args.size else None,
         multiple=divisor,
     )
 
 
-def _datasets(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo) -> dict:
-    synthetic = args.data == "synthetic" or args.kind == "synthetic"
+_SPLIT_ADVICE = (
+    "give the split yourself with --splits FILE.json (lists of case ids under train, val and "
+    "test), use --contiguous for the consecutive slices of one stack"
+)
+
+
+def _datasets(
+    args: argparse.Namespace, settings: dict[str, Any], out: Path, info: DistInfo
+) -> dict:
+    synthetic = _synthetic(args)
     if not synthetic and not Path(args.data).is_dir():
         raise ValueError(
             f"--data {args.data!r}: no such folder (give a dataset folder, e.g. "
             "../shared/data/Task04_Hippocampus, or 'synthetic')."
         )
     options = parse_options(args.option)
+    if args.kind == "folder" and not {"image", "mask"} <= set(options):
+        raise ValueError(
+            "--kind folder needs the file names of its images and masks as templates, e.g. "
+            "--option image='images/{id}.png' --option mask='masks/{id}.png'."
+        )
     if synthetic and args.label_mode is not None:
         options.setdefault("label_mode", args.label_mode)
     divisor = _divisor(settings)
@@ -109,88 +232,251 @@ def _datasets(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo
                 f"synthetic size {size} is not a multiple of {divisor}, the stride of "
                 f"{settings['arch']}; pass e.g. --option size={-(-sizes[0] // divisor) * divisor}."
             )
-    out = Path(args.out)
     kwargs: dict[str, Any] = {
         "kind": "synthetic" if synthetic else args.kind,
         "preprocessing": None if synthetic else _preprocessing(args, divisor),
         "augment": Augment() if args.augment else None,
         "splits": args.splits,
-        "seed": args.split_seed,
+        "seed": args.split_seed or 0,
         "splits_path": None if args.splits else out / "splits.json",
         "contiguous": args.contiguous,
         "cache_dir": args.cache_dir,
         "cache": not args.no_cache,
         "options": options,
     }
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        sets = build_datasets(args.data, **kwargs)
-    barrier(info)  # rank 0 wrote the splits and the cache; the others reuse them
-    if not info.is_main:
-        sets = build_datasets(args.data, **kwargs)
+    try:
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            sets = build_datasets(args.data, **kwargs)
+        barrier(info)  # rank 0 wrote the splits and the cache; the others reuse them
+        if not info.is_main:
+            sets = build_datasets(args.data, **kwargs)
+    except ValueError as exc:
+        if "too few for a random" not in str(exc):
+            raise
+        count = str(exc).split(" cases", 1)[0]
+        more = ", or generate more phantoms with --option num_cases=10" if synthetic else ""
+        raise ValueError(
+            f"--data {args.data}: {count} cases are too few for the default random 70/10/20 "
+            f"split (at least 10); {_SPLIT_ADVICE}{more}."
+        ) from exc
     for split in ("train", "val"):
         if split not in sets:
-            raise ValueError(f"The data has no {split!r} cases; give splits with some.")
+            raise ValueError(
+                f"--data {args.data}: the split leaves no {split} cases; {_SPLIT_ADVICE}."
+            )
     return sets
+
+
+def _holds_run(folder: Path) -> list[str]:
+    """The names in ``folder`` that make it a run (anything but what a start writes first)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name not in _STARTUP_FILES)
+
+
+def _new_folder(mode: str) -> Path:
+    """A fresh ``runs/<mode>-<date>-<time>`` (suffix -2, -3, ... when taken), created now so
+    that two runs started in the same second never share it."""
+    stem = Path("runs") / f"{mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        folder = stem if n == 1 else stem.with_name(f"{stem.name}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"{stem}-*: no free run folder name left; give --out.")
+
+
+def _clear_run(folder: Path) -> None:
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _run_folder(args: argparse.Namespace) -> Path:
+    """The run folder of ``dsplug train``; refuses to overwrite a run unless told to.
+
+    Raises:
+        ValueError: ``--out`` holds a run (without ``--resume`` / ``--resume-from`` /
+            ``--overwrite``), is a file, or ``--resume`` comes without ``--out``.
+    """
+    if args.out is None:
+        if args.resume:
+            raise ValueError(
+                "--resume continues the run in --out: give --out RUN_FOLDER (or --resume-from "
+                "RUN/last.pt)."
+            )
+        if args.resume_from:
+            return Path(args.resume_from).parent
+        return _new_folder(args.mode)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder.")
+    if args.resume:
+        return out
+    held = _holds_run(out)
+    if args.resume_from and Path(args.resume_from).resolve().parent == out.resolve():
+        return out  # continuing within the checkpoint's own run
+    if held and not args.overwrite:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ValueError(
+            f"--out {out} already holds a run ({shown}); continue it with --resume, replace "
+            "it with --overwrite, or choose another --out."
+        )
+    if args.overwrite:
+        _clear_run(out)
+    return out
+
+
+def resume_hint(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
+    """The one line ``dsplug train`` prints on Ctrl-C: what is kept, the command to continue."""
+    out = Path(getattr(args, "run_folder", None) or args.out or "")
+    if isinstance(exc, TrainingInterrupted):
+        checkpoint = exc.checkpoint
+    else:  # interrupted outside the training loop, or a second Ctrl-C
+        checkpoint = out / "last.pt" if (out / "last.pt").is_file() else None
+        if checkpoint is None and args.resume_from:
+            checkpoint = Path(args.resume_from)
+    if checkpoint is None:
+        return "interrupted before the first epoch ended: nothing to keep; run the command again"
+    kept = [a for a in _strip_options(args.argv)]
+    if Path(checkpoint) == out / "last.pt":
+        kept += ["--out", str(out), "--resume"]
+    else:
+        kept += ["--out", str(out), "--resume-from", str(checkpoint)]
+    epoch = f" (epoch {exc.epoch})" if isinstance(exc, TrainingInterrupted) else ""
+    return (
+        f"interrupted; {checkpoint}{epoch} is kept. Continue with: {shlex.join(['dsplug', *kept])}"
+    )
+
+
+def _strip_options(argv: list[str]) -> list[str]:
+    """``argv`` without --out / --resume / --resume-from / --overwrite (and their values)."""
+    with_value, flags = ("--out", "--resume-from"), ("--resume", "--overwrite")
+    kept: list[str] = []
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in with_value:
+            skip = True
+        elif token in flags or token.startswith(tuple(f"{o}=" for o in with_value)):
+            continue
+        else:
+            kept.append(token)
+    return kept
+
+
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _print_start(
+    args: argparse.Namespace, sets: dict, ds: DeepSupervised, trainer: Trainer
+) -> None:
+    train = sets["train"]
+    names = ("train", "val", "test")
+    cases = " / ".join(str(len(getattr(sets[n], "cases", []))) if n in sets else "0" for n in names)
+    slices = " / ".join(str(len(sets[n])) if n in sets else "0" for n in names)
+    model = {k: v for k, v in trainer.model_config.items() if k not in ("arch", "encoder_weights")}
+    bare, extra = _parameters(ds.model), _parameters(ds) - _parameters(ds.model)
+    prog = "dsplug train:"
+    print(
+        f"{prog} data {args.data} ({train.label_mode}, {train.in_channels} channel(s), "
+        f"{train.classes} class(es)); cases train / val / test {cases}; slices {slices}"
+    )
+    print(
+        f"{prog} model {trainer.model_config['arch']} "
+        f"({', '.join(f'{k}={v}' for k, v in model.items())}), {bare:,} parameters "
+        f"(+{extra:,} used in training only); mode {args.mode}, weights {args.weights}, "
+        f"schedule {args.schedule}"
+    )
+    start = "resuming" if args.resume or args.resume_from else "new run"
+    print(
+        f"{prog} device {trainer.device}, amp {trainer.amp}; {args.epochs} epochs at most, "
+        f"batch {args.batch_size}; {start} in {trainer.out}"
+    )
 
 
 def train_command(args: argparse.Namespace) -> int:
     """``dsplug train``: build data, model and wrapper; fit; print the summary."""
+    check_applicable(args)
     settings = model_settings(args)
     info = setup_distributed(args.device)
     try:
-        sets = _datasets(args, settings, info)
-        train = sets["train"]
-        if args.label_mode is not None and args.label_mode != train.label_mode:
-            raise ValueError(
-                f"--label-mode {args.label_mode!r} does not match the data, which is "
-                f"{train.label_mode!r} (the dataset decides it; drop --label-mode)."
-            )
-        model_config = {**settings, "in_channels": train.in_channels, "classes": train.classes}
-        if settings["arch"] not in SMP_ARCHS:
-            model_config["spatial_dims"] = train.spatial_dims
-        seed_everything(args.seed)
-        ds = DeepSupervised(
-            build_model(model_config),
-            args.mode,
-            weights=args.weights,
-            label_mode=train.label_mode,
-            schedule=args.schedule,
-        )
-        config = TrainConfig(
-            max_epochs=args.epochs,
-            min_epochs=min(args.min_epochs, args.epochs),
-            batch_size=args.batch_size,
-            lr=args.lr,
-            lr_step=args.lr_step,
-            lr_gamma=args.lr_gamma,
-            seed=args.seed,
-            num_workers=args.workers,
-            amp=args.amp,
-            channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
-            compile=args.compile,
-            deterministic=args.deterministic,
-            target_dice=args.target_dice,
-            progress=not args.quiet,
-            tensorboard=not args.no_tensorboard,
-            plots=not args.no_plots,
-        )
-        trainer = Trainer(
-            ds,
-            train,
-            sets["val"],
-            out=args.out,
-            config=config,
-            test_data=sets.get("test"),
-            model_config=model_config,
-            device=info.device,
-        )
-        summary = trainer.fit(resume=args.resume)
+        created = args.out is None or not Path(args.out).exists()
+        out = _run_folder(args) if info.is_main else None
+        out = Path(all_gather_objects(out, info)[0])  # rank 0 chose it
+        args.run_folder = str(out)
+        try:
+            summary = _train(args, settings, info, out)
+        except BaseException:
+            if info.is_main and created and out.is_dir() and not _holds_run(out):
+                shutil.rmtree(out)  # a start that failed leaves no folder behind
+            raise
         if info.is_main:
-            _print_summary(summary, args.out)
+            _print_summary(summary, out)
     finally:
         teardown()
     return 0
+
+
+def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, out: Path) -> dict:
+    sets = _datasets(args, settings, out, info)
+    train = sets["train"]
+    if args.label_mode is not None and args.label_mode != train.label_mode:
+        raise ValueError(
+            f"--label-mode {args.label_mode!r} does not match the data, which is "
+            f"{train.label_mode!r} (the dataset decides it; drop --label-mode)."
+        )
+    model_config = {**settings, "in_channels": train.in_channels, "classes": train.classes}
+    if settings["arch"] not in SMP_ARCHS:
+        model_config["spatial_dims"] = train.spatial_dims
+    seed_everything(args.seed)
+    ds = DeepSupervised(
+        build_model(model_config),
+        args.mode,
+        weights=args.weights,
+        label_mode=train.label_mode,
+        schedule=args.schedule,
+    )
+    config = TrainConfig(
+        max_epochs=args.epochs,
+        min_epochs=min(args.min_epochs, args.epochs),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma,
+        seed=args.seed,
+        num_workers=args.workers,
+        amp=args.amp,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        compile=args.compile,
+        deterministic=args.deterministic,
+        target_dice=args.target_dice,
+        progress=not args.quiet,
+        tensorboard=not args.no_tensorboard,
+        plots=not args.no_plots,
+    )
+    trainer = Trainer(
+        ds,
+        train,
+        sets["val"],
+        out=out,
+        config=config,
+        test_data=sets.get("test"),
+        model_config=model_config,
+        device=info.device,
+    )
+    if info.is_main:
+        _print_start(args, sets, ds, trainer)
+    return trainer.fit(resume=args.resume, resume_from=args.resume_from)
 
 
 def _print_summary(summary: dict[str, Any], out: str | Path) -> None:
@@ -214,12 +500,18 @@ def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
     if not configs:
         raise ValueError(f"{args.checkpoint!r} holds no data configuration to evaluate on.")
     if args.data is None:
-        if args.split not in configs:
+        split = args.split or "test"
+        if split not in configs:
             raise ValueError(
-                f"The checkpoint's data has no {args.split!r} split; available: {sorted(configs)}."
+                f"The checkpoint's data has no {split!r} split; available: {sorted(configs)}."
             )
-        config = configs[args.split]
+        config = configs[split]
     else:
+        if args.split is not None:
+            raise ValueError(
+                f"--split {args.split} picks a split of the run's own data, but --data "
+                "evaluates a whole folder instead; drop one."
+            )
         if not Path(args.data).is_dir():
             raise ValueError(f"--data {args.data!r}: no such folder.")
         template = configs.get("val") or next(iter(configs.values()))
@@ -244,7 +536,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     summary = {
         "checkpoint": str(args.checkpoint),
         "epoch": ckpt["epoch"],
-        "split": "folder" if args.data else args.split,
+        "split": "folder" if args.data else (args.split or "test"),
         "data": str(args.data) if args.data else None,
         **metrics.summary(),
     }
@@ -263,16 +555,24 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """``dsplug predict``: one mask per input case."""
+    """``dsplug predict``: one mask per input case, never two at one path."""
+    cases = [[Path(p) for p in case.split(",")] for case in args.inputs]
+    missing = [str(p) for files in cases for p in files if not p.is_file()]
+    if missing:
+        raise ValueError(f"input file(s) not found: {missing}.")
+    targets = mask_paths([files[0] for files in cases], args.out)
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ValueError(
+            f"{existing[0]} exists already{more}; replace it with --overwrite, or choose "
+            "another --out."
+        )
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, ckpt = load_model(args.checkpoint, device)
-    for case in args.inputs:
-        files = [Path(p) for p in case.split(",")]
-        missing = [str(p) for p in files if not p.is_file()]
-        if missing:
-            raise ValueError(f"input file(s) not found: {missing}.")
-        target = predict_file(
-            model, ckpt, files, args.out, roi=args.roi, batch_size=args.batch_size
+    for files, target in zip(cases, targets):
+        predict_file(
+            model, ckpt, files, args.out, roi=args.roi, batch_size=args.batch_size, target=target
         )
         print(f"{files[0]} -> {target}")
     return 0
@@ -285,9 +585,34 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dice_gap(out: Path) -> str:
+    """``hyb - none test Dice: +0.004`` from the two runs' summaries (validation without test)."""
+    summaries = {m: json.loads((out / m / "summary.json").read_text()) for m in ("none", "hyb")}
+    split, key = (
+        ("test", "test")
+        if all(s.get("test") for s in summaries.values())
+        else (
+            "validation",
+            "best_val",
+        )
+    )
+    gap = summaries["hyb"][key]["dice"] - summaries["none"][key]["dice"]
+    return f"hyb - none {split} Dice: {gap:+.3f}"
+
+
 def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -> int:
-    """``dsplug demo``: train ``none`` and ``hyb`` on synthetic phantoms, then compare them."""
+    """``dsplug demo``: train ``none`` and ``hyb`` on synthetic phantoms, then compare them.
+
+    Raises:
+        ValueError: ``--out`` holds an earlier demo and ``--overwrite`` is not given.
+    """
     out = Path(args.out)
+    held = _holds_run(out)
+    if held and not args.overwrite:
+        raise ValueError(
+            f"--out {out} already holds {', '.join(held[:4])}; replace it with --overwrite, or "
+            "choose another --out."
+        )
     runs = []
     for mode in ("none", "hyb"):
         run = argparse.Namespace(**vars(train_defaults))
@@ -296,10 +621,12 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
         run.epochs, run.min_epochs, run.batch_size = args.epochs, args.min_epochs, args.batch_size
         run.option = [f"num_cases={args.cases}", f"size={args.size}"]
         run.target_dice, run.quiet, run.device = args.target_dice, args.quiet, args.device
+        run.overwrite, run.argv = args.overwrite, []
         print(f"== training {mode!r} on {args.cases} synthetic phantoms ({args.size} px) ==")
         train_command(run)
         runs.append(run.out)
     print("== comparison ==")
     print(compare_runs(runs, out))
+    print(_dice_gap(out))
     print(f"Plots: {out}/<mode>/curves.png and overlays.png; tables: {out}/compare.md")
     return 0

@@ -10,15 +10,27 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..metrics import METRIC_NAMES, paired_tests
 from .runlog import write_csv, write_text_atomic
 
-__all__ = ["RunRecord", "compare_runs", "load_run", "markdown_table"]
+__all__ = [
+    "MIN_PAIRED_CASES",
+    "RunRecord",
+    "compare_runs",
+    "load_run",
+    "markdown_table",
+    "run_labels",
+]
+
+#: Fewer paired cases than this get a warning: their p-values mean little.
+MIN_PAIRED_CASES = 10
 
 
 @dataclass(frozen=True)
@@ -26,7 +38,8 @@ class RunRecord:
     """What a run folder holds for comparison.
 
     Attributes:
-        name: the folder's name.
+        name: the run's label (its folder's name; :func:`compare_runs` uses its path below the
+            runs' common folder).
         summary: its ``summary.json``.
         per_case: case -> metrics from ``test_cases.csv`` (or ``val_cases.csv``).
         split: ``"test"`` or ``"val"``: where ``per_case`` comes from.
@@ -145,27 +158,57 @@ def _efficiency_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
+def run_labels(folders: Sequence[str | Path]) -> list[str]:
+    """Each run's path relative to the runs' common parent folder, so that ``a/hyb`` and
+    ``b/hyb`` stay apart (``runs/demo/none``, ``runs/demo/hyb`` -> ``none``, ``hyb``).
+
+    Raises:
+        ValueError: a folder is given twice.
+    """
+    paths = [Path(f).resolve() for f in folders]
+    if len(set(paths)) < len(paths):
+        twice = next(str(f) for f, p in zip(folders, paths) if paths.count(p) > 1)
+        raise ValueError(f"run folder {twice} is given twice; compare different runs.")
+    try:
+        common = Path(os.path.commonpath([p.parent for p in paths]))
+    except ValueError:  # e.g. different drives: no common folder
+        return [str(p) for p in paths]
+    return [p.relative_to(common).as_posix() for p in paths]
+
+
 def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -> str:
     """Compare two or more runs; the first is the baseline of the p-values.
 
     Writes ``compare.md``, ``compare_metrics.csv`` and ``compare_efficiency.csv`` to ``out``
-    (when given) and returns the Markdown.
+    (when given) and returns the Markdown. Runs are labelled by :func:`run_labels`. Fewer than
+    :data:`MIN_PAIRED_CASES` paired cases give a ``UserWarning`` and a note under the table.
 
     Raises:
         ValueError: fewer than two runs, unfinished runs, or runs scored on different cases.
     """
     if len(folders) < 2:
         raise ValueError(f"compare needs two or more run folders, got {len(folders)}.")
+    labels = run_labels(folders)
     runs = [load_run(f) for f in folders]
     splits = {run.split for run in runs}
     if len(splits) > 1:  # compare like with like: validation everywhere
         runs = [load_run(f, "val") for f in folders]
+    runs = [replace(run, name=label) for run, label in zip(runs, labels)]
     split = runs[0].split
     metrics = _metric_rows(runs)
     eff = _efficiency_rows(runs)
+    note = ""
+    cases = len(runs[0].per_case)
+    if cases < MIN_PAIRED_CASES:
+        caveat = (
+            f"only {cases} paired {split} case(s): p-values from fewer than "
+            f"{MIN_PAIRED_CASES} cases are unreliable (treat the differences as anecdotal)."
+        )
+        warnings.warn(caveat, UserWarning, stacklevel=2)
+        note = f"Warning: {caveat}\n\n"
     text = (
         f"## Accuracy ({split} split, per case; p-values of per-case Dice vs {runs[0].name!r})\n\n"
-        f"{markdown_table(metrics)}\n\n"
+        f"{markdown_table(metrics)}\n\n{note}"
         "## Efficiency (Avg.T: training seconds per epoch; Epoch: best epoch; "
         "Tot.T = Avg.T x Epoch)\n\n"
         f"{markdown_table(eff)}\n"

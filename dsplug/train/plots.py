@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
+from .atomic import atomic_open
+
 __all__ = ["OverlaySample", "mask_to_labels", "plot_curves", "plot_overlays"]
 
 # Label colours: green first (a single organ, as Fig. 2), then BraTS-like yellow / red / white.
@@ -58,6 +60,16 @@ def mask_to_labels(mask: np.ndarray, label_mode: str) -> np.ndarray:
     )
 
 
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically (an interrupted run never leaves half a PNG)."""
+    try:
+        fig.tight_layout()
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Training loss terms and validation metrics per epoch, best epoch marked.
 
@@ -86,10 +98,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     ax_val.legend(fontsize=7)
     for ax in (ax_loss, ax_val):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path
 
 
@@ -125,8 +134,5 @@ def plot_overlays(samples: Sequence[OverlaySample], path: str | Path) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
     return path

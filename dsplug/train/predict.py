@@ -4,11 +4,14 @@ The model is rebuilt with ``build_model`` from the checkpoint's model config (no
 deep-supervision modules: eval-mode ``DeepSupervised`` is the bare model anyway). Inputs are
 preprocessed exactly as the training data (``dsplug.data.prediction_input``), slices are cropped
 back and stacked into a volume of the input's shape. NIfTI masks keep the input's affine and
-header (data type set to uint8); 2D masks are PNG.
+header (data type set to uint8); 2D masks are PNG. Slices larger than the training size are
+segmented with Gaussian-weighted sliding windows of that size overlapping by 50%
+(:mod:`dsplug.train.sliding`); smaller ones are zero-padded to it. Masks are written atomically.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,13 @@ from torch import nn
 
 from ..data import prediction_input, slices_to_volume
 from ..metrics import predict as hard_predict
-from .checkpoint import load_checkpoint
+from .atomic import atomic_path
+from .checkpoint import load_checkpoint, load_weights
 from .models import build_model
 from .plots import mask_to_labels
+from .sliding import sliding_window_logits
 
-__all__ = ["is_nifti", "load_model", "mask_path", "predict_file", "predict_slices"]
+__all__ = ["is_nifti", "load_model", "mask_path", "mask_paths", "predict_file", "predict_slices"]
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -48,33 +53,76 @@ def mask_path(image: str | Path, out: str | Path) -> Path:
     return Path(out) / f"{_stem(image)}_mask{'.nii.gz' if is_nifti(image) else '.png'}"
 
 
+def mask_paths(images: Sequence[str | Path], out: str | Path) -> list[Path]:
+    """The masks of several inputs: their folders relative to the inputs' common parent are kept
+    below ``out``, so ``a/x.nii.gz`` and ``b/x.nii.gz`` give ``out/a/x_mask.nii.gz`` and
+    ``out/b/x_mask.nii.gz`` (inputs of one folder: ``out/<stem>_mask...``).
+
+    Raises:
+        ValueError: an input is given twice, or two inputs would still share a mask path
+            (e.g. ``x.nii`` and ``x.nii.gz`` of one folder).
+    """
+    paths = [Path(p).resolve() for p in images]
+    if not paths:
+        return []
+    common = Path(os.path.commonpath([p.parent for p in paths]))
+    targets: dict[Path, Path] = {}
+    result = []
+    for given, path in zip(images, paths):
+        target = mask_path(path, Path(out) / path.parent.relative_to(common))
+        if target in targets:
+            other = targets[target]
+            what = "is given twice" if other == path else f"and {other} would both write {target}"
+            raise ValueError(f"input {given} {what}; give each case once, under its own name.")
+        targets[target] = path
+        result.append(target)
+    return result
+
+
 def load_model(
     checkpoint: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The bare model of a checkpoint, in eval mode on ``device``, and the checkpoint itself.
 
     Raises:
-        CheckpointError: the file is missing, damaged or unsafe.
+        CheckpointError: the file is missing, damaged or unsafe, or its weights do not fit the
+            model its config describes.
     """
     ckpt = load_checkpoint(checkpoint)
     model = build_model(ckpt["model_config"])
-    model.load_state_dict(ckpt["model_state"])
+    load_weights(model, ckpt["model_state"], checkpoint)
     return model.to(device).eval(), ckpt
 
 
 @torch.no_grad()
 def predict_slices(
-    model: nn.Module, images: torch.Tensor, label_mode: str, batch_size: int = 16
+    model: nn.Module,
+    images: torch.Tensor,
+    label_mode: str,
+    batch_size: int = 16,
+    window: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Hard predictions of slices ``(S, C, H, W)``: uint8 ``(S, H, W)`` for binary and
-    multiclass (class indices), ``(S, C, H, W)`` for multilabel."""
-    device = next(model.parameters()).device
-    parts = []
-    for start in range(0, images.shape[0], batch_size):
-        logits = model(images[start : start + batch_size].to(device)).float()
-        pred = hard_predict(logits, label_mode).cpu()
-        parts.append(pred[:, 0] if label_mode == "binary" else pred)
-    return torch.cat(parts).numpy().astype(np.uint8)
+    multiclass (class indices), ``(S, C, H, W)`` for multilabel.
+
+    Args:
+        model: the bare model in eval mode.
+        images: the slices, any float dtype (cast to the model's).
+        label_mode: ``binary``, ``multilabel`` or ``multiclass``.
+        batch_size: slices per forward pass.
+        window: the training size ``(h, w)``: larger slices are tiled with Gaussian-weighted
+            windows of it overlapping by 50%, smaller ones zero-padded to it; None: slices as
+            they are.
+    """
+    param = next(model.parameters())
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x.to(param.device, param.dtype))
+
+    window = tuple(window) if window is not None else tuple(images.shape[-2:])
+    logits = sliding_window_logits(forward, images, window, batch_size=batch_size)
+    pred = hard_predict(logits, label_mode)
+    return (pred[:, 0] if label_mode == "binary" else pred).numpy().astype(np.uint8)
 
 
 def _data_config(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +144,7 @@ def predict_file(
     *,
     roi: str | Path | None = None,
     batch_size: int = 16,
+    target: str | Path | None = None,
 ) -> Path:
     """Segment one case (one file, or one file per channel) and write its mask.
 
@@ -106,6 +155,7 @@ def predict_file(
         out: the output folder.
         roi: the ROI mask, for data normalised inside one (BraTS brain mask).
         batch_size: slices per forward pass.
+        target: the mask file; default :func:`mask_path` of the first image in ``out``.
 
     Returns:
         The mask file: NIfTI with the input's shape, affine and header (uint8; multilabel
@@ -114,11 +164,15 @@ def predict_file(
     """
     paths = [Path(p) for p in images]
     label_mode = ckpt["wrapper_config"]["label_mode"]
-    sliced, _ = prediction_input(_data_config(ckpt), paths, roi=roi)
-    masks = predict_slices(model, sliced.images, label_mode, batch_size)
+    config = _data_config(ckpt)
+    prep = config.get("preprocessing") or {}
+    window = prep.get("size") if prep.get("fit", "pad") == "pad" else None
+    if window is not None:  # slices at their own size (rounded up to the stride), then tiled
+        config = {**config, "preprocessing": {**prep, "size": None}}
+    sliced, _ = prediction_input(config, paths, roi=roi)
+    masks = predict_slices(model, sliced.images, label_mode, batch_size, window=window)
     volume = slices_to_volume(masks, sliced)
-    target = mask_path(paths[0], out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = Path(target) if target is not None else mask_path(paths[0], out)
     if is_nifti(paths[0]):
         source = nib.load(str(paths[0]))
         if label_mode == "multilabel":
@@ -127,7 +181,8 @@ def predict_file(
         header.set_data_dtype(np.uint8)
         image = nib.Nifti1Image(volume.astype(np.uint8), source.affine, header)
         image.header.set_slope_inter(1.0, 0.0)
-        nib.save(image, str(target))
+        with atomic_path(target) as part:
+            nib.save(image, str(part))
         return target
     if label_mode == "binary":
         pixels = volume.astype(np.uint8) * 255
@@ -135,5 +190,6 @@ def predict_file(
         pixels = volume.astype(np.uint8)
     else:
         pixels = mask_to_labels(volume, "multilabel").astype(np.uint8)
-    Image.fromarray(pixels).save(target)
+    with atomic_path(target) as part:
+        Image.fromarray(pixels).save(part, format="PNG")
     return target

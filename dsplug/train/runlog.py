@@ -6,25 +6,21 @@ import csv
 import io
 import json
 import math
-import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_open
 
 __all__ = ["RunLog", "write_csv", "write_json", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    """Write ``text`` (UTF-8) to ``path`` atomically (never half a file)."""
+    with atomic_open(path, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
@@ -58,8 +54,9 @@ class RunLog:
     """The CSV log of a run (``log.csv``) plus TensorBoard scalars when it is installed.
 
     The CSV is rewritten from the whole history each epoch, so after a resume it holds exactly
-    the epochs the checkpoint knows. TensorBoard is optional (``tensorboard`` not installed:
-    silently CSV only, which is reported by :attr:`tensorboard_enabled`).
+    the epochs the checkpoint knows. TensorBoard is optional (``pip install dsplug[tensorboard]``);
+    when it is asked for but absent, one line on stderr says so (once per process) and the run
+    logs to CSV only (:attr:`tensorboard_enabled` is False).
 
     Args:
         folder: the run folder.
@@ -67,6 +64,8 @@ class RunLog:
         first_epoch: the first epoch this process logs (events from a killed run at or after it
             are purged on resume).
     """
+
+    _absence_told = False  # the missing-TensorBoard line is printed once per process
 
     def __init__(self, folder: str | Path, tensorboard: bool = True, first_epoch: int = 1) -> None:
         self.folder = Path(folder)
@@ -76,9 +75,20 @@ class RunLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # optional dependency
-                SummaryWriter = None
-            if SummaryWriter is not None:
+                self._tell_absent()
+            else:
                 self._writer = SummaryWriter(str(self.folder / "tb"), purge_step=first_epoch)
+
+    @classmethod
+    def _tell_absent(cls) -> None:
+        if not cls._absence_told:
+            cls._absence_told = True
+            print(
+                "dsplug: TensorBoard is not installed, so this run logs to log.csv only "
+                "(pip install 'dsplug[tensorboard]' adds tb/ events; --no-tensorboard hides "
+                "this line).",
+                file=sys.stderr,
+            )
 
     @property
     def tensorboard_enabled(self) -> bool:

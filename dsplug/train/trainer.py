@@ -7,6 +7,7 @@ import math
 import os
 import random
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from .checkpoint import (
     CheckpointError,
     capture_rng,
     load_checkpoint,
+    load_weights,
     restore_rng,
     save_checkpoint,
 )
@@ -38,10 +40,15 @@ from .plots import plot_curves, plot_overlays
 from .runlog import RunLog, write_csv, write_json
 from .schedule import EarlyStopping, ds_progress, paper_optimizer, paper_scheduler
 
-__all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "efficiency", "seed_everything"]
+__all__ = [
+    "NonFiniteLossError",
+    "TrainConfig",
+    "Trainer",
+    "TrainingInterrupted",
+    "efficiency",
+    "seed_everything",
+]
 
-#: Test hook: SIGKILL this process after that many optimiser steps of the run (crash tests).
-KILL_ENV = "DSPLUG_TEST_KILL_AFTER_STEPS"
 _AMP = ("auto", "bf16", "fp16", "off")
 # Settings that may differ between a run and its resume (they do not change the trajectory).
 _FREE_ON_RESUME = frozenset(
@@ -62,6 +69,55 @@ _FREE_ON_RESUME = frozenset(
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the run stopped before the step touched the weights."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training at a safe point (between optimiser steps or epochs).
+
+    A ``KeyboardInterrupt``, so code that catches that still does. ``last.pt`` is untouched by
+    the interruption: it holds the last finished epoch, from which ``fit(resume=True)`` continues
+    exactly.
+
+    Attributes:
+        epoch: the last finished epoch (0: none finished, nothing to resume).
+        checkpoint: ``last.pt`` of the run, or None when no epoch finished.
+    """
+
+    def __init__(self, epoch: int, checkpoint: Path | None) -> None:
+        kept = f"{checkpoint} holds epoch {epoch}" if checkpoint else "no epoch finished"
+        super().__init__(f"training interrupted; {kept}")
+        self.epoch = epoch
+        self.checkpoint = checkpoint
+
+
+class _SigintFlag:
+    """While active, SIGINT only sets :attr:`requested` (the loop stops at its next safe point);
+    a second SIGINT interrupts at once. Inactive outside the main thread and under DDP, where
+    ranks could not agree on a common step (Ctrl-C then raises KeyboardInterrupt as usual)."""
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _SigintFlag:
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process (which stops at a safe point)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def seed_everything(seed: int) -> None:
@@ -256,8 +312,15 @@ class Trainer:
         self.global_step = 0
         self._best_state: dict[str, torch.Tensor] | None = None
         self._best_val_cases: dict[str, dict[str, float]] = {}
-        self._kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        self._sigint = _SigintFlag(active=False)
+        self._resumed_from: Path | None = None
+        self._epochs_here = 0  # epochs finished by the current fit() call
         self._loaders: dict[tuple[int, bool], DataLoader] = {}
+
+    @property
+    def amp(self) -> str:
+        """The mixed precision in use: ``"bfloat16"``, ``"float16"`` or ``"off"``."""
+        return str(self._amp_dtype).replace("torch.", "") if self._amp_dtype else "off"
 
     # --- setup -------------------------------------------------------------------------------
     def _resolve_amp(self) -> torch.dtype | None:
@@ -310,6 +373,7 @@ class Trainer:
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.num_workers > 0,
+            worker_init_fn=_ignore_sigint if cfg.num_workers > 0 else None,
         )
 
     def _setup_model(self) -> torch.nn.Module:
@@ -377,11 +441,10 @@ class Trainer:
                 stacklevel=3,
             )
 
-    def _resume(self, opt: Any, sched: Any, scaler: Any) -> tuple[int, EarlyStopping]:
-        path = self.out / "last.pt"
+    def _resume(self, path: Path, opt: Any, sched: Any, scaler: Any) -> tuple[int, EarlyStopping]:
         ckpt = load_checkpoint(path)
         self._check_resumable(ckpt, path)
-        self.ds.load_state_dict(ckpt["wrapper_state"])
+        load_weights(self.ds, ckpt["wrapper_state"], path, "wrapper_state")
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if ckpt["scaler"]:
@@ -398,7 +461,7 @@ class Trainer:
             if self.info.is_main:  # heal a best.pt the crash may have left behind
                 save_checkpoint(ckpt, self.out / "best.pt")
         elif stopper.best_epoch > 0:
-            best_path = self.out / "best.pt"
+            best_path = path.parent / "best.pt"  # the best epoch of the run resumed from
             best = load_checkpoint(best_path)
             if best["epoch"] != stopper.best_epoch:
                 raise CheckpointError(
@@ -406,6 +469,8 @@ class Trainer:
                     f"the best epoch is {stopper.best_epoch}; the run folder was modified."
                 )
             self._best_state = best["wrapper_state"]
+            if self.info.is_main and best_path.resolve() != (self.out / "best.pt").resolve():
+                save_checkpoint(best, self.out / "best.pt")  # a new folder gets the best too
         rng = ckpt["rng"]
         restore_rng(rng[self.info.rank] if self.info.rank < len(rng) else rng[0])
         return int(ckpt["epoch"]) + 1, stopper
@@ -447,13 +512,22 @@ class Trainer:
             for name, value in terms.items():
                 sums[f"loss/{name}"] = sums.get(f"loss/{name}", 0.0) + value
             bar.set_postfix(loss=f"{total:.4f}", refresh=False)
-            if self._kill_after and self.global_step >= self._kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._stop_if_interrupted()
         means = {name: value / max(steps, 1) for name, value in sums.items()}
         if self.info.distributed:  # the mean over every rank's steps
             gathered = all_gather_objects(means, self.info)
             means = {name: float(np.mean([g[name] for g in gathered])) for name in means}
         return means
+
+    def _stop_if_interrupted(self) -> None:
+        if not self._sigint.requested:
+            return
+        finished = int(self.history[-1]["epoch"]) if self.history else 0
+        if self._epochs_here:
+            checkpoint: Path | None = self.out / "last.pt"
+        else:  # no epoch finished in this call: the checkpoint it started from still holds it
+            checkpoint = self._resumed_from
+        raise TrainingInterrupted(finished, checkpoint)
 
     def _non_finite(self, epoch: int, step: int, total: float, terms: dict[str, float]) -> None:
         bad = sorted(name for name, value in terms.items() if not math.isfinite(value))
@@ -489,20 +563,29 @@ class Trainer:
         return self._validate(data, "evaluate")
 
     # --- the loop ----------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict[str, Any]:
+    def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> dict[str, Any]:
         """Train until early stopping or ``max_epochs``; then test and summarise.
+
+        Ctrl-C (SIGINT, outside DDP) stops at the next safe point, between optimiser steps:
+        the files of the last finished epoch stay as they are, and :class:`TrainingInterrupted`
+        is raised. A second Ctrl-C interrupts at once.
 
         Args:
             resume: continue the run in ``out`` from ``last.pt`` exactly where it stopped.
+            resume_from: continue from this checkpoint instead (any of the run's, e.g.
+                ``best.pt``, or one of another folder with the same settings); implies resume.
 
         Returns:
             The summary also written to ``out/summary.json``.
 
         Raises:
             NonFiniteLossError: the loss became NaN or Inf (the last checkpoint stays intact).
-            CheckpointError: ``resume`` and ``last.pt`` is missing or damaged.
-            ValueError: ``resume`` with settings that differ from the checkpoint's.
+            TrainingInterrupted: Ctrl-C; ``last.pt`` holds the last finished epoch.
+            CheckpointError: resuming and the checkpoint is missing or damaged.
+            ValueError: resuming with settings that differ from the checkpoint's.
         """
+        source = Path(resume_from) if resume_from is not None else self.out / "last.pt"
+        resume = resume or resume_from is not None
         cfg = self.config
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -517,7 +600,7 @@ class Trainer:
         sched = paper_scheduler(opt, cfg.lr_step, cfg.lr_gamma)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self._amp_dtype == torch.float16)
         if resume:
-            start, stopper = self._resume(opt, sched, scaler)
+            start, stopper = self._resume(source, opt, sched, scaler)
         else:
             start, stopper = 1, EarlyStopping(cfg.max_epochs, cfg.min_epochs)
             self.history, self.global_step, self._best_state = [], 0, None
@@ -529,11 +612,19 @@ class Trainer:
         log = RunLog(self.out, tensorboard=cfg.tensorboard and main, first_epoch=start)
         train_loader = self._loader(self.train_data, train=True)
         done = bool(self.history) and stopper.should_stop(int(self.history[-1]["epoch"]))
+        self._resumed_from = source if resume else None
+        self._epochs_here = 0
+        self._sigint = _SigintFlag(active=not self.info.distributed)
         try:
-            epoch = start
-            while not done and epoch <= cfg.max_epochs:
-                done = self._run_epoch(net, train_loader, epoch, opt, sched, scaler, stopper, log)
-                epoch += 1
+            with self._sigint:
+                epoch = start
+                while not done and epoch <= cfg.max_epochs:
+                    self._stop_if_interrupted()
+                    done = self._run_epoch(
+                        net, train_loader, epoch, opt, sched, scaler, stopper, log
+                    )
+                    epoch += 1
+                self._stop_if_interrupted()
         finally:
             log.close()
         return self._finish()
@@ -586,6 +677,7 @@ class Trainer:
         )
         self.history.append(row)
         state = self._state(epoch, stopper, opt, sched, scaler)
+        self._epochs_here += 1
         if self.info.is_main:
             # last.pt first: if the process dies before best.pt is written, last.pt is the
             # best epoch and resume takes the best weights from it.
@@ -615,7 +707,7 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "world_size": self.info.world_size,
             "device": str(self.device),
-            "amp": str(self._amp_dtype).replace("torch.", "") if self._amp_dtype else "off",
+            "amp": self.amp,
         }
 
     def _finish(self) -> dict[str, Any]:

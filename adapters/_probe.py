@@ -9,7 +9,19 @@ from torch import nn
 
 from dsplug.hooks import FeatureHooks
 
-__all__ = ["probe_taps"]
+__all__ = ["example_input", "probe_taps"]
+
+
+def example_input(
+    module: nn.Module, batch: int, channels: int, spatial: tuple[int, ...]
+) -> torch.Tensor:
+    """Zeros (batch, channels, *spatial) on ``module``'s device and in its floating dtype (the
+    first floating parameter's; float32 for a module without one), so that probes and traces
+    run on a ``.double()``, half or CUDA model as it is."""
+    param = next((p for p in module.parameters() if p.is_floating_point()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    return torch.zeros(batch, channels, *spatial, device=device, dtype=dtype)
 
 
 @torch.no_grad()

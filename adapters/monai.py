@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from ._probe import example_input
 from .base import ALL_MODES, DecoderStage, ModelAdapter, UnsupportedModelError, register_adapter
 
 try:
@@ -128,9 +129,7 @@ class _MonaiAdapter(ModelAdapter):
         """The reference input the tied decoder is traced at: twice the divisor per axis (so
         that instance norms see more than one value at the bottleneck), on the encoder's device
         and dtype."""
-        weight = next(encoder.parameters())
-        size = (2 * self.divisor,) * self.spatial_dims
-        return torch.zeros(1, self.in_channels, *size, device=weight.device, dtype=weight.dtype)
+        return example_input(encoder, 1, self.in_channels, (2 * self.divisor,) * self.spatial_dims)
 
     def build_reconstruction_decoder(
         self, encoder: nn.Module, *, mask_classes: int | None, variational: bool

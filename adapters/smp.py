@@ -9,7 +9,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from ._probe import probe_taps
+from ._probe import example_input, probe_taps
 from .base import DecoderStage, ModelAdapter, register_adapter
 
 __all__ = ["SmpAdapter", "SmpFPNAdapter", "SmpUnetPlusPlusAdapter"]
@@ -28,8 +28,7 @@ class SmpAdapter(ModelAdapter):
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
         taps = [*self._decoder_taps(), ("encoder", -1)]
-        example = torch.zeros(1, self.in_channels, 2 * self.divisor, 2 * self.divisor)
-        measured = probe_taps(model, taps, example)
+        measured = probe_taps(model, taps, self._example(model, 1))
         *levels, (bottleneck_channels, bottleneck_reduction) = measured
         stages = {}
         for (path, index), (channels, reduction) in zip(taps, levels):
@@ -41,6 +40,11 @@ class SmpAdapter(ModelAdapter):
         self._stages.append(
             DecoderStage("bottleneck", "encoder", bottleneck_channels, bottleneck_reduction, -1)
         )
+
+    def _example(self, module: nn.Module, batch: int) -> torch.Tensor:
+        """The probe's and the trace's input: twice the divisor per axis, on ``module``'s device
+        and dtype."""
+        return example_input(module, batch, self.in_channels, (2 * self.divisor,) * 2)
 
     def _decoder_taps(self) -> list[tuple[str, int | None]]:
         return [(f"decoder.blocks.{i}", None) for i in range(len(self.model.decoder.blocks))]
@@ -68,9 +72,8 @@ class SmpAdapter(ModelAdapter):
     ) -> nn.Module:
         from dsplug.tied.graph import GraphTiedDecoder
 
-        example = torch.zeros(2, self.in_channels, 2 * self.divisor, 2 * self.divisor)
         return GraphTiedDecoder(
-            encoder, example, mask_classes=mask_classes, variational=variational
+            encoder, self._example(encoder, 2), mask_classes=mask_classes, variational=variational
         )
 
 

@@ -12,8 +12,6 @@ __all__ = [
     "check_label_mode",
     "check_target",
     "dense_target",
-    "index_target",
-    "is_one_hot_layout",
     "mask_as_input",
     "to_probabilities",
 ]
@@ -33,31 +31,18 @@ def _expected(label_mode: str, batch: int, classes: int, spatial: tuple[int, ...
     )
 
 
-def is_one_hot_layout(y: torch.Tensor, classes: int, spatial_dims: int) -> bool:
-    """Whether a multiclass target ``y`` has the one-hot layout (B, C, *), C >= 2."""
-    return classes >= 2 and y.dim() == spatial_dims + 2 and y.shape[1] == classes
-
-
-def _ignored(y: torch.Tensor, ignore_index: int | None) -> torch.Tensor | None:
-    return None if ignore_index is None else y == ignore_index
-
-
-def _check_one_hot(y: torch.Tensor, ignore_index: int | None) -> None:
-    binary = bool(((y == 0) | (y == 1)).all())
-    sums = y.sum(dim=1)
-    allowed = (sums == 1) if ignore_index is None else (sums == 1) | (sums == 0)
-    if not (binary and bool(allowed.all())):
-        blank = "" if ignore_index is None else " (or none, for a pixel to ignore)"
+def _check_one_hot(y: torch.Tensor) -> None:
+    if not (bool(((y == 0) | (y == 1)).all()) and bool((y.sum(dim=1) == 1).all())):
         raise ValueError(
             f"A multiclass target of shape {tuple(y.shape)} is read as one-hot (B, C, *), but it "
-            f"is not: every pixel needs exactly one 1 over the C channels{blank}. Pass class "
-            "indices (B, *) instead, or use label_mode='multilabel' for overlapping labels."
+            "is not: every pixel needs exactly one 1 over the C channels. Pass class indices "
+            "(B, *) instead (with ignore_index for pixels to ignore), or use "
+            "label_mode='multilabel' for overlapping labels."
         )
 
 
 def _check_values(y: torch.Tensor, label_mode: str, classes: int, ignore_index: int | None) -> None:
-    ignored = _ignored(y, ignore_index)
-    kept = y if ignored is None else y[~ignored]
+    kept = y if ignore_index is None else y[y != ignore_index]
     note = "" if ignore_index is None else f" (besides ignore_index={ignore_index})"
     if label_mode == "multiclass":
         if y.is_floating_point() and not bool(torch.all(y == y.round())):
@@ -96,8 +81,8 @@ def check_target(
     """Raise a clear error unless ``y`` fits logits of ``logits_shape`` in ``label_mode``.
 
     A multiclass target may be class indices, (B, *) or (B, 1, *), or one-hot (B, C, *) with
-    exactly one 1 per pixel (no 1 at all marks a pixel to ignore when ``ignore_index`` is set).
-    Values equal to ``ignore_index`` are accepted in every label mode.
+    exactly one 1 per pixel. Values equal to ``ignore_index`` are accepted in every label mode
+    (in index and binary layouts).
     """
     look_up_option(label_mode, LABEL_MODES, "label_mode")
     batch, classes, spatial = logits_shape[0], logits_shape[1], tuple(logits_shape[2:])
@@ -120,22 +105,9 @@ def check_target(
     if not check_values:
         return
     if label_mode == "multiclass" and one_hot_layout:
-        _check_one_hot(y, ignore_index)
+        _check_one_hot(y)
     else:
         _check_values(y, label_mode, classes, ignore_index)
-
-
-def index_target(
-    y: torch.Tensor, classes: int, spatial_dims: int, ignore_index: int | None = None
-) -> torch.Tensor:
-    """A one-hot multiclass target (B, C, *) as int64 class indices (B, *); pixels with no 1
-    become ``ignore_index`` when it is set. Any other target is returned unchanged."""
-    if not is_one_hot_layout(y, classes, spatial_dims):
-        return y
-    index = y.argmax(dim=1)
-    if ignore_index is not None:
-        index = torch.where(y.sum(dim=1) == 0, torch.full_like(index, ignore_index), index)
-    return index
 
 
 def check_label_mode(label_mode: str, classes: int, model_name: str = "the model") -> None:
@@ -155,10 +127,11 @@ def check_label_mode(label_mode: str, classes: int, model_name: str = "the model
 
 def dense_target(y: torch.Tensor, label_mode: str, spatial_dims: int) -> torch.Tensor:
     """The target as the loss functions take it: float (B, C, *) for binary/multilabel,
-    int64 (B, *) class indices for multiclass (a (B, 1, *) multiclass target is squeezed)."""
+    int64 (B, *) class indices for multiclass (a (B, 1, *) multiclass target is squeezed, a
+    one-hot (B, C, *) one becomes its argmax)."""
     if label_mode == "multiclass":
         if y.dim() == spatial_dims + 2:
-            y = y[:, 0]
+            y = y[:, 0] if y.shape[1] == 1 else y.argmax(dim=1)
         return y.long()
     return y.float()
 
@@ -187,13 +160,11 @@ def mask_as_input(
     replicated across the ``in_channels`` input channels. Pixels equal to ``ignore_index`` are
     fed as background (0). Returns float (B, in_channels, *).
     """
-    ignored = _ignored(y, ignore_index)
-    if ignored is not None:
-        y = y.masked_fill(ignored, 0)
+    g = dense_target(y, label_mode, spatial_dims)
+    if ignore_index is not None:
+        g = g.masked_fill(g == ignore_index, 0)
     if label_mode == "multiclass":
-        g = (dense_target(y, label_mode, spatial_dims).float() / (classes - 1)).unsqueeze(1)
+        g = (g.float() / (classes - 1)).unsqueeze(1)
     elif label_mode == "multilabel":
-        g = y.float().mean(dim=1, keepdim=True)
-    else:
-        g = y.float()
+        g = g.mean(dim=1, keepdim=True)
     return g.expand(-1, in_channels, *g.shape[2:]).contiguous()

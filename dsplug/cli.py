@@ -451,7 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dsplug`` command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's own parser, so the line names the command
+        commands_ = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        where = commands_.choices.get(args.command, parser)
+        where.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

@@ -85,7 +85,8 @@ def _listed(flags: list[str], one: str, many: str) -> str:
 
 def _given(args: argparse.Namespace, pairs: tuple[tuple[str, str], ...]) -> list[str]:
     """The flags of ``pairs`` given on the command line (their value is not None / False)."""
-    return [flag for flag, dest in pairs if getattr(args, dest, None) not in (None, False)]
+    values = [(flag, getattr(args, dest, None)) for flag, dest in pairs]
+    return [flag for flag, value in values if value is not None and value is not False]
 
 
 def parse_options(pairs: list[str] | None) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def check_applicable(args: argparse.Namespace) -> None:
                 f"--data {args.data} with --kind {args.kind}: synthetic phantoms read no "
                 "folder; give --data synthetic alone, or a folder with its --kind."
             )
-        extra = _given(args, _FILE_DATA_OPTIONS)
+        extra = sorted(_given(args, _FILE_DATA_OPTIONS))
         if extra:
             raise ValueError(
                 f"{_listed(extra, 'does', 'do')} not apply to --data synthetic: its phantoms are "

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -58,6 +59,33 @@ def run_cli(
     return subprocess.run(
         command, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO
     )
+
+
+def start_cli(*args: str, cwd: Path = REPO) -> subprocess.Popen:
+    """Start ``python -m dsplug ARGS`` in the background (stdout / stderr piped, text)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("DSPLUG_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dsplug", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Poll until ``path`` exists (fails if ``process`` ends first or ``timeout`` passes)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the process ended before {path} appeared:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.01)
 
 
 def write_msd(root: Path, n: int = 4, affine: np.ndarray | None = None) -> Path:

@@ -1,5 +1,5 @@
-"""Never lose a run: SIGKILL mid-epoch then --resume equals an uninterrupted run; damaged
-checkpoints give clear errors and leave the good ones alone."""
+"""Never lose a run: SIGKILL (sent from outside) after an epoch then --resume equals an
+uninterrupted run; damaged checkpoints give clear errors and leave the good ones alone."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from dsplug.train import load_checkpoint
-from dsplug.train.trainer import KILL_ENV
 
-from .conftest import TINY_CLI, run_cli, synthetic_cli
+from .conftest import TINY_CLI, run_cli, start_cli, synthetic_cli, wait_for
 
 # 12 phantoms: 8 training slices, batch 4 -> 2 steps per epoch.
 BASE = ["train", "--mode", "hyb", *synthetic_cli(12), *TINY_CLI, "--batch-size", "4", "--no-plots"]
@@ -34,9 +33,13 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Pat
     straight = _train(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
 
-    killed = _train(tmp_path / "killed", env={KILL_ENV: "3"})  # step 3 = middle of epoch 2
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] == 1
+    args = ["--epochs", "3", "--min-epochs", "3", "--deterministic"]
+    killed = start_cli(*BASE, *args, "--out", str(tmp_path / "killed"))
+    wait_for(tmp_path / "killed" / "last.pt", killed)  # epoch 1 written: kill during epoch 2
+    killed.kill()
+    killed.communicate()
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint(tmp_path / "killed" / "last.pt")["epoch"] < 3
     resumed = _train(tmp_path / "killed", 3, "--resume")
     assert resumed.returncode == 0, resumed.stderr
 

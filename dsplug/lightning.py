@@ -1,0 +1,137 @@
+"""PyTorch Lightning: a LightningModule that trains a segmentation model with deep supervision.
+
+Needs the optional extra ``lightning`` (``pip install 'dsplug[lightning]'``); ``import dsplug``
+does not import Lightning, only ``import dsplug.lightning`` does.
+
+Example:
+    >>> import pytorch_lightning as pl
+    >>> from dsplug.lightning import DeepSupervisedModule
+    >>> module = DeepSupervisedModule(model, mode="hyb", lr=1e-3)
+    >>> pl.Trainer(max_epochs=2).fit(module, train_loader, val_loader)
+    >>> model = module.ds.strip()  # the bare model, trained
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+try:
+    import pytorch_lightning as pl
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "dsplug.lightning needs PyTorch Lightning: pip install 'dsplug[lightning]'."
+    ) from error
+
+from .losses import LossBreakdown, LossWeights
+from .wrapper import DeepSupervised, SegLoss
+
+__all__ = ["DeepSupervisedModule"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class DeepSupervisedModule(pl.LightningModule):
+    """Trains ``model`` wrapped in :class:`DeepSupervised`; validates, predicts and saves it.
+
+    A batch is ``(image, target)`` (a tuple or list) or a mapping with ``image_key`` and
+    ``label_key``; ``predict_step`` also takes a bare image tensor. Logged: ``train/loss``,
+    ``val/loss`` and every term as ``train/<term>`` / ``val/<term>`` (weighted values that add
+    up to the loss). The deep-supervision schedule advances with the epoch
+    (``current_epoch / max_epochs``).
+
+    Args:
+        model: the segmentation model (smp, MONAI, dsplug's own; see ``DeepSupervised``).
+        mode: the deep-supervision mode.
+        lr: AdamW's learning rate when no ``optimizer`` is given.
+        optimizer: ``optimizer(params) -> torch.optim.Optimizer``, given the wrapper's
+            parameters (the model's and the wrapper's own).
+        weights, label_mode, schedule, balance, seg_loss, ignore_index: as DeepSupervised.
+        image_key, label_key: the keys of a mapping batch.
+
+    Checkpoints hold the wrapper's state; reload with
+    ``DeepSupervisedModule.load_from_checkpoint(path, model=fresh_model)`` (plus ``seg_loss``
+    and ``optimizer`` when used: callables are not saved as hyperparameters).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str = "hyb",
+        *,
+        lr: float = 1e-3,
+        optimizer: OptimizerFactory | None = None,
+        weights: str | Mapping[str, object] | LossWeights = "equal",
+        label_mode: str | None = None,
+        schedule: str | None = None,
+        balance: str = "auto",
+        seg_loss: SegLoss | None = None,
+        ignore_index: int | None = None,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "optimizer", "seg_loss"])
+        self.ds = DeepSupervised(
+            model,
+            mode,
+            weights=weights,
+            label_mode=label_mode,
+            schedule=schedule,
+            balance=balance,
+            seg_loss=seg_loss,
+            ignore_index=ignore_index,
+        )
+        self._optimizer = optimizer
+
+    @property
+    def model(self) -> nn.Module:
+        """The wrapped segmentation model."""
+        return self.ds.model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        """``model(x)``."""
+        return self.ds(x)
+
+    def _unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, torch.Tensor):
+            return batch, None
+        if isinstance(batch, Mapping):
+            return batch[self.hparams.image_key], batch.get(self.hparams.label_key)
+        if isinstance(batch, list | tuple) and len(batch) in (1, 2):
+            return batch[0], batch[1] if len(batch) == 2 else None
+        raise TypeError(
+            f"A batch is (image, target), a mapping with keys {self.hparams.image_key!r} and "
+            f"{self.hparams.label_key!r}, or an image tensor; got {type(batch).__name__}."
+        )
+
+    def _step(self, batch: Any, stage: str) -> LossBreakdown:
+        x, y = self._unpack(batch)
+        if y is None:
+            raise ValueError(f"The {stage} batch has no target; deep supervision needs one.")
+        loss = self.ds.loss(self.ds(x, y), y)
+        size = int(x.shape[0])
+        self.log(f"{stage}/loss", loss.total.detach(), prog_bar=True, batch_size=size)
+        self.log_dict({f"{stage}/{k}": v for k, v in loss.tensors.items()}, batch_size=size)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        epochs = self.trainer.max_epochs
+        self.ds.set_progress(self.current_epoch / epochs if epochs and epochs > 0 else 0.0)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train").total
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Any:
+        return self.ds(self._unpack(batch)[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self._optimizer is not None:
+            return self._optimizer(self.ds.parameters())
+        return torch.optim.AdamW(self.ds.parameters(), lr=self.hparams.lr)

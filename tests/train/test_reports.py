@@ -114,6 +114,7 @@ def _fake_run(folder: Path, mode: str, dice: dict[str, float], order: list[str])
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:only 8 paired test case")
 def test_compare_pairs_cases_by_name(tmp_path: Path) -> None:
     cases = [f"case{i}" for i in range(8)]
     rng = np.random.default_rng(1)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dsplug import DeepSupervised, LossWeights
 from dsplug._checks import ShapeError
 from dsplug.losses import LOSSES, HybLoss, NoneLoss, bce_dice, feature_mse, schedule_factor
+from dsplug.losses.terms import intensity_bce, relative_mse
 from tests.helpers import make_batch, make_net
 
 
@@ -45,9 +46,15 @@ def test_per_level_weights_are_length_checked():
     assert ds.criterion.weights.omega == (1.0, 0.0, 2.0)
 
 
-def test_unused_fields_are_reported_in_repr():
-    assert "unused_by_none=['beta']" in repr(NoneLoss(weights={"beta": 3.0}))
-    assert "unused" not in repr(HybLoss(weights="brats"))
+def test_weights_for_unused_terms_are_an_error_naming_the_modes_terms():
+    with pytest.raises(ValueError, match=r"\['beta'\] are not used by mode 'none'.*image"):
+        NoneLoss(weights={"beta": 3.0})
+    with pytest.raises(ValueError, match=r"\['eta'\] are not used by mode 'deep'"):
+        DeepSupervised(make_net("unet"), "deep", weights=LossWeights(eta=2.0))
+    HybLoss(weights="brats")  # a preset names every field: not an error
+    loss = HybLoss()
+    loss.set_weights({"lam": 3.0})
+    assert loss.weights.lam == 3.0
 
 
 def test_bce_dice_matches_a_hand_computation():
@@ -73,14 +80,16 @@ def test_feature_mse_refuses_to_broadcast():
         feature_mse(torch.zeros(4, 1, 8, 8), torch.zeros(4, 8, 8))
 
 
-def test_total_is_the_weighted_scheduled_sum_of_terms():
+def test_paper_total_is_the_weighted_scheduled_sum_of_raw_terms():
     torch.manual_seed(0)
     weights = LossWeights(alpha=2, beta=3, a=0.5, b=0.25, gamma=4, xi=5, lam=6, eta=7)
-    ds = DeepSupervised(make_net("unet"), "hyb", weights=weights, schedule="linear")
+    ds = DeepSupervised(
+        make_net("unet"), "hyb", weights=weights, schedule="linear", balance="paper"
+    )
     x, y = make_batch("binary", 1)
     ds.set_progress(0.25)
     loss = ds.loss(ds(x, y), y)
-    t = loss.terms
+    t = loss.raw
     ds_part = (
         3 * t["mask"]
         + 0.5 * t["rem"]
@@ -91,6 +100,85 @@ def test_total_is_the_weighted_scheduled_sum_of_terms():
         + 7 * t["deep_rec"]
     )
     assert math.isclose(float(loss.total.detach()), 2 * t["image"] + 0.75 * ds_part, rel_tol=1e-5)
+    assert math.isclose(sum(loss.terms.values()), float(loss.total.detach()), rel_tol=1e-5)
+    assert loss.terms["deep"] == pytest.approx(6 * 0.75 * t["deep"], rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["deep", "hyb", "up", "vae"])
+def test_auto_terms_add_up_to_total(mode):
+    torch.manual_seed(0)
+    ds = DeepSupervised(make_net("unet"), mode, weights={"alpha": 2.0}).train()
+    x, y = make_batch("binary", 1)
+    loss = ds.loss(ds(x, y), y)
+    assert math.isclose(sum(loss.terms.values()), float(loss.total.detach()), rel_tol=1e-5)
+    assert loss.terms["image"] == pytest.approx(2 * loss.raw["image"], rel=1e-6)
+    assert set(loss.raw) == set(loss.terms) == {t.name for t in ds.criterion.terms}
+
+
+def test_balance_measures_scales_on_the_encoder_and_keeps_them_in_the_state_dict():
+    torch.manual_seed(0)
+    ds = DeepSupervised(make_net("unet"), "hyb").train()
+    x, y = make_batch("binary", 1)
+    ds.loss(ds(x, y), y)
+    balancer = ds.criterion.balancer
+    assert int(balancer.steps) == 1
+    scales = {k: float(v) for k, v in balancer.scales().items()}
+    assert scales["rei"] != 1.0 and scales["mask"] != 1.0  # measured at the first step
+    state = ds.state_dict()
+    assert "criterion.balancer.log_scales" in state
+    with torch.no_grad():  # validation: no measurement, no step counted
+        ds.loss(ds(x, y), y)
+    assert int(balancer.steps) == 1
+
+
+def test_intensity_bce_is_eq9_on_images_mapped_to_unit_range():
+    image = torch.tensor([[[[-2.0, 0.0], [2.0, 6.0]]]])
+    target = torch.tensor([[[[0.0, 0.25], [0.5, 1.0]]]])
+    logits = torch.randn(1, 1, 2, 2)
+    expected = F.binary_cross_entropy_with_logits(logits, target)
+    assert torch.allclose(intensity_bce(logits, image), expected)
+    assert torch.allclose(intensity_bce(logits, 10 * image + 3), expected)  # scale-free
+
+
+def test_relative_mse_is_scale_free():
+    a, b = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    assert torch.allclose(relative_mse(100 * a, 100 * b), relative_mse(a, b))
+    assert float(relative_mse(torch.zeros_like(b), b)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_ignore_index_leaves_pixels_out_of_every_label_term():
+    torch.manual_seed(0)
+    x, y = make_batch("multiclass", 3, batch=2)
+    ds = DeepSupervised(make_net("unet", classes=3), "hyb", ignore_index=255).train()
+    out = ds(x, y)
+    y_void = y.clone()
+    y_void[:, :8] = 255
+    loss = ds.loss(out, y_void)
+    assert all(math.isfinite(v) for v in loss.raw.values())
+    logits = out.logits.detach().clone().requires_grad_(True)
+    cross = DeepSupervised(make_net("unet", classes=3), "none", ignore_index=255)
+    cross.criterion(type(out)(logits=logits, image=x), y_void).total.backward()
+    assert float(logits.grad[:, :, :8].abs().sum()) == 0.0
+    assert float(logits.grad[:, :, 8:].abs().sum()) > 0.0
+
+
+def test_seg_loss_replaces_l_bd_against_the_target():
+    calls = []
+
+    def my_loss(logits, target):
+        calls.append((tuple(logits.shape), tuple(target.shape)))
+        return (logits.sigmoid() - target).abs().mean()
+
+    torch.manual_seed(0)
+    x, y = make_batch("binary", 1)
+    ds = DeepSupervised(make_net("unet"), "hyb", seg_loss=my_loss).train()
+    out = ds(x, y)
+    loss = ds.loss(out, y)
+    expected = float((out.logits.detach().sigmoid() - y).abs().mean())
+    assert loss.raw["image"] == pytest.approx(expected, rel=1e-5)
+    assert len(calls) == 3  # L_image, L_mask and L_rem; pseudo-label terms keep L_BD
+    with pytest.raises(TypeError, match="seg_loss must be a callable"):
+        HybLoss(seg_loss="dice")
 
 
 def test_schedules():

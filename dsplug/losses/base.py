@@ -1,4 +1,15 @@
-"""The shared machinery of the per-mode losses: terms as data, weights, schedule, breakdown."""
+"""The shared machinery of the per-mode losses: terms as data, weights, balance, breakdown.
+
+Two recipes, chosen by ``balance``:
+
+- ``"auto"`` (default): every auxiliary term is on a scale-free form (eq. 9's intensity BCE for
+  L_rei, feature errors relative to the target's magnitude and averaged over levels, pseudo-labels
+  only where the teacher is confident), its gradient on the shared encoder is brought to
+  L_image's (:class:`~dsplug.losses.balance.GradientBalance`), and the auxiliary terms are
+  averaged, so together they never steer the encoder harder than L_image does.
+- ``"paper"``: the paper's literal sum (eq. 6, 7, 11-13) with its presets: raw MSE for L_rei
+  and L_D, soft pseudo-labels, every term added with its weight.
+"""
 
 from __future__ import annotations
 
@@ -12,40 +23,67 @@ from torch import nn
 from .._checks import look_up_option
 from ..labels import LABEL_MODES, dense_target, to_probabilities
 from ..output import DSOutput
+from .balance import GradientBalance
 from .schedule import schedule_factor
-from .terms import bce_dice, cross_entropy, feature_mse
+from .terms import bce_dice, cross_entropy, feature_mse, intensity_bce, relative_mse
 from .weights import LossWeights
 
-__all__ = ["DeepSupervisionLoss", "LossBreakdown", "Term"]
+__all__ = [
+    "BALANCES",
+    "CONFIDENCE",
+    "PSEUDO_LABELS",
+    "DeepSupervisionLoss",
+    "LossBreakdown",
+    "SegLossFn",
+    "Term",
+]
+
+BALANCES = ("auto", "paper")
+PSEUDO_LABELS = ("confident", "soft")
+CONFIDENCE = 0.8  # a pseudo-label pixel counts when the teacher's top probability is >= this
+
+SegLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class LossBreakdown:
-    """The total loss and each term's (unweighted) value.
+    """The total loss and each term's share of it.
 
-    ``terms`` converts to floats on first access (one device sync); ``tensors`` keeps the
-    detached tensors.
+    ``terms`` are the weighted contributions (they add up to ``total``), ``raw`` the terms'
+    own values before weights, balance and schedule. Both convert to floats on first access
+    (one device sync); ``tensors`` / ``raw_tensors`` keep the detached tensors.
     """
 
     total: torch.Tensor
     tensors: dict[str, torch.Tensor]
+    raw_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     _floats: dict[str, float] | None = field(default=None, repr=False)
 
     @property
     def terms(self) -> dict[str, float]:
-        """Each term's value by name (unweighted, before the schedule)."""
+        """Each term's weighted contribution to ``total`` by name."""
         if self._floats is None:
             self._floats = {k: float(v) for k, v in self.tensors.items()}
         return self._floats
+
+    @property
+    def raw(self) -> dict[str, float]:
+        """Each term's unweighted value by name."""
+        return {k: float(v) for k, v in self.raw_tensors.items()}
 
 
 @dataclass(frozen=True)
 class _Context:
     out: DSOutput
-    target: torch.Tensor  # dense: float (B, C, *) or int64 (B, *)
+    target: torch.Tensor  # dense: float (B, C, *) or int64 (B, *); ignored pixels set to 0
+    valid: torch.Tensor | None  # (B, 1, *) 1 where the target counts (ignore_index), or None
     multiclass: bool
     label_mode: str
     weights: LossWeights
+    paper: bool
+    confident: bool
+    seg_loss: SegLossFn | None
+    user_target: torch.Tensor  # the target as the user passed it (for seg_loss)
 
 
 TermFn = Callable[[_Context], torch.Tensor]
@@ -73,65 +111,101 @@ def _need(value: object, field_name: str, mode: str) -> object:
     return value
 
 
-def _pseudo_label(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
-    """Detached probabilities, never thresholded."""
-    return to_probabilities(logits, label_mode).detach()
+def pseudo_label(
+    logits: torch.Tensor, label_mode: str, confident: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A teacher's detached target and the pixels where it counts.
+
+    ``confident``: hard labels (class indices for multiclass, 0/1 otherwise) where the teacher's
+    probability of its choice is >= ``CONFIDENCE``, the other pixels left out; otherwise the
+    soft probabilities everywhere (the paper).
+    """
+    probs = to_probabilities(logits.detach(), label_mode)
+    if not confident:
+        return probs, None
+    if label_mode == "multiclass":
+        top, labels = probs.max(dim=1)
+        return labels, (top >= CONFIDENCE).unsqueeze(1).float()
+    hard = (probs >= 0.5).float()
+    sure = torch.maximum(probs, 1 - probs) >= CONFIDENCE
+    # multilabel: a pixel counts when every channel is sure
+    return hard, sure.all(dim=1, keepdim=True).float()
 
 
-def _levels_mse(
+def _and(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a * b
+
+
+def seg_loss_vs_target(c: _Context, logits: torch.Tensor) -> torch.Tensor:
+    """A segmentation output against the true target G: the user's ``seg_loss`` or L_BD."""
+    if c.seg_loss is not None:
+        return c.seg_loss(logits, c.user_target)
+    return bce_dice(logits, c.target, c.multiclass, c.valid)
+
+
+def seg_loss_vs_teacher(c: _Context, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default)."""
+    target, sure = pseudo_label(teacher, c.label_mode, c.confident)
+    return bce_dice(logits, target, c.multiclass, _and(c.valid, sure))
+
+
+def _levels(
     students: Mapping[int, torch.Tensor],
     targets: Mapping[int, torch.Tensor],
     level_weights: tuple[float, ...],
     all_levels: list[int],
+    paper: bool,
 ) -> torch.Tensor:
-    """Σ_k w_k MSE(student_k, target_k.detach()) over the levels where a target exists."""
+    """Paper: Σ_k w_k MSE(student_k, target_k) (eq. 5). Default: the w-weighted mean over the
+    levels that have a target of the error relative to the target's magnitude, each level once."""
     total = students[all_levels[0]].new_zeros(())
+    weight_sum = 0.0
     for w, level in zip(level_weights, all_levels):
         if level in targets and level in students and w != 0:
-            total = total + w * feature_mse(students[level], targets[level].detach())
-    return total
+            error = feature_mse if paper else relative_mse
+            total = total + w * error(students[level], targets[level].detach())
+            weight_sum += w
+    return total if paper or weight_sum == 0 else total / weight_sum
 
 
 # --- term functions ---------------------------------------------------------------------------
 def image_term(c: _Context) -> torch.Tensor:
-    """L_image = L_BD(y, G)."""
-    return bce_dice(c.out.logits, c.target, c.multiclass)
+    """L_image = L_BD(y, G) (eq. 1)."""
+    return seg_loss_vs_target(c, c.out.logits)
 
 
 def mask_term(c: _Context) -> torch.Tensor:
-    """L_mask = L_BD(y^g, G)."""
-    return bce_dice(_need(c.out.mask_logits, "mask_logits", "deep"), c.target, c.multiclass)
+    """L_mask = L_BD(y^g, G) (eq. 2)."""
+    return seg_loss_vs_target(c, _need(c.out.mask_logits, "mask_logits", "deep"))
 
 
 def seg_term(c: _Context) -> torch.Tensor:
-    """L_seg = L_BD(y, target y^g)."""
-    mask = _need(c.out.mask_logits, "mask_logits", "deep")
-    return bce_dice(c.out.logits, _pseudo_label(mask, c.label_mode), c.multiclass)
+    """L_seg = L_BD(y, target y^g) (eq. 3)."""
+    return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.mask_logits, "mask_logits", "deep"))
 
 
 def seg_rec_term(c: _Context) -> torch.Tensor:
     """L_seg' = L_BD(y, target rec_mask(G))."""
-    rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
-    return bce_dice(c.out.logits, _pseudo_label(rec_mask, c.label_mode), c.multiclass)
+    return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.rec_mask, "rec_mask", "rec"))
 
 
 def deep_term(c: _Context) -> torch.Tensor:
-    """L_D = Σ_k ω_k MSE(y_k, target y^g_k)."""
+    """L_D = Σ_k ω_k MSE(y_k, target y^g_k) (eq. 5)."""
     targets = _need(c.out.mask_features, "mask_features", "deep")
     levels = sorted(c.out.features)
-    return _levels_mse(
-        c.out.features, targets, c.weights.level_weights("omega", len(levels)), levels
-    )
+    weights = c.weights.level_weights("omega", len(levels))
+    return _levels(c.out.features, targets, weights, levels, c.paper)
 
 
 def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
-    """L_D' = Σ_k σ_k MSE(y_k (projected where channels differ), target r_k(G))."""
+    """L_D' = Σ_k σ_k MSE(proj_k(y_k), target r_k(G)), through learned 1x1 projections."""
     targets = _need(c.out.rec_features, "rec_features", "rec")
     levels = sorted(c.out.features)
     students = {**c.out.features, **(c.out.aligned_features or {})}
-    return _levels_mse(
-        students, targets, c.weights.level_weights(weight_field, len(levels)), levels
-    )
+    weights = c.weights.level_weights(weight_field, len(levels))
+    return _levels(students, targets, weights, levels, c.paper)
 
 
 def deep_ae_term(c: _Context) -> torch.Tensor:
@@ -140,13 +214,20 @@ def deep_ae_term(c: _Context) -> torch.Tensor:
 
 
 def rem_term(c: _Context) -> torch.Tensor:
-    """L_rem = L_B(rec_mask(G), G)."""
-    return cross_entropy(_need(c.out.rec_mask, "rec_mask", "rec"), c.target, c.multiclass)
+    """L_rem = L_B(rec_mask(G), G) (eq. 8)."""
+    rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
+    if c.seg_loss is not None:
+        return c.seg_loss(rec_mask, c.user_target)
+    return cross_entropy(rec_mask, c.target, c.multiclass, c.valid)
 
 
 def rei_term(c: _Context) -> torch.Tensor:
-    """L_rei = MSE(rec_image(X), X) (X is z-scored, so MSE rather than BCE)."""
-    return feature_mse(_need(c.out.rec_image, "rec_image", "rec"), c.out.image)
+    """L_rei: eq. 9's BCE of rec_image(X) against X mapped to [0, 1] per image (default), or
+    the raw MSE against the z-scored X (``balance="paper"``)."""
+    rec_image = _need(c.out.rec_image, "rec_image", "rec")
+    if c.paper:
+        return feature_mse(rec_image, c.out.image)
+    return intensity_bce(rec_image, c.out.image)
 
 
 def kl_term(c: _Context) -> torch.Tensor:
@@ -155,15 +236,27 @@ def kl_term(c: _Context) -> torch.Tensor:
 
 
 class DeepSupervisionLoss(nn.Module):
-    """Base of the per-mode losses: the weighted sum of the mode's ``terms``.
+    """Base of the per-mode losses: α L_image plus the mode's auxiliary ``terms``.
 
     Args:
         weights: a preset name (``equal``, ``brats``, ``cardiac``, ``spleen``, ``liver``), a
-            mapping of LossWeights fields, or a LossWeights.
+            mapping of LossWeights fields, or a LossWeights. A field the mode does not use is
+            an error when given explicitly.
         label_mode: ``binary``, ``multilabel`` or ``multiclass``.
         schedule: ``constant``, ``linear`` or ``cosine``: scales every term but L_image by
-            training progress (set with :meth:`set_progress`).
+            training progress (set with :meth:`set_progress`). Default: ``cosine`` with
+            ``balance="auto"``, ``constant`` with ``"paper"``.
         spatial_dims: 2 or 3 (to read multiclass targets given as (B, 1, *)).
+        balance: ``auto`` (scale-free terms, gradient-balanced and averaged) or ``paper``
+            (the paper's literal weighted sum); see the module docstring.
+        seg_loss: ``f(logits, target) -> scalar`` replacing L_BD wherever an output is compared
+            with the true target (L_image, L_mask, L_rem, the side heads of ``up``); ``target``
+            is passed as given to the loss. Pseudo-label terms keep L_BD (they need the
+            confidence mask).
+        ignore_index: a label value left out of every term that reads labels.
+        pseudo_labels: ``confident`` (hard labels where the teacher is sure, the rest left
+            out) or ``soft`` (probabilities); default ``confident`` with ``balance="auto"``,
+            ``soft`` with ``"paper"``.
     """
 
     mode: ClassVar[str] = ""
@@ -173,15 +266,62 @@ class DeepSupervisionLoss(nn.Module):
         self,
         weights: str | Mapping[str, object] | LossWeights = "equal",
         label_mode: str = "binary",
-        schedule: str = "constant",
+        schedule: str | None = None,
         spatial_dims: int = 2,
+        *,
+        balance: str = "auto",
+        seg_loss: SegLossFn | None = None,
+        ignore_index: int | None = None,
+        pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
-        self.weights = LossWeights.from_any(weights)
         self.label_mode = look_up_option(label_mode, LABEL_MODES, "label_mode")
-        self.schedule = schedule
+        self.balance = look_up_option(balance, BALANCES, "balance")
+        paper = self.balance == "paper"
+        self.schedule = schedule or ("constant" if paper else "cosine")
+        self.factor = schedule_factor(self.schedule, 0.0)
+        self.pseudo_labels = look_up_option(
+            pseudo_labels or ("soft" if paper else "confident"), PSEUDO_LABELS, "pseudo_labels"
+        )
+        if seg_loss is not None and not callable(seg_loss):
+            raise TypeError(
+                f"seg_loss must be a callable (logits, target) -> scalar tensor, got "
+                f"{type(seg_loss).__name__}."
+            )
+        if ignore_index is not None and (
+            isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
+        ):
+            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}.")
+        self.seg_loss = seg_loss
+        self.ignore_index = ignore_index
         self.spatial_dims = spatial_dims
-        self.factor = schedule_factor(schedule, 0.0)
+        self.weights = LossWeights()
+        self.set_weights(weights)
+        aux = [t.name for t in self.terms if t.scheduled]
+        self.balancer = GradientBalance(aux) if aux and not paper else None
+
+    # --- configuration -----------------------------------------------------------------------
+    def set_weights(self, weights: str | Mapping[str, object] | LossWeights) -> None:
+        """Change the term weights (e.g. between epochs of one's own loop).
+
+        Raises:
+            ValueError: an explicitly given field that this mode does not use.
+        """
+        new = LossWeights.from_any(weights)
+        if not isinstance(weights, str):
+            given = weights.keys() if isinstance(weights, Mapping) else new.non_default_fields()
+            unused = sorted(set(given) - self.used_fields())
+            if unused:
+                raise ValueError(
+                    f"Weights {unused} are not used by mode {self.mode!r}, whose terms read "
+                    f"{sorted(self.used_fields())} ({', '.join(t.name for t in self.terms)})."
+                )
+        self.weights = new
+
+    def attach(self, params: object) -> None:
+        """The shared weights the auxiliary gradients are balanced on (the wrapper's encoder)."""
+        if self.balancer is not None:
+            self.balancer.attach(params)
 
     def set_progress(self, progress: float) -> None:
         """Advance the deep-supervision schedule (0 at the start of training, 1 at the end)."""
@@ -199,33 +339,52 @@ class DeepSupervisionLoss(nn.Module):
         return used
 
     def extra_repr(self) -> str:
-        defaults = LossWeights()
-        unused = [
-            f
-            for f in LossWeights.field_names()
-            if f not in self.used_fields() and getattr(self.weights, f) != getattr(defaults, f)
-        ]
-        text = f"weights={self.weights}, label_mode={self.label_mode!r}, schedule={self.schedule!r}"
-        if unused:
-            text += f", unused_by_{self.mode}={unused}"
-        return text
+        return (
+            f"weights={self.weights}, label_mode={self.label_mode!r}, "
+            f"balance={self.balance!r}, schedule={self.schedule!r}, "
+            f"pseudo_labels={self.pseudo_labels!r}"
+        )
 
-    def forward(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
-        """The weighted loss of ``out`` against the target ``y`` (see ``dsplug.labels``)."""
-        c = _Context(
+    # --- the loss ------------------------------------------------------------------------------
+    def _context(self, out: DSOutput, y: torch.Tensor) -> _Context:
+        target = dense_target(y, self.label_mode, self.spatial_dims)
+        valid = None
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            valid = (keep if self.label_mode == "multiclass" else keep.all(1)).unsqueeze(1).float()
+            target = torch.where(keep, target, torch.zeros_like(target))
+        return _Context(
             out=out,
-            target=dense_target(y, self.label_mode, self.spatial_dims),
+            target=target,
+            valid=valid,
             multiclass=self.label_mode == "multiclass",
             label_mode=self.label_mode,
             weights=self.weights,
+            paper=self.balance == "paper",
+            confident=self.pseudo_labels == "confident",
+            seg_loss=self.seg_loss,
+            user_target=y,
         )
+
+    def forward(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
+        """The loss of ``out`` against the target ``y`` (see ``dsplug.labels``)."""
+        c = self._context(out, y)
+        raw = {term.name: term.compute(c) for term in self.terms}
+        aux = [t for t in self.terms if t.scheduled]
+        scales: Mapping[str, torch.Tensor | float] = {}
+        if self.balancer is not None:
+            self.balancer.update(raw[self.terms[0].name], {t.name: raw[t.name] for t in aux})
+            scales = self.balancer.scales()
+        share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
         total = out.logits.new_zeros((), dtype=torch.float32)
-        values: dict[str, torch.Tensor] = {}
+        parts: dict[str, torch.Tensor] = {}
         for term in self.terms:
-            value = term.compute(c)
-            values[term.name] = value.detach()
             weight = float(getattr(self.weights, term.weight))
             if term.scheduled:
-                weight *= self.factor
-            total = total + weight * value
-        return LossBreakdown(total=total, tensors=values)
+                weight *= self.factor * share
+            part = weight * scales.get(term.name, 1.0) * raw[term.name]
+            parts[term.name] = part.detach()
+            total = total + part
+        return LossBreakdown(
+            total=total, tensors=parts, raw_tensors={k: v.detach() for k, v in raw.items()}
+        )

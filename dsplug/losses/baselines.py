@@ -6,21 +6,21 @@ import torch
 import torch.nn.functional as F
 
 from ..labels import one_hot
-from .base import _Context, _need
-from .terms import bce_dice
+from .base import _Context, _need, seg_loss_vs_target
 
 __all__ = ["down_term", "up_term"]
 
 
 def up_term(c: _Context) -> torch.Tensor:
-    """Σ_k L_BD(upsample(head_k(y_k)), G): side outputs upsampled to the input size."""
+    """Σ_k L_BD(upsample(head_k(y_k)), G): side outputs upsampled to the input size (the user's
+    ``seg_loss`` in place of L_BD when given)."""
     aux = _need(c.out.aux_logits, "aux_logits", "up")
     size = c.out.logits.shape[2:]
     mode = "bilinear" if len(size) == 2 else "trilinear"
     total = c.out.logits.new_zeros(())
     for logits in aux.values():
         up = F.interpolate(logits, size=size, mode=mode, align_corners=False)
-        total = total + bce_dice(up, c.target, c.multiclass)
+        total = total + seg_loss_vs_target(c, up)
     return total
 
 
@@ -32,5 +32,11 @@ def down_term(c: _Context) -> torch.Tensor:
     total = c.out.logits.new_zeros(())
     for reduction, logits in aux.items():
         pooled = pool(target, kernel_size=reduction, stride=reduction)
-        total = total + F.binary_cross_entropy_with_logits(logits, pooled)
+        pixels = F.binary_cross_entropy_with_logits(logits, pooled, reduction="none")
+        if c.valid is None:
+            total = total + pixels.mean()
+        else:  # a pooled pixel counts when every pixel under it does
+            valid = -pool(-c.valid, kernel_size=reduction, stride=reduction)
+            weight = valid.expand_as(pixels)
+            total = total + (pixels * weight).sum() / weight.sum().clamp(min=1.0)
     return total

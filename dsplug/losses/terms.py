@@ -1,4 +1,9 @@
-"""The loss pieces of SPEC §2: L_BD (BCE/CE + soft Dice), L_B (BCE/CE), feature MSE."""
+"""The loss pieces: L_BD (BCE/CE + soft Dice, eq. 4), L_B (BCE/CE, eq. 10), feature MSE (eq. 5),
+and their scale-free forms used by default (intensity BCE for eq. 9, relative feature MSE).
+
+Every label-reading piece takes an optional ``valid`` mask (B, 1, *) of pixels that count: the
+user's ``ignore_index`` and the unconfident pixels of a pseudo-label are left out through it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,14 @@ import torch.nn.functional as F
 from .._checks import ShapeError
 from ..labels import one_hot
 
-__all__ = ["bce_dice", "cross_entropy", "feature_mse", "soft_dice"]
+__all__ = [
+    "bce_dice",
+    "cross_entropy",
+    "feature_mse",
+    "intensity_bce",
+    "relative_mse",
+    "soft_dice",
+]
 
 
 def _check_same(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
@@ -24,22 +36,43 @@ def _check_same(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 def _as_probabilities(logits: torch.Tensor, target: torch.Tensor, multiclass: bool) -> torch.Tensor:
     """A hard multiclass target (B, *) as one-hot; soft or binary targets as they are."""
     if multiclass and target.dim() == logits.dim() - 1:
-        return one_hot(target, logits.shape[1])
+        return one_hot(target.clamp(min=0), logits.shape[1])
     return target
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, multiclass: bool) -> torch.Tensor:
+def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``values`` over the pixels where ``valid`` (broadcast over channels) is 1."""
+    if valid is None:
+        return values.mean()
+    weight = valid.expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multiclass: bool,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """L_B: BCE with logits (binary / multilabel) or CE (multiclass; indices or probabilities)."""
     if multiclass:
         if target.dim() == logits.dim():
             _check_same(logits, target, "cross-entropy")
-        return F.cross_entropy(logits, target)
+            pixels = -(target * logits.log_softmax(dim=1)).sum(dim=1, keepdim=True)
+        else:
+            pixels = F.cross_entropy(logits, target.clamp(min=0), reduction="none").unsqueeze(1)
+        return _masked_mean(pixels, valid)
     _check_same(logits, target, "binary cross-entropy")
-    return F.binary_cross_entropy_with_logits(logits, target)
+    pixels = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return _masked_mean(pixels, valid)
 
 
 def soft_dice(
-    logits: torch.Tensor, target: torch.Tensor, multiclass: bool, smooth: float = 1.0
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multiclass: bool,
+    smooth: float = 1.0,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft Dice per image and channel with smoothing, averaged over the batch (eq. 4).
 
@@ -50,18 +83,45 @@ def soft_dice(
     _check_same(probs, t, "soft Dice")
     if multiclass:
         probs, t = probs[:, 1:], t[:, 1:]
+    if valid is not None:
+        probs, t = probs * valid, t * valid
     dims = tuple(range(2, probs.dim()))
     inter = (probs * t).sum(dims)
     denom = probs.sum(dims) + t.sum(dims)
     return ((2 * inter + smooth) / (denom + smooth)).mean()
 
 
-def bce_dice(logits: torch.Tensor, target: torch.Tensor, multiclass: bool) -> torch.Tensor:
+def bce_dice(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multiclass: bool,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """L_BD = BCE (CE for multiclass) + (1 - soft Dice)."""
-    return cross_entropy(logits, target, multiclass) + 1 - soft_dice(logits, target, multiclass)
+    return (
+        cross_entropy(logits, target, multiclass, valid)
+        + 1
+        - soft_dice(logits, target, multiclass, valid=valid)
+    )
 
 
 def feature_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between two feature maps of identical shape (no broadcasting)."""
     _check_same(prediction, target, "feature MSE")
     return F.mse_loss(prediction, target)
+
+
+def relative_mse(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """MSE over the target's mean square (detached): 1 for a zero prediction at any scale."""
+    return feature_mse(prediction, target) / (target.detach().pow(2).mean() + eps)
+
+
+def intensity_bce(logits: torch.Tensor, image: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 9's L_B(x, X): BCE of sigmoid(``logits``) against X mapped to [0, 1] per image and
+    channel (min-max), so the reconstruction loss has the scale of a segmentation loss."""
+    _check_same(logits, image, "intensity BCE")
+    dims = tuple(range(2, image.dim()))
+    low = image.detach().amin(dim=dims, keepdim=True)
+    high = image.detach().amax(dim=dims, keepdim=True)
+    target = (image.detach() - low) / (high - low).clamp(min=eps)
+    return F.binary_cross_entropy_with_logits(logits, target)

@@ -81,6 +81,11 @@ class LossWeights:
             f"got {type(weights).__name__}."
         )
 
+    def non_default_fields(self) -> list[str]:
+        """The fields whose value differs from the default."""
+        defaults = LossWeights()
+        return [f for f in self.field_names() if getattr(self, f) != getattr(defaults, f)]
+
     def to_dict(self) -> dict[str, float | list[float]]:
         """Plain types, for configs and checkpoints."""
         return {

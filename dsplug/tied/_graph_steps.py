@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gain import transpose_gain
+
 __all__ = [
     "Arg",
     "CatT",
@@ -150,6 +152,7 @@ class ConvT(Step):
     def run(self, st: RunState) -> None:
         r = self.take(st)
         w = st.consts[self.weight]
+        w = w * transpose_gain(w, self.groups, transposed=self.forward_transposed)
         b = st.owner.biases[self.bias]
         n_in = _sizes(st.plan, self.in_at)
         if self.forward_transposed:
@@ -189,6 +192,7 @@ class LinearT(Step):
     def run(self, st: RunState) -> None:
         r = self.take(st)
         w = st.consts[self.weight]
+        w = w * transpose_gain(w)
         _acc(st.env, self.dst, F.linear(r, w.t(), st.owner.biases[self.bias]))
 
 

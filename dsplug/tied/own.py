@@ -10,6 +10,7 @@ from torch import nn
 
 from ..nets.encoder import UNetEncoder
 from .base import ReconstructionOutput
+from .gain import transpose_gain
 from .variational import VariationalBottleneck
 
 __all__ = ["OwnTiedDecoder"]
@@ -19,8 +20,10 @@ class OwnTiedDecoder(nn.Module):
     """The exact transpose of a :class:`UNetEncoder`.
 
     Level K is the bottleneck; r_k = up(E_{k+1}^T(r_{k+1})) where E_i^T runs block i's convs in
-    reverse order as ``conv_transpose`` of the same weight tensors, each followed by the
-    decoder's own bias, norm and ReLU; nearest upsampling replaces max-pooling.
+    reverse order as ``conv_transpose`` of the same weight tensors (times the constant
+    :func:`~dsplug.tied.gain.transpose_gain`, so the decoder is at unit scale at any width),
+    each followed by the decoder's own bias, norm and ReLU; nearest upsampling replaces
+    max-pooling.
     ``rec_image = E_0^T(r_0)`` is raw (no norm or activation after the last transpose);
     ``rec_mask`` is the decoder's own 1x1 conv from r_0.
 
@@ -75,7 +78,8 @@ class OwnTiedDecoder(nn.Module):
 
     def _transpose(self, x: torch.Tensor, index: int) -> torch.Tensor:
         conv_t = F.conv_transpose2d if self.spatial_dims == 2 else F.conv_transpose3d
-        x = conv_t(x, self._weight(index), self.biases[index], padding=1)
+        weight = self._weight(index)
+        x = conv_t(x, weight * transpose_gain(weight), self.biases[index], padding=1)
         if index == 0:
             return x  # rec_image: raw
         return F.relu(self.norms[index - 1](x))

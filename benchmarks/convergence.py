@@ -72,7 +72,14 @@ from benchmarks._common import (
 )
 from benchmarks.step_time import ModeCase, measure_flops
 from dsplug import DeepSupervised
-from dsplug.data import MSDDataset, Preprocessing, default_cache_dir, make_splits
+from dsplug.data import (
+    LabelRule,
+    MSDDataset,
+    Preprocessing,
+    build_datasets,
+    default_cache_dir,
+    make_splits,
+)
 from dsplug.data.msd import read_msd_json
 from dsplug.data.nifti import nifti_case_id
 from dsplug.metrics import METRIC_NAMES, paired_tests
@@ -106,22 +113,26 @@ EVAL_BATCH = 32  # validation and test batch size
 
 @dataclass(frozen=True)
 class Variant:
-    """One trained configuration: a mode with its loss weights and deep-supervision schedule."""
+    """One trained configuration: a mode with its loss recipe, weights and schedule
+    (``schedule=None``: the recipe's default)."""
 
     name: str
     mode: str
     weights: str = "equal"
-    schedule: str = "constant"
+    schedule: str | None = None
+    balance: str = "auto"
 
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         *(Variant(m, m) for m in ("none", "deep", "auto", "seg", "rec", "hyb", "up", "down")),
-        Variant("hyb-brats", "hyb", weights="brats"),
-        Variant("hyb-linear", "hyb", schedule="linear"),
+        Variant("hyb-paper", "hyb", balance="paper"),
+        Variant("hyb-paper-brats", "hyb", weights="brats", balance="paper"),
     )
 }
+#: The data sets the benchmark knows, in ``../shared/data``.
+DATASETS = ("hippocampus", "isbi2012")
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,9 @@ class ConvergenceSettings:
         train_cases: cases sampled (seeded) from the training split.
         val_cases: cases sampled from the validation split (best epoch, early stopping).
         test_cases: cases sampled from the test split (reported only).
-        epochs: epochs per run (fixed: min_epochs = max_epochs, so every run costs the same).
+        epochs: the most epochs a run may train (the paper's early stopping ends most runs
+            before: after epoch e when e >= max(min_epochs, 2 x best epoch)).
+        min_epochs: no early stop before this epoch.
         batch: slices per optimiser step.
         base: channels of the U-Net's level 0.
         depth: U-Net levels (the padded size must be a multiple of 2^(depth-1)).
@@ -146,6 +159,9 @@ class ConvergenceSettings:
         threads: torch intra-op threads per run; 0: torch's default with one job, else the
             CPU count divided by ``jobs``.
         jobs: runs trained at the same time, each in its own process (1: in this process).
+        dataset: ``hippocampus`` (Task04, multiclass) or ``isbi2012`` (EM membranes, thin
+            structures: membrane is the foreground, images resized to ``size``, contiguous
+            15 / 3 / 12 slices; ``*_cases`` are not used).
     """
 
     variants: tuple[str, ...]
@@ -164,6 +180,8 @@ class ConvergenceSettings:
     step_warmup: int = 2
     threads: int = 0
     jobs: int = 1
+    min_epochs: int = 1
+    dataset: str = "hippocampus"
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -179,7 +197,10 @@ class ConvergenceSettings:
             )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {list(self.seeds)}.")
-        for name in ("train_cases", "val_cases", "test_cases", "epochs", "batch", "base", "jobs"):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; expected one of {DATASETS}.")
+        names = ("train_cases", "val_cases", "test_cases", "epochs", "min_epochs", "batch")
+        for name in (*names, "base", "jobs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
@@ -207,17 +228,28 @@ class ConvergenceSettings:
 
 
 FULL = ConvergenceSettings(
-    variants=tuple(VARIANTS),
+    variants=("none", "deep", "up", "down", "seg", "rec", "hyb", "auto", "hyb-paper"),
     seeds=(0, 1, 2),
-    train_cases=12,
-    val_cases=8,
-    test_cases=40,
-    epochs=10,
-    batch=4,
+    train_cases=8,
+    val_cases=5,
+    test_cases=30,
+    epochs=40,  # generous: the paper's early stopping ends the runs
+    min_epochs=8,
+    batch=8,
     base=16,
-    depth=5,
+    depth=4,
     threads=1,
     jobs=2,  # two single-threaded runs at a time: the best use of 2 cores for a net this small
+)
+#: The second data set: thin structures (ISBI 2012 membranes), fewer variants.
+THIN = replace(
+    FULL,
+    variants=("none", "deep", "hyb", "hyb-paper"),
+    dataset="isbi2012",
+    size=(128, 128),
+    batch=4,
+    epochs=60,
+    min_epochs=10,
 )
 QUICK = ConvergenceSettings(
     variants=tuple(VARIANTS),
@@ -226,6 +258,7 @@ QUICK = ConvergenceSettings(
     val_cases=3,
     test_cases=4,
     epochs=2,
+    min_epochs=1,
     batch=8,
     base=8,
     depth=3,
@@ -242,17 +275,21 @@ def setting_name(settings: ConvergenceSettings) -> str:
     def trained(s: ConvergenceSettings) -> dict[str, Any]:
         return {**s.run_key(), "variants": list(s.variants), "seeds": list(s.seeds)}
 
-    for name, preset in (("full", FULL), ("quick", QUICK)):
+    for name, preset in (("full", FULL), ("thin", THIN), ("quick", QUICK)):
         if trained(settings) == trained(preset):
             return name
     return "custom"
 
 
-def default_source() -> Path:
-    """``$DSPLUG_DATA/Task04_Hippocampus``, else ``<repo>/../shared/data/Task04_Hippocampus``."""
+_FOLDERS = {"hippocampus": "Task04_Hippocampus", "isbi2012": "isbi2012_em_membrane/train"}
+
+
+def default_source(dataset: str = "hippocampus") -> Path:
+    """``$DSPLUG_DATA/<folder>``, else ``<repo>/../shared/data/<folder>`` (Task04_Hippocampus
+    or isbi2012_em_membrane/train)."""
     env = os.environ.get("DSPLUG_DATA")
     root = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-    return (root / "Task04_Hippocampus").resolve()
+    return (root / _FOLDERS[dataset]).resolve()
 
 
 # --------------------------------------------------------------------------------- data
@@ -269,8 +306,26 @@ def build_sets(
     """Train / val / test datasets: a seeded sample of each split of a seeded 70/10/20 split.
 
     Only the sampled cases are read. The full split is written to (and reused from)
-    ``out/splits.json``.
+    ``out/splits.json``. ISBI 2012: contiguous 15 / 3 / 12 slices of the stack, membrane (raw
+    value 0) as the foreground, resized to ``settings.size``.
     """
+    if settings.dataset == "isbi2012":
+        return build_datasets(
+            source,
+            kind="folder",
+            preprocessing=Preprocessing(
+                fit="resize", size=settings.size, multiple=2 ** (settings.depth - 1)
+            ),
+            contiguous=True,
+            fractions=(0.5, 0.1, 0.4),
+            splits_path=out / "splits.json",
+            cache_dir=cache_dir,
+            options={
+                "image": "image/{id}.png",
+                "mask": "label/{id}.png",
+                "labels": LabelRule.binary((0, 255), foreground=(0,)),
+            },
+        )
     meta = read_msd_json(source)
     ids = [nifti_case_id(entry["image"]) for entry in meta["training"]]
     splits = make_splits(ids, settings.split_seed, path=out / "splits.json")
@@ -308,6 +363,7 @@ def _wrap(model: torch.nn.Module, variant: Variant, label_mode: str) -> DeepSupe
         weights=variant.weights,
         label_mode=label_mode,
         schedule=variant.schedule,
+        balance=variant.balance,
     )
 
 
@@ -429,7 +485,7 @@ def run_variant(
     ds = _wrap(build_model(model_config), variant, train.label_mode)
     config = TrainConfig(
         max_epochs=settings.epochs,
-        min_epochs=settings.epochs,
+        min_epochs=settings.min_epochs,
         batch_size=settings.batch,
         lr=LR,
         seed=seed,
@@ -448,7 +504,7 @@ def run_variant(
     summary = trainer.fit(resume=resumed)
     metrics = trainer.evaluate(test)  # the best-epoch weights (fit restored them)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    names = list(test.labels.names[1:]) or [f"class{k}" for k in range(1, test.classes)]
+    names = _class_names(test)
     return {
         "schema": SCHEMA_VERSION,
         "variant": asdict(variant),
@@ -468,6 +524,13 @@ def run_variant(
         "call_wall_s": wall,
         "call_cpu_s": cpu,
     }
+
+
+def _class_names(data: Any) -> list[str]:
+    """Foreground class names (``class1``, ... where the data set names none)."""
+    names = list(getattr(data.labels, "names", ())[1:])
+    first = 0 if data.label_mode != "multiclass" else 1
+    return names or [f"class{k}" for k in range(first, data.classes)]
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -571,6 +634,7 @@ def _variant_summary(
         "tot_t_ratio_s": _mean_sd([s["tot_t_ratio_s"] for s in seeds]),
         "best_val_dice": _mean_sd([s["best_val_dice"] for s in seeds]),
         "epochs_to_target": _mean_sd(reached),
+        "seeds_stopped_early": sum(s["epochs_run"] < runs[0]["settings"]["epochs"] for s in seeds),
         "seeds_reaching_target": sum(r is not None for r in reached),
         "time_to_target_none_epochs": _mean_sd([s["time_to_target_none_epochs"] for s in seeds]),
         "time_to_target_s": _mean_sd([s["time_to_target_s"] for s in seeds]),
@@ -844,10 +908,11 @@ def run_convergence(
         ValueError: ``source`` is not an MSD task folder, or files in ``out`` were made with
             other settings.
     """
-    if not (source / "dataset.json").is_file():
+    expected = "dataset.json" if settings.dataset == "hippocampus" else "image"
+    if not (source / expected).exists():
         raise ValueError(
-            f"{source} is not the Task04_Hippocampus folder (no dataset.json); pass --data or "
-            "set DSPLUG_DATA."
+            f"{source} is not the {_FOLDERS[settings.dataset]} folder (no {expected}); pass "
+            "--data or set DSPLUG_DATA."
         )
     threads = _worker_threads(settings)
     if threads:
@@ -900,13 +965,14 @@ def run_convergence(
         "machine": machine_info(device),
         "cases": {name: list(data.cases) for name, data in sets.items()},
         "slices": slices,
-        "classes": list(test_data.labels.names[1:]),
+        "classes": _class_names(test_data),
         "label_mode": test_data.label_mode,
         "model": _model_config(settings, test_data),
         "preprocessing": test_data.preprocessing.config(),
         "optimizer": f"Adam(lr={LR}), x0.9 every 3 epochs (the paper's schedule)",
-        "epochs_rule": "fixed epochs (min_epochs = max_epochs); Epoch = best epoch by "
-        "validation avg.m; Avg.T = mean training seconds per epoch; Tot.T = Avg.T x Epoch",
+        "epochs_rule": "the paper's early stopping: stop after epoch e when e >= "
+        "max(min_epochs, 2 x best epoch), or at epochs; Epoch = best epoch by validation avg.m; "
+        "Avg.T = mean training seconds per epoch; Tot.T = Avg.T x Epoch",
         "target_rule": "epochs until validation Dice first reaches the best validation Dice "
         "of 'none' with the same seed; time = epochs x step-time ratio x Avg.T of 'none'",
         "p_values": "paired over test cases (per-case Dice, mean over seeds) against 'none'",
@@ -958,6 +1024,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="the quick (CI) setting")
     parser.add_argument(
+        "--thin", action="store_true", help="the second data set: ISBI 2012 membranes"
+    )
+    parser.add_argument(
         "--data", type=Path, default=None, help="Task04_Hippocampus folder (default: shared data)"
     )
     parser.add_argument(
@@ -970,7 +1039,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants", type=_names, help=f"comma-separated subset of {','.join(VARIANTS)}"
     )
     parser.add_argument("--seeds", type=_seeds, help="comma-separated training seeds")
-    for name in ("train-cases", "val-cases", "test-cases", "epochs", "batch", "base", "depth"):
+    names = ("train-cases", "val-cases", "test-cases", "epochs", "min-epochs", "batch", "base")
+    for name in (*names, "depth"):
         parser.add_argument(f"--{name}", type=_positive, help=f"override the preset's {name}")
     parser.add_argument("--size", type=_positive, nargs=2, metavar=("H", "W"), help="padded size")
     parser.add_argument("--split-seed", type=int, help="seed of the case split (default 0)")
@@ -999,7 +1069,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> ConvergenceSettings:
     """The preset (``--quick`` or full) with the explicitly given flags applied."""
-    preset = QUICK if args.quick else FULL
+    preset = QUICK if args.quick else THIN if args.thin else FULL
     overrides: dict[str, Any] = {}
     names = {f.name for f in fields(ConvergenceSettings)}
     for name in names:
@@ -1022,11 +1092,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "cuda" if args.device is None and torch.cuda.is_available() else args.device or "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda was asked for, but CUDA is not available.")
-    out = args.out or Path("runs") / ("convergence_quick" if args.quick else "convergence")
+    default = "convergence_quick" if args.quick else "convergence_thin" if args.thin else ""
+    out = args.out or Path("runs") / (default or "convergence")
     try:
         result = run_convergence(
             settings,
-            (args.data or default_source()).resolve(),
+            (args.data or default_source(settings.dataset)).resolve(),
             out,
             device=torch.device(name),
             cache_dir=args.cache_dir or default_cache_dir(),

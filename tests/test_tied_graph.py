@@ -7,7 +7,9 @@ module; small hand-made encoders check the transposition rules against independe
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 
 import pytest
 import torch
@@ -302,6 +304,38 @@ def test_a_level_one_pixel_wide_is_served_with_the_encoders_shapes():
         out = case.decoder(feats[-1], x.shape)
     assert [f.shape for f in feats] == [r.shape for r in out.levels.values()]
     assert out.rec_image.shape == x.shape
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_any_batch_size_is_served(batch):
+    case = _case("resnet18")  # traced with a symbolic batch (export assumes >= 2)
+    x = torch.randn(batch, case.in_channels, 64, 64)
+    with torch.no_grad():
+        feats = [f for f in case.encoder(x) if f is not x]
+        out = case.decoder(feats[-1], x.shape)
+    assert [f.shape for f in feats] == [r.shape for r in out.levels.values()]
+    assert out.rec_image.shape == x.shape and out.rec_mask.shape == (batch, 2, 64, 64)
+
+
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_the_decoder_pickles_with_its_encoder(how):
+    case = _case("resnet18")
+    if how == "pickle":
+        enc, dec = pickle.loads(pickle.dumps((case.encoder, case.decoder)))
+    else:
+        buffer = io.BytesIO()
+        torch.save((case.encoder, case.decoder), buffer)
+        buffer.seek(0)
+        enc, dec = torch.load(buffer, weights_only=False)
+    tied = dec.tied_parameters()
+    assert tied and all(p is enc.get_parameter(path) for path, p in tied.items())
+    assert all(p is not case.encoder.get_parameter(path) for path, p in tied.items())
+    x = case.batch((64, 96))
+    with torch.no_grad():
+        expected = case.decoder(case.encoder(x)[-1], x.shape)
+        got = dec(enc(x)[-1], x.shape)
+    torch.testing.assert_close(got.rec_image, expected.rec_image)
+    torch.testing.assert_close(got.rec_mask, expected.rec_mask)
 
 
 class PickyEncoder(nn.Module):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ._checks import ShapeError, UpdateWatch, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
 from .hooks import FeatureHooks
-from .labels import check_label_mode, check_target, index_target, mask_as_input
+from .labels import check_label_mode, check_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights
 from .modes import ModeSpec, mode_spec
 from .output import DSOutput
@@ -51,7 +50,8 @@ class DeepSupervised(nn.Module):
             mapping of :class:`LossWeights` fields, or a LossWeights.
         label_mode: ``binary``, ``multilabel`` or ``multiclass``; None (default): what the
             model's output channels imply, ``binary`` for 1 and ``multiclass`` for more.
-        schedule: the deep-supervision schedule, ``constant``, ``linear`` or ``cosine``.
+        schedule: the deep-supervision schedule, ``constant``, ``linear`` or ``cosine``;
+            default ``cosine`` with ``balance="auto"`` and ``constant`` with ``"paper"``.
         validate: check every batch (shapes, finite values, label values). The value checks
             read the tensors once per step and are skipped inside ``torch.compile``.
         balance: ``auto`` or ``paper`` (how the loss terms are summed, see ``dsplug.losses``).
@@ -75,7 +75,7 @@ class DeepSupervised(nn.Module):
         *,
         weights: str | Mapping[str, object] | LossWeights = "equal",
         label_mode: str | None = None,
-        schedule: str = "constant",
+        schedule: str | None = None,
         validate: bool = True,
         balance: str = "auto",
         seg_loss: SegLoss | None = None,
@@ -101,14 +101,19 @@ class DeepSupervised(nn.Module):
             label_mode,
             schedule,
             adapter.spatial_dims,
-            **_loss_options(LOSSES[spec.name], balance, seg_loss, ignore_index),
+            balance=balance,
+            seg_loss=seg_loss,
+            ignore_index=ignore_index,
         )
+        # balance="auto" measures each auxiliary gradient on the model's own encoder
+        self.criterion.attach(adapter.encoder().parameters())
         check_label_mode(self.criterion.label_mode, adapter.classes, type(model).__name__)
         self.stages = adapter.decoder_stages() if spec.features else []
         self.reductions = [s.reduction for s in self.stages]
         self._check_level_weights()
         self._build_reconstruction(adapter, spec)
         self._build_heads(spec)
+        self._match_model_placement(self.align, self.heads, self.reconstruction)
         self._hooks: FeatureHooks | None = None
         self._batch_norms: list[_BatchNorm] = []
         self._stripped = False
@@ -149,6 +154,15 @@ class DeepSupervised(nn.Module):
                     self.align[str(stage.reduction)] = conv(
                         stage.channels, target_channels, kernel_size=1
                     )
+
+    def _match_model_placement(self, *modules: nn.Module | None) -> None:
+        """Put modules built here on the model's device and floating dtype (the tied decoders
+        register only their own parameters, so the encoder's are not touched)."""
+        param = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        if param is not None:
+            for module in modules:
+                if module is not None:
+                    module.to(device=param.device, dtype=param.dtype)
 
     def _build_heads(self, spec: ModeSpec) -> None:
         self.heads = nn.ModuleDict()
@@ -199,7 +213,7 @@ class DeepSupervised(nn.Module):
                 "call ds(x, y) (with the target) for the deep-supervised outputs; ds(x) alone "
                 "returns the bare model's output."
             )
-        return self.criterion(out, self._target(y))
+        return self.criterion(out, y)
 
     def strip(self) -> nn.Module:
         """Remove the hooks and return the original model object (for saving and export)."""
@@ -245,7 +259,7 @@ class DeepSupervised(nn.Module):
                 if p.requires_grad and not n.startswith("model.")
             ]
             self._update_watch.observe(self.model.parameters(), own)
-        return self._supervised_forward(x, self._target(y))
+        return self._supervised_forward(x, y)
 
     # --- standing in for the model -------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -273,12 +287,6 @@ class DeepSupervised(nn.Module):
                 "first, or script ds.strip() (the bare model)."
             )
         return self.model
-
-    def _target(self, y: torch.Tensor) -> torch.Tensor:
-        """A one-hot multiclass target as class indices; any other target unchanged."""
-        if self.label_mode != "multiclass":
-            return y
-        return index_target(y, self._adapter.classes, self._adapter.spatial_dims, self.ignore_index)
 
     # --- the branches ------------------------------------------------------------------------
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -351,7 +359,7 @@ class DeepSupervised(nn.Module):
             return out
         g = mask_as_input(
             y, self.label_mode, a.classes, a.in_channels, a.spatial_dims, self.ignore_index
-        )
+        ).to(dtype=x.dtype)
         bottleneck = self.reductions[-1]
         mask_bottleneck = None
         with self._mask_statistics():
@@ -384,19 +392,3 @@ class DeepSupervised(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, levels={self.reductions}"
-
-
-def _loss_options(
-    loss_class: type, balance: str, seg_loss: SegLoss | None, ignore_index: int | None
-) -> dict[str, object]:
-    """The keyword options for the loss class; options it does not take yet are refused when
-    set to anything but their default."""
-    options = {"balance": balance, "seg_loss": seg_loss, "ignore_index": ignore_index}
-    defaults = {"balance": "auto", "seg_loss": None, "ignore_index": None}
-    accepted = inspect.signature(loss_class).parameters
-    unsupported = [k for k in options if k not in accepted and options[k] != defaults[k]]
-    if unsupported:
-        raise NotImplementedError(
-            f"{loss_class.__name__} does not take {unsupported} in this version of dsplug."
-        )
-    return {k: v for k, v in options.items() if k in accepted}

@@ -252,14 +252,23 @@ class DeepSupervised(nn.Module):
             raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
         if self.validate:
             self._check_batch(x, y)
-        if self.training and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-            own = [
-                (n, p)
-                for n, p in self.named_parameters()
-                if p.requires_grad and not n.startswith("model.")
-            ]
-            self._update_watch.observe(self.model.parameters(), own)
+        self._watch_updates()
         return self._supervised_forward(x, y)
+
+    def _watch_updates(self) -> None:
+        """One warning if optimiser steps move the model but none of the wrapper's own
+        parameters (an optimiser built from ``model.parameters()`` before wrapping)."""
+        watch = self._update_watch
+        if watch.warned or not (self.training and torch.is_grad_enabled()):
+            return
+        if torch.compiler.is_compiling():
+            return
+        own = [
+            (n, p)
+            for n, p in self.named_parameters()
+            if p.requires_grad and not n.startswith("model.")
+        ]
+        watch.observe(self.model.parameters(), own)
 
     # --- standing in for the model -------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:

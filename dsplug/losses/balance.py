@@ -9,6 +9,9 @@ gradient of L_image (value 1.45). So the scale of term i is measured where it ac
 
 every so often during training (more often at the start, when scales move fastest), smoothed
 in log space, and held as a buffer (saved, restored and broadcast by DDP like any buffer).
+Under DDP the measured gradients are averaged over ranks first: the scales are those of the
+combined batch. Under ``torch.compile`` nothing is measured (``autograd.grad`` would break the
+graph): the scales of the eager steps before are used, so take the first step eagerly.
 Without shared weights (a loss used on its own) the values stand in: c_i = L_image / L_i.
 """
 
@@ -18,6 +21,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 __all__ = ["GradientBalance"]
@@ -58,8 +62,14 @@ class GradientBalance(nn.Module):
         return dict(zip(self.names, self.log_scales.exp()))
 
     def _norm(self, value: torch.Tensor) -> float:
+        """||∇_θ value||; under DDP the gradient of the global batch (ranks averaged), so every
+        rank measures what one process would on the combined batch."""
         grads = torch.autograd.grad(value, self._params, retain_graph=True, allow_unused=True)
-        return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+        flat = torch.cat([g.flatten() for g in grads if g is not None] or [value.new_zeros(1)])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(flat)
+            flat /= dist.get_world_size()
+        return float(flat.norm())
 
     def update(self, image: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> None:
         """Measure new scales if one is due (training, eager, with gradients), then count a step.

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..labels import one_hot
 from .base import _Context, _need, seg_loss_vs_target
+from .terms import cross_entropy
 
 __all__ = ["down_term", "up_term"]
 
@@ -32,11 +33,9 @@ def down_term(c: _Context) -> torch.Tensor:
     total = c.out.logits.new_zeros(())
     for reduction, logits in aux.items():
         pooled = pool(target, kernel_size=reduction, stride=reduction)
-        pixels = F.binary_cross_entropy_with_logits(logits, pooled, reduction="none")
-        if c.valid is None:
-            total = total + pixels.mean()
-        else:  # a pooled pixel counts when every pixel under it does
-            valid = -pool(-c.valid, kernel_size=reduction, stride=reduction)
-            weight = valid.expand_as(pixels)
-            total = total + (pixels * weight).sum() / weight.sum().clamp(min=1.0)
+        # a pooled pixel counts when every pixel under it does
+        valid = (
+            None if c.valid is None else -pool(-c.valid, kernel_size=reduction, stride=reduction)
+        )
+        total = total + cross_entropy(logits, pooled, False, valid)
     return total

@@ -41,11 +41,14 @@ def _as_probabilities(logits: torch.Tensor, target: torch.Tensor, multiclass: bo
 
 
 def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``values`` over the pixels where ``valid`` (broadcast over channels) is 1."""
+    """Mean of ``values`` over the pixels where ``valid`` (broadcast over channels) is 1, per
+    image, then over the batch (so the loss of a batch is the mean of its images' losses, and
+    DDP's split batches add up to the whole)."""
     if valid is None:
         return values.mean()
     weight = valid.expand_as(values)
-    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+    dims = tuple(range(1, values.dim()))
+    return ((values * weight).sum(dims) / weight.sum(dims).clamp(min=1.0)).mean()
 
 
 def cross_entropy(
@@ -112,8 +115,12 @@ def feature_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def relative_mse(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """MSE over the target's mean square (detached): 1 for a zero prediction at any scale."""
-    return feature_mse(prediction, target) / (target.detach().pow(2).mean() + eps)
+    """Per image, MSE over the target's mean square (detached), then the batch mean: 1 for a
+    zero prediction at any scale."""
+    _check_same(prediction, target, "feature MSE")
+    dims = tuple(range(1, target.dim()))
+    error = (prediction - target).pow(2).mean(dims)
+    return (error / (target.detach().pow(2).mean(dims) + eps)).mean()
 
 
 def intensity_bce(logits: torch.Tensor, image: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -40,6 +40,8 @@ import os as _os
 
 import segmentation_models_pytorch as _smp
 
+import dsplug.adapters.smp  # noqa: F401  (registers the real classes before they are shadowed)
+
 _WRAP_MODE = _os.environ.get("DSPLUG_WRAP", "")
 
 
@@ -66,6 +68,7 @@ def _wrapping(cls):
         kwargs["encoder_weights"] = None
         return _wrap(cls(*args, **kwargs))
 
+    build.from_pretrained = cls.from_pretrained  # smp.from_pretrained looks classes up here
     return build
 
 
@@ -106,8 +109,12 @@ def _prepare(source: Path, rev: str, dest: Path) -> None:
     )
 
 
-def run_suite(workdir: Path, wrap_mode: str, timeout: int) -> dict[str, dict[str, str]]:
-    """Run smp's model tests in ``workdir``; ``{test id: {"outcome", "message"}}``."""
+def run_suite(
+    workdir: Path, wrap_mode: str, timeout: int, archs: tuple[str, ...]
+) -> dict[str, dict[str, str]]:
+    """Run smp's model tests of ``archs`` (all when empty) in ``workdir``;
+    ``{test id: {"outcome", "message"}}``."""
+    files = [f"tests/models/test_{a}.py" for a in archs] or ["tests/models"]
     report = workdir / f"junit-{wrap_mode or 'bare'}.xml"
     env = {**os.environ, "DSPLUG_WRAP": wrap_mode, "OMP_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join([str(workdir), env.get("PYTHONPATH", "")])
@@ -116,7 +123,7 @@ def run_suite(workdir: Path, wrap_mode: str, timeout: int) -> dict[str, dict[str
             sys.executable,
             "-m",
             "pytest",
-            "tests/models",
+            *files,
             "-q",
             "-p",
             "no:cacheprovider",
@@ -174,12 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", default="hyb", help="the DeepSupervised mode to wrap with")
     parser.add_argument("--timeout", type=int, default=600, help="per-test timeout (s)")
     parser.add_argument("--out", type=Path, help="write the summary as JSON here")
+    parser.add_argument(
+        "--all-archs",
+        action="store_true",
+        help="also run the architectures dsplug has no adapter for (left bare when wrapped)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="smp-tests-") as tmp:
         workdir = Path(tmp)
         _prepare(args.source, args.rev, workdir)
-        bare = run_suite(workdir, "", args.timeout)
-        wrapped = run_suite(workdir, args.mode, args.timeout)
+        archs = () if args.all_archs else SUPPORTED_ARCHS
+        bare = run_suite(workdir, "", args.timeout, archs)
+        wrapped = run_suite(workdir, args.mode, args.timeout, archs)
     summary = {"mode": args.mode, **summarise(bare, wrapped)}
     text = json.dumps(summary, indent=2)
     print(text)

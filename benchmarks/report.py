@@ -262,16 +262,26 @@ def _convergence_caption(result: Mapping[str, Any]) -> str:
     seeds = ", ".join(str(s) for s in c.get("seeds", []))
     size = "x".join(str(s) for s in c.get("size", []))
     setting = c.get("setting", "?")
+    epochs = c.get("epochs", "?")
+    variants = result.get("variants", {}).values()
+    early = sum(v.get("seeds_stopped_early", 0) for v in variants)
+    runs = sum(len(v.get("seeds_run", [])) for v in variants)
+    stopping = (
+        f"the paper's early stopping (after epoch e when e >= max({c.get('min_epochs', '?')}, "
+        f"2 x best epoch)), at most {epochs} epochs: {early} of {runs} runs stopped early"
+        if "min_epochs" in c
+        else f"{epochs} epochs per run (fixed)"
+    )
     lines = [
-        f"Setting **{setting}**: {c.get('dataset', '?')} (MSD, {c.get('label_mode', '?')}: "
+        f"Setting **{setting}**: {c.get('dataset', '?')} ({c.get('label_mode', '?')}: "
         f"{', '.join(c.get('classes', []))}), cases train / val / test "
         f"{cases.get('train', '?')} / {cases.get('val', '?')} / {cases.get('test', '?')} "
         f"(slices {slices.get('train', '?')} / {slices.get('val', '?')} / "
-        f"{slices.get('test', '?')}; training slices without foreground left out), a seeded "
-        f"case split (seed {c.get('split_seed', '?')}), padded to {size}.",
+        f"{slices.get('test', '?')}), a seeded case split (seed {c.get('split_seed', '?')}), "
+        f"slices of {size}.",
         f"Own U-Net, base {c.get('base', '?')}, depth {c.get('depth', '?')}, batch "
-        f"{c.get('batch', '?')}; {c.get('optimizer', '?')}; {c.get('epochs', '?')} epochs per "
-        f"run (fixed), seeds {seeds}; {c.get('jobs', '?')} run(s) at a time with "
+        f"{c.get('batch', '?')}; {c.get('optimizer', '?')}; {stopping}; "
+        f"seeds {seeds}; {c.get('jobs', '?')} run(s) at a time with "
         f"{c.get('torch_threads_per_run', '?')} thread(s) each; {_machine(c)}.",
         f"Test metrics: per case (slices' counts summed, classes averaged), mean over seeds "
         f"per case, then over cases; ± is the sd over seeds of the per-seed means; p: "
@@ -287,7 +297,7 @@ def _convergence_caption(result: Mapping[str, Any]) -> str:
             "**This is the quick (CI) setting: far too short to compare strategies; its "
             "numbers show that the pipeline runs, not how the methods compare.**"
         )
-    elif setting != "full":
+    elif setting not in ("full", "thin"):
         lines.append(f"**A {setting} setting, not the published full setting.**")
     return "\n".join(lines)
 
@@ -303,7 +313,7 @@ def _ordering_sentence(ordering: Mapping[str, Any]) -> str:
     )
 
 
-def render_convergence(result: Mapping[str, Any]) -> str:
+def render_convergence(result: Mapping[str, Any], with_paper: bool = True) -> str:
     """The ablation on real data: accuracy, p-values, efficiency; the paper's beside it."""
     variants = result["variants"]
     none_tot = variants.get("none", {}).get("tot_t_ratio_s", {}).get("mean")
@@ -370,25 +380,48 @@ def render_convergence(result: Mapping[str, Any]) -> str:
         "Avg.T ×U-Net",
         "Tot.T ×U-Net",
     ]
-    return "\n\n".join(
-        [
-            "### Convergence ablation on Task04_Hippocampus (`benchmarks/convergence.py`)",
-            _convergence_caption(result),
-            _table(headers, rows),
-            "Per foreground class (test Dice):",
-            _table(["variant", *classes], class_rows),
-            _ordering_sentence(result["ordering"]),
+    parts = [
+        f"### Convergence ablation on {result['config'].get('dataset', '?')} "
+        "(`benchmarks/convergence.py`)",
+        _convergence_caption(result),
+        _table(headers, rows),
+        _hyb_sentence(variants),
+    ]
+    if len(classes) > 1:
+        parts += ["Per foreground class (test Dice):", _table(["variant", *classes], class_rows)]
+    parts.append(_ordering_sentence(result["ordering"]))
+    if with_paper:
+        parts += [
             f"The paper's figures ({PAPER}, Tables 4-5; † Tables 2-3), for comparison "
             "(different data, networks and hardware; ratios to its U-Net):",
             _table(paper_headers, paper_rows),
         ]
-    )
+    return "\n\n".join(parts)
+
+
+def _hyb_sentence(variants: Mapping[str, Any]) -> str:
+    """hyb - none (and the paper-literal hyb - none) in mean test Dice, with p-values."""
+    none = variants.get("none")
+    if none is None:
+        return ""
+    said = []
+    for name in ("hyb", "hyb-paper"):
+        v = variants.get(name)
+        if v is None or v.get("p_vs_none") is None:
+            continue
+        diff = v["test"]["dice"] - none["test"]["dice"]
+        p = v["p_vs_none"]
+        said.append(
+            f"`{name}` − `none`: {diff:+.4f} test Dice (p = {_p(p['wilcoxon_p'])} Wilcoxon, "
+            f"{_p(p['ttest_p'])} t-test)"
+        )
+    return "; ".join(said) + "." if said else ""
 
 
 def render(
     step_time: Mapping[str, Any] | None = None,
     inference: Mapping[str, Any] | None = None,
-    convergence: Mapping[str, Any] | None = None,
+    convergence: Sequence[Mapping[str, Any]] = (),
     sources: Mapping[str, str] | None = None,
 ) -> str:
     """The whole results section (between the markers, markers included)."""
@@ -397,14 +430,17 @@ def render(
         "## Results",
         "Generated by `python benchmarks/report.py` from the benchmarks' JSON; do not edit by "
         "hand. Data: Medical Segmentation Decathlon Task04 (Simpson et al., arXiv:1902.09063; "
-        "CC-BY-SA 4.0).",
+        "CC-BY-SA 4.0); ISBI 2012 EM segmentation challenge (Arganda-Carreras et al., Front. "
+        "Neuroanat. 2015).",
     ]
     for name, title, result, render_one in (
         ("step_time", "Training-step cost", step_time, render_step_time),
         ("inference", "Inference", inference, render_inference),
-        ("convergence", "Convergence ablation", convergence, render_convergence),
+        ("convergence", "Convergence ablation", convergence or None, None),
     ):
-        if result is None:
+        if name == "convergence" and result is not None:
+            parts += [render_convergence(r, with_paper=i == 0) for i, r in enumerate(result)]
+        elif result is None:
             parts.append(
                 f"### {title} (`benchmarks/{name}.py`)\n\nNot run yet (no JSON given to "
                 "`report.py`)."
@@ -414,7 +450,7 @@ def render(
         else:
             parts.append(render_one(result))
     if sources:
-        listed = ", ".join(f"{k}: `{v}`" for k, v in sources.items())
+        listed = ", ".join(f"{k}: `{v}`" for k, v in sources.items())  # "a`, `b" for lists
         parts.append(f"Sources: {listed}.")
     parts.append(END)
     return "\n\n".join(parts) + "\n"
@@ -444,7 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--step-time", type=Path, help="JSON of benchmarks/step_time.py")
     parser.add_argument("--inference", type=Path, help="JSON of benchmarks/inference.py")
-    parser.add_argument("--convergence", type=Path, help="convergence.json of convergence.py")
+    parser.add_argument(
+        "--convergence",
+        type=Path,
+        action="append",
+        help="convergence.json of convergence.py (repeat for several data sets)",
+    )
     parser.add_argument(
         "--readme",
         type=Path,
@@ -468,21 +509,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         inference = args.inference and load_json(
             args.inference, "inference", ("ratios", "outputs_identical", "config")
         )
-        convergence = args.convergence and load_json(
-            args.convergence, "convergence", ("config", "variants", "ordering")
-        )
+        convergence = [
+            load_json(path, "convergence", ("config", "variants", "ordering"))
+            for path in args.convergence or []
+        ]
     except ValueError as exc:
         parser.error(str(exc))
-    sources = {
-        name: str(path)
-        for name, path in (
-            ("step_time", args.step_time),
-            ("inference", args.inference),
-            ("convergence", args.convergence),
-        )
-        if path is not None
+    given = {
+        "step_time": [args.step_time] if args.step_time else [],
+        "inference": [args.inference] if args.inference else [],
+        "convergence": args.convergence or [],
     }
-    section = render(step or None, inference or None, convergence or None, sources)
+    sources = {k: "`, `".join(map(str, v)) for k, v in given.items() if v}
+    section = render(step or None, inference or None, convergence, sources)
     if args.print:
         sys.stdout.write(section)
         return 0

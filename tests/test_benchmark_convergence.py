@@ -17,6 +17,7 @@ from benchmarks import report
 from benchmarks.convergence import (
     FULL,
     QUICK,
+    THIN,
     VARIANTS,
     ConvergenceSettings,
     analyse,
@@ -175,9 +176,10 @@ def test_presets_cover_the_issue() -> None:
     modes = {"none", "deep", "auto", "seg", "rec", "hyb", "up", "down"}
     assert modes <= set(FULL.variants) and len(FULL.seeds) >= 3
     hyb = [VARIANTS[v] for v in FULL.variants if VARIANTS[v].mode == "hyb"]
-    assert {v.weights for v in hyb} >= {"equal", "brats"}
-    assert {v.schedule for v in hyb} >= {"constant", "linear"}
+    assert {v.balance for v in hyb} == {"auto", "paper"}  # the default beside the paper's sum
     assert FULL.base == 16 and FULL.size == (48, 64)
+    assert FULL.min_epochs < FULL.epochs  # the paper's early stopping decides, not a fixed count
+    assert THIN.dataset == "isbi2012" and {"none", "hyb", "hyb-paper"} <= set(THIN.variants)
     assert QUICK.epochs <= 2 and len(QUICK.seeds) == 1
 
 

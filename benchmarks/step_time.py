@@ -47,6 +47,7 @@ from benchmarks._common import (
     settings_from_args,
     storage_bytes,
     synchronize,
+    time_once,
 )
 from dsplug import MODES, DeepSupervised
 
@@ -183,6 +184,33 @@ def _ratio(value: float, reference: float) -> float:
     return round(value / reference, 4)
 
 
+def _balance_due(case: ModeCase, due: bool) -> None:
+    """Put the gradient balance (``balance="auto"``) on a step that measures, or not."""
+    balancer = getattr(case.ds.criterion, "balancer", None)
+    if balancer is not None:
+        balancer.steps.fill_(2 * balancer.every if due else balancer.every + 1)
+
+
+def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict[str, float]:
+    """The step that measures the balance (median of 3) and the step time amortised over the
+    balance's period (one measuring step every ``every``; the first 100 steps measure 8
+    times)."""
+    balancer = getattr(case.ds.criterion, "balancer", None)
+    if balancer is None:
+        return {"time_amortised_s": median_s}
+    times = []
+    for _ in range(3):
+        _balance_due(case, True)
+        times.append(time_once(case.step, device)[0])
+    measuring = median(times)
+    every = balancer.every
+    return {
+        "balance_step_s": measuring,
+        "balance_every": every,
+        "time_amortised_s": ((every - 1) * median_s + measuring) / every,
+    }
+
+
 def run_step_time(settings: Settings) -> dict[str, Any]:
     """Measure every mode of ``settings`` and return the JSON-ready result.
 
@@ -193,6 +221,8 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
     device = resolve_device(settings.device)
     apply_threads(settings)
     cases = build_cases(settings, device)
+    for case in cases.values():  # steady state: the balance measures 1 step in `every`
+        _balance_due(case, False)
     timings = interleaved(
         {m: c.step for m, c in cases.items()},
         settings.repeats,
@@ -216,10 +246,13 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
             "flops": measure_flops(case),
             "parameters": sum(p.numel() for p in case.ds.parameters()),
         }
+    for mode, case in cases.items():
+        absolute[mode].update(_balance_cost(case, absolute[mode]["time_median_s"], device))
     ref = absolute["none"]
     ratios = {
         mode: {
             "time": _ratio(a["time_median_s"], ref["time_median_s"]),
+            "time_amortised": _ratio(a["time_amortised_s"], ref["time_median_s"]),
             "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
             "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
             "flops": _ratio(a["flops"], ref["flops"]),
@@ -238,7 +271,9 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         "optimizer": f"Adam(lr={LR})",
         "step": "zero_grad, ds(x, y), ds.loss, backward, Adam step",
         "timing": "interleaved round-robin (order rotated each round), warm-up rounds "
-        "discarded, median per mode; 'time' is wall-clock, 'cpu_time' the process's CPU time",
+        "discarded, median per mode; 'time' is wall-clock, 'cpu_time' the process's CPU time; "
+        "balance='auto' timed in its steady state (no measuring step), 'time_amortised' adds "
+        "one measuring step (median of 3) per balance period",
         "memory_method": (
             "torch.cuda.max_memory_allocated during one step (minus what was allocated before) "
             "+ the mode's parameters, buffers, Adam state and batch"
@@ -267,6 +302,7 @@ def report(result: Mapping[str, Any]) -> str:
                 mode,
                 f"{1e3 * a['time_median_s']:.1f}",
                 f"{r['time']:.2f}",
+                f"{r['time_amortised']:.2f}",
                 "{q1:.2f}-{q3:.2f}".format(**a["time_ratio_per_round"]),
                 f"{r['cpu_time']:.2f}",
                 f"{a['memory_bytes'] / 2**20:.1f}",
@@ -281,6 +317,7 @@ def report(result: Mapping[str, Any]) -> str:
             "mode",
             "ms",
             "x time",
+            "x amortised",
             "rounds q1-q3",
             "x cpu",
             "MiB",

@@ -248,8 +248,9 @@ THIN = replace(
     dataset="isbi2012",
     size=(128, 128),
     batch=4,
-    epochs=60,
-    min_epochs=10,
+    epochs=40,
+    min_epochs=8,
+    jobs=1,
 )
 QUICK = ConvergenceSettings(
     variants=tuple(VARIANTS),

@@ -53,7 +53,8 @@ def test_version(capsys) -> None:
         (["evaluate"], "the following arguments are required: checkpoint"),
         (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
         (["train", "--resume", "--overwrite"], "not allowed with argument"),
-        (["train", "--ep", "3"], "unrecognized arguments: --ep"),  # no silent abbreviations
+        # no silent abbreviations (the rest keeps a mistaken run short)
+        (["train", "--ep", "1", "--min-epochs", "1", *TINY_CLI], "unrecognized arguments: --ep"),
     ],
 )
 def test_usage_errors_are_one_line_with_status_2(args, message, capsys) -> None:
@@ -77,7 +78,8 @@ def test_usage_errors_are_one_line_with_status_2(args, message, capsys) -> None:
 )
 def test_options_that_do_not_apply_are_errors(extra, message, capsys, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    status, _, err = _run(["train", *synthetic_cli(), *extra, "--out", str(out)], capsys)
+    short = ["--epochs", "1", "--min-epochs", "1", "--quiet", "--no-plots"]  # if ignored
+    status, _, err = _run(["train", *synthetic_cli(), *short, *extra, "--out", str(out)], capsys)
     assert status == 2
     assert message in _one_error_line(err, "train")
     assert not out.exists()

@@ -110,3 +110,13 @@ def test_unconfident_teacher_sends_no_gradient() -> None:
     assert loss.raw["seg_rec"] == 0.0 and float(loss.total.detach()) == 0.0
     ds.criterion.pseudo_labels = "soft"  # the paper's soft labels do teach p = 0.5
     assert ds.loss(out, y).raw["seg_rec"] > 0.5
+
+
+@pytest.mark.parametrize("base", [8, 64])
+def test_tied_decoder_starts_at_unit_scale_at_any_width(base: int) -> None:
+    """Without the gain, rec_image's std grows as sqrt(2 x base) (about 11 at base 64)."""
+    torch.manual_seed(0)
+    x, y = _batch(size=32)
+    ds = DeepSupervised(UNet(1, 1, base_channels=base, depth=3), mode="rec").train()
+    std = float(ds(x, y).rec_image.detach().std())
+    assert 0.2 < std < 3.0, std

@@ -18,6 +18,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from dsplug._checks import ShapeError
+from dsplug.tied import _graph_steps
+from dsplug.tied.gain import transpose_gain
 from dsplug.tied.graph import GraphTiedDecoder, GraphTransposeError, PlanError
 
 smp_encoders = pytest.importorskip("segmentation_models_pytorch.encoders")
@@ -377,6 +379,11 @@ def test_bad_inputs_raise_clear_errors():
 
 
 # --- transposition rules against independent oracles -----------------------------------------
+def _tied_t(x: torch.Tensor, weight: torch.Tensor, **kwargs) -> torch.Tensor:
+    """The oracle of one tied transposed conv: unit-gain input (``transpose_gain``)."""
+    return F.conv_transpose2d(x * transpose_gain(weight), weight, **kwargs)
+
+
 class LinearEncoder(nn.Module):
     """Only linear ops (no bias, norm or activation): its tied decoder (own biases still zero) is
     its exact transpose, i.e. autograd's vector-Jacobian product."""
@@ -409,8 +416,14 @@ def _vjp(encoder: nn.Module, x: torch.Tensor, r: torch.Tensor) -> tuple[torch.Te
     return gx, ga
 
 
+@pytest.fixture
+def unit_gains(monkeypatch):
+    """Decoders without the unit-scale gains: then the decoder is the encoder's exact VJP."""
+    monkeypatch.setattr(_graph_steps, "transpose_gain", lambda *args, **kwargs: 1.0)
+
+
 @pytest.mark.parametrize("size", [(32, 32), (34, 38), (33, 35)])
-def test_linear_encoder_decoder_is_its_exact_transpose(size):
+def test_linear_encoder_decoder_is_its_exact_transpose(size, unit_gains):
     torch.manual_seed(0)
     enc = LinearEncoder()
     dec = GraphTiedDecoder(enc, torch.randn(1, 2, 32, 32))
@@ -453,11 +466,9 @@ def test_gates_are_cut_and_self_gating_is_reapplied():
     r = torch.randn(2, 6, 8, 8)
     out = dec(r, x.shape)
     # Oracle written with torch alone: c2^T, swish re-applied, c1^T (biases still zero).
-    r1 = F.conv_transpose2d(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
+    r1 = _tied_t(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
     torch.testing.assert_close(out.levels[1], r1)
-    torch.testing.assert_close(
-        out.rec_image, F.conv_transpose2d(F.silu(r1), enc.c1.weight, padding=1)
-    )
+    torch.testing.assert_close(out.rec_image, _tied_t(F.silu(r1), enc.c1.weight, padding=1))
 
 
 class NormEncoder(nn.Module):
@@ -492,9 +503,9 @@ def test_norms_get_their_own_parameters_and_pooling_becomes_upsampling():
     out = dec(r, x.shape)
     up = F.interpolate(r, scale_factor=2, mode="nearest")  # pooling -> nearest upsampling
     bn = dec.norms[next(k for k, m in dec.norms.items() if isinstance(m, nn.BatchNorm2d))]
-    r1 = F.conv_transpose2d(bn(F.relu(up)), enc.c2.weight, stride=2, padding=1, output_padding=1)
+    r1 = _tied_t(bn(F.relu(up)), enc.c2.weight, stride=2, padding=1, output_padding=1)
     torch.testing.assert_close(out.levels[1], r1)
-    expected = F.conv_transpose2d(gn(F.gelu(r1)), enc.c1.weight, padding=1)
+    expected = _tied_t(gn(F.gelu(r1)), enc.c1.weight, padding=1)
     torch.testing.assert_close(out.rec_image, expected)
 
 
@@ -524,7 +535,7 @@ class AttentionEncoder(nn.Module):
 
 
 @pytest.mark.parametrize("fused", [False, True])
-def test_attention_keeps_the_value_path_and_pools_tokens_between_grids(fused):
+def test_attention_keeps_the_value_path_and_pools_tokens_between_grids(fused, unit_gains):
     torch.manual_seed(0)
     enc = AttentionEncoder(fused)
     dec = GraphTiedDecoder(enc, torch.randn(1, 1, 32, 32))
@@ -573,9 +584,9 @@ def test_a_level_off_the_main_path_replays_its_branch_on_the_reconstruction():
     x = torch.randn(2, 1, 16, 16)
     r = torch.randn(2, 6, 4, 4)
     out = dec(r, x.shape)
-    ra = F.conv_transpose2d(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
+    ra = _tied_t(r, enc.c2.weight, stride=2, padding=1, output_padding=1)
     torch.testing.assert_close(out.levels[2], torch.relu(torch.cat([ra, -ra], 1)))
-    expected = F.conv_transpose2d(ra, enc.c1.weight, stride=2, padding=1, output_padding=1)
+    expected = _tied_t(ra, enc.c1.weight, stride=2, padding=1, output_padding=1)
     torch.testing.assert_close(out.rec_image, expected)
 
 

@@ -150,9 +150,9 @@ class ConvT(Step):
     forward_transposed: bool = False
 
     def run(self, st: RunState) -> None:
-        r = self.take(st)
         w = st.consts[self.weight]
-        w = w * transpose_gain(w, self.groups, transposed=self.forward_transposed)
+        # unit scale at any width; scaling the input keeps the encoder's very tensor in the op
+        r = self.take(st) * transpose_gain(w, self.groups, transposed=self.forward_transposed)
         b = st.owner.biases[self.bias]
         n_in = _sizes(st.plan, self.in_at)
         if self.forward_transposed:
@@ -190,9 +190,8 @@ class LinearT(Step):
     bias: str = ""
 
     def run(self, st: RunState) -> None:
-        r = self.take(st)
         w = st.consts[self.weight]
-        w = w * transpose_gain(w)
+        r = self.take(st) * transpose_gain(w)
         _acc(st.env, self.dst, F.linear(r, w.t(), st.owner.biases[self.bias]))
 
 

@@ -15,9 +15,10 @@ def transpose_gain(weight: torch.Tensor, groups: int = 1, *, transposed: bool = 
     A conv or linear layer initialised for its fan-in (Kaiming) keeps activations at unit
     scale; run backwards as ``conv_transpose`` its fan-in is the forward fan-out, so each
     transposed layer scales activations by sqrt(C_out / C_in) and a tied decoder's output
-    grows with the network's width (issue 7: L_rei ~ 57 on a base-64 U-Net). Multiplying the
-    tied weight by this constant keeps it tied (the same tensor, the same gradient direction)
-    and at the forward layer's scale. Kernel taps cancel: both fan-ins count them.
+    grows with the network's width (issue 7: L_rei ~ 57 on a base-64 U-Net). The decoders
+    multiply each transposed layer's input by this constant, so the layer still reads the
+    encoder's very weight tensor and stays at the forward layer's scale. Kernel taps cancel:
+    both fan-ins count them.
 
     Args:
         weight: (C_out, C_in / groups, *kernel) for a conv, (out, in) for a linear layer;

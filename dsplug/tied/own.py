@@ -79,7 +79,7 @@ class OwnTiedDecoder(nn.Module):
     def _transpose(self, x: torch.Tensor, index: int) -> torch.Tensor:
         conv_t = F.conv_transpose2d if self.spatial_dims == 2 else F.conv_transpose3d
         weight = self._weight(index)
-        x = conv_t(x, weight * transpose_gain(weight), self.biases[index], padding=1)
+        x = conv_t(x * transpose_gain(weight), weight, self.biases[index], padding=1)
         if index == 0:
             return x  # rec_image: raw
         return F.relu(self.norms[index - 1](x))

@@ -20,7 +20,7 @@ import torch
 from . import __version__
 from .data import KINDS
 from .labels import LABEL_MODES
-from .losses import PRESETS, SCHEDULES
+from .losses import BALANCES, PRESETS, SCHEDULES
 from .modes import MODES
 from .train import commands
 from .train.commands import DEFAULT_ENCODER, OWN_NET_DEFAULTS
@@ -165,10 +165,18 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="synthetic data: its label mode; real data decides its own (default: from the data)",
     )
     g.add_argument(
+        "--balance",
+        choices=BALANCES,
+        default="auto",
+        help="how the loss terms add up: auto (scale-free, gradient-balanced, averaged; the "
+        "default) or paper (the paper's literal weighted sum)",
+    )
+    g.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        default="constant",
-        help="deep-supervision schedule over training (default: constant)",
+        default=None,
+        help="deep-supervision schedule over training (default: cosine with --balance auto, "
+        "constant with --balance paper)",
     )
     g = p.add_argument_group("data")
     g.add_argument(

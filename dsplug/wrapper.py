@@ -187,12 +187,14 @@ class DeepSupervised(nn.Module):
         return self.criterion.label_mode
 
     def config(self) -> dict[str, object]:
-        """Plain-typed wrapper configuration (mode, weights, label mode, schedule)."""
+        """Plain-typed wrapper configuration (mode, weights, label mode, balance, schedule)."""
         return {
             "mode": self.mode,
             "weights": self.criterion.weights.to_dict(),
             "label_mode": self.label_mode,
+            "balance": self.criterion.balance,
             "schedule": self.criterion.schedule,
+            "pseudo_labels": self.criterion.pseudo_labels,
         }
 
     def set_progress(self, progress: float) -> None:

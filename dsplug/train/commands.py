@@ -396,7 +396,7 @@ def _print_start(
         f"{prog} model {trainer.model_config['arch']} "
         f"({', '.join(f'{k}={v}' for k, v in model.items())}), {bare:,} parameters "
         f"(+{extra:,} used in training only); mode {args.mode}, weights {args.weights}, "
-        f"schedule {args.schedule}"
+        f"balance {args.balance}, schedule {ds.criterion.schedule}"
     )
     start = "resuming" if args.resume or args.resume_from else "new run"
     print(
@@ -446,6 +446,7 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         weights=args.weights,
         label_mode=train.label_mode,
         schedule=args.schedule,
+        balance=args.balance,
     )
     config = TrainConfig(
         max_epochs=args.epochs,

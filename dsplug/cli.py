@@ -423,6 +423,30 @@ def build_parser() -> argparse.ArgumentParser:
     _debug_option(p)
 
     p = sub.add_parser(
+        "export",
+        help="write a checkpoint's bare model as safetensors (with its config) or ONNX",
+        description="The trained model without the deep-supervision wrapper: safetensors "
+        "weights with the model config that rebuilds them (dsplug.export.load_exported), or "
+        "an ONNX inference graph.",
+        allow_abbrev=False,
+    )
+    p.add_argument("checkpoint", help="a checkpoint of dsplug train (e.g. runs/x/best.pt)")
+    p.add_argument(
+        "--format",
+        choices=("safetensors", "onnx"),
+        default="safetensors",
+        help="(default: %(default)s)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="the file to write (default: beside the checkpoint, "
+        "<name>.safetensors or <name>.onnx)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    _debug_option(p)
+
+    p = sub.add_parser(
         "compare",
         help="metric and efficiency tables of two or more runs",
         description="Per-case metrics with paired p-values against the first run (a warning "
@@ -473,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "evaluate": commands.evaluate_command,
         "predict": commands.predict_command,
         "compare": commands.compare_command,
+        "export": commands.export_command,
         "demo": lambda a: commands.demo_command(a, parser.parse_args(["train"])),
     }[args.command]
     prog = f"dsplug {args.command}"

@@ -102,7 +102,7 @@ def export_model(
 
     Args:
         model: the model; a DeepSupervised wrapper is exported as its bare model (left usable).
-        out_path: the file to write (parent folders are created).
+        out_path: the file to write (parent folders are created; written atomically).
         format: ``safetensors`` (weights + rebuild metadata) or ``onnx`` (the inference graph).
         config: the model config for :func:`dsplug.train.models.build_model`; default: derived
             from the model when it is dsplug's own net or an smp architecture, else none.
@@ -118,14 +118,15 @@ def export_model(
         >>> load_exported(path).state_dict().keys() == ds.model.state_dict().keys()
         True
     """
+    from .train.atomic import atomic_path
+
     look_up_option(format, EXPORT_FORMATS, "export format")
     path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _bare(model) as bare:
+    with _bare(model) as bare, atomic_path(path) as part:  # all or nothing at `path`
         if format == "safetensors":
-            _write_safetensors(bare, path, config if config is not None else _config_of(bare))
+            _write_safetensors(bare, part, config if config is not None else _config_of(bare))
         else:
-            _write_onnx(bare, path, example_input if example_input is not None else _example(bare))
+            _write_onnx(bare, part, example_input if example_input is not None else _example(bare))
     return path
 
 

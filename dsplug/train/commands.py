@@ -580,6 +580,18 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_command(args: argparse.Namespace) -> int:
+    """``dsplug export``: the bare model of a checkpoint as safetensors or ONNX."""
+    from ..export import export_checkpoint
+
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else ckpt.with_suffix(f".{args.format}")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or --out FILE.")
+    print(f"wrote {export_checkpoint(ckpt, out, args.format)}")
+    return 0
+
+
 def compare_command(args: argparse.Namespace) -> int:
     """``dsplug compare``: metric and efficiency tables of two or more runs."""
     print(compare_runs(args.runs, args.out))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from dsplug.cli import main
@@ -182,3 +183,23 @@ def test_demo_prints_hyb_minus_none_test_dice(tmp_path: Path, capsys) -> None:
     }
     assert float(match.group(1)) == pytest.approx(dice["hyb"] - dice["none"], abs=5e-4)
     assert main([*args, "--overwrite"]) == 0  # --overwrite replaces the earlier demo
+
+
+def test_export_writes_the_bare_model_and_never_overwrites(tmp_path: Path, capsys) -> None:
+    from dsplug.export import load_exported
+
+    run = tmp_path / "run"
+    assert (
+        main([*TRAIN, "--epochs", "1", "--min-epochs", "1", "--no-plots", "--out", str(run)]) == 0
+    )
+    assert main(["export", str(run / "best.pt")]) == 0
+    model = load_exported(run / "best.safetensors")
+    bare = load_checkpoint(run / "best.pt")["model_state"]
+    assert model.state_dict().keys() == bare.keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, bare[key]), key
+    capsys.readouterr()
+    assert main(["export", str(run / "best.pt")]) == 1  # exists: refused, one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert main(["export", str(run / "best.pt"), "--overwrite"]) == 0

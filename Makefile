@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 # The main job: a short CPU training run of `none` and `hyb` on the built-in synthetic data.
 demo: $(STAMP)
-	$(PY) -m dsplug demo --out runs/demo
+	$(PY) -m dsplug demo --out runs/demo --overwrite
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,4 +1,8 @@
-"""dsplug: deep supervision (μ-Net and friends) for any U-Net-style segmentation model."""
+"""dsplug: deep supervision (μ-Net and friends) for any U-Net-style segmentation model.
+
+``import dsplug`` loads torch and the core (wrapper, modes, losses, nets, adapters); the trainer,
+data, plots and the command line load when first used (``dsplug.Trainer`` included).
+"""
 
 __version__ = "0.1.0"  # first: submodules read it
 
@@ -8,7 +12,6 @@ from .modes import MODES as MODES
 from .nets import UNet as UNet
 from .nets import UNetPlusPlus as UNetPlusPlus
 from .output import DSOutput as DSOutput
-from .train import Trainer as Trainer
 from .wrapper import DeepSupervised as DeepSupervised
 
 __all__ = [
@@ -21,3 +24,12 @@ __all__ = [
     "UNet",
     "UNetPlusPlus",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``dsplug.Trainer`` imports the training stack (tqdm, matplotlib, scipy) on first use."""
+    if name == "Trainer":
+        from .train import Trainer
+
+        return Trainer
+    raise AttributeError(f"module 'dsplug' has no attribute {name!r}")

@@ -265,7 +265,7 @@ class AttentionUnetAdapter(_MonaiAdapter):
     the bottleneck the deepest down-path ``ConvBlock``.
 
     Its attention gates read the decoder path at every level, so it has no encoder-decoder split
-    that the reconstruction-driven modes could share (SPEC §3): modes ``none``, ``deep``,
+    that the reconstruction-driven modes could share: modes ``none``, ``deep``,
     ``seg``, ``up`` and ``down``. ``seg`` ties its decoder to an :class:`EncoderView` over the
     down-path conv blocks (``model.0`` and every ``...submodule.0``), which is exactly the chain
     the model runs before its bottleneck.

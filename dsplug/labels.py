@@ -154,7 +154,7 @@ def mask_as_input(
     spatial_dims: int,
     ignore_index: int | None = None,
 ) -> torch.Tensor:
-    """Map a target G to the model's input space (SPEC §2), for the G pass.
+    """Map a target G to the model's input space (§3.1: G fed as an input), for the G pass.
 
     binary: G; multiclass: class index / (C - 1); multilabel: the mean of its channels; then
     replicated across the ``in_channels`` input channels. Pixels equal to ``ignore_index`` are

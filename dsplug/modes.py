@@ -14,7 +14,7 @@ Reconstruction = Literal["tied", "ae", "vae"] | None
 
 @dataclass(frozen=True)
 class ModeSpec:
-    """The branches of one mode (SPEC §2).
+    """The branches of one mode (the paper's Fig. 1 and §3.1-3.3).
 
     Attributes:
         name: the mode.

@@ -26,7 +26,7 @@ SegLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DeepSupervised(nn.Module):
-    """Wrap ``model`` so that it trains with a deep-supervision strategy (SPEC §1, §2).
+    """Wrap ``model`` so that it trains with a deep-supervision strategy (eq. 6, 7, 11-13).
 
     ``ds(x, y)`` returns a :class:`DSOutput` with every branch the mode needs (in train and
     eval); ``ds.loss(out, y)`` returns a :class:`LossBreakdown`; ``ds(x)`` returns exactly

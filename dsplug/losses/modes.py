@@ -1,4 +1,4 @@
-"""One loss class per mode (SPEC §2's table), each importable alone.
+"""One loss class per mode (eq. 6, 7, 11, 12, 13 and the §4.6-4.7 baselines), each importable alone.
 
 Example:
     >>> from dsplug.losses import HybLoss

@@ -15,7 +15,7 @@ LevelWeights = float | tuple[float, ...]
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the loss terms of SPEC §2 (``lam`` is λ: ``lambda`` is a keyword).
+    """Weights of the loss terms of eq. 6, 7, 11-13 (``lam`` is λ: ``lambda`` is a keyword).
 
     ``omega`` and ``sigma`` are one scalar or one value per level (shallowest level first,
     the bottleneck last); their length is checked against the model's levels.

@@ -1,4 +1,4 @@
-"""The hand-written tied-weight decoder of dsplug's own U-Net / U-Net++ encoder (SPEC §4)."""
+"""The hand-written tied-weight decoder of dsplug's own U-Net / U-Net++ encoder (§3.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's optimisation schedule (§4.3) and early stopping, exactly as SPEC §7."""
+"""The paper's optimisation schedule (§4.3) and early stopping, as the paper states it (§4.3)."""
 
 from __future__ import annotations
 

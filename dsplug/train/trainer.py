@@ -133,7 +133,7 @@ class TrainConfig:
 
     Attributes:
         max_epochs: the epoch budget.
-        min_epochs: never stop before this epoch (early stopping, SPEC §7).
+        min_epochs: never stop before this epoch (the paper's early stopping, §4.3).
         batch_size: images per optimiser step and process (DDP: per rank).
         lr: Adam's initial learning rate (paper: 3e-4).
         lr_step: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs (paper: 3).
@@ -239,7 +239,7 @@ class Trainer:
     """Train a :class:`~dsplug.DeepSupervised` model the paper's way, and never lose a run.
 
     Adam (lr 3e-4) decayed x0.9 every 3 epochs; validation per epoch with per-case metrics;
-    early stopping on validation avg.m (SPEC §7); ``ds.set_progress`` per epoch. Every epoch
+    early stopping on validation avg.m (§4.3); ``ds.set_progress`` per epoch. Every epoch
     writes ``last.pt`` (and ``best.pt`` when avg.m improves) atomically, ``log.csv`` and
     ``curves.png``; the end of training writes ``summary.json`` (efficiency, best validation
     and test metrics), ``test_cases.csv`` and ``overlays.png``. Under ``torchrun`` it trains with

@@ -119,7 +119,7 @@ def relative_mse(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e
     zero prediction at any scale."""
     _check_same(prediction, target, "feature MSE")
     dims = tuple(range(1, target.dim()))
-    error = (prediction - target).pow(2).mean(dims)
+    error = F.mse_loss(prediction, target, reduction="none").mean(dims)  # keeps no extra copy
     return (error / (target.detach().pow(2).mean(dims) + eps)).mean()
 
 

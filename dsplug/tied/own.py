@@ -79,7 +79,8 @@ class OwnTiedDecoder(nn.Module):
     def _transpose(self, x: torch.Tensor, index: int) -> torch.Tensor:
         conv_t = F.conv_transpose2d if self.spatial_dims == 2 else F.conv_transpose3d
         weight = self._weight(index)
-        x = conv_t(x * transpose_gain(weight), weight, self.biases[index], padding=1)
+        gain = transpose_gain(weight)  # g conv_t(x, W) + b, with no extra copy of x kept
+        x = conv_t(x, weight, self.biases[index] / gain, padding=1) * gain
         if index == 0:
             return x  # rec_image: raw
         return F.relu(self.norms[index - 1](x))

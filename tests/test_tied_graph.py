@@ -380,8 +380,8 @@ def test_bad_inputs_raise_clear_errors():
 
 # --- transposition rules against independent oracles -----------------------------------------
 def _tied_t(x: torch.Tensor, weight: torch.Tensor, **kwargs) -> torch.Tensor:
-    """The oracle of one tied transposed conv: unit-gain input (``transpose_gain``)."""
-    return F.conv_transpose2d(x * transpose_gain(weight), weight, **kwargs)
+    """The oracle of one tied transposed conv at unit gain (``transpose_gain``; biases zero)."""
+    return F.conv_transpose2d(x, weight, **kwargs) * transpose_gain(weight)
 
 
 class LinearEncoder(nn.Module):

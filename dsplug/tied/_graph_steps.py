@@ -150,35 +150,36 @@ class ConvT(Step):
     forward_transposed: bool = False
 
     def run(self, st: RunState) -> None:
+        _acc(st.env, self.dst, self._transpose(st) * self.gain(st))
+
+    def gain(self, st: RunState) -> float:
+        """Unit scale at any width (``transpose_gain``), applied to the output: the op still
+        reads the encoder's very tensor and no extra copy of the input is kept."""
         w = st.consts[self.weight]
-        # unit scale at any width; scaling the input keeps the encoder's very tensor in the op
-        r = self.take(st) * transpose_gain(w, self.groups, transposed=self.forward_transposed)
-        b = st.owner.biases[self.bias]
+        return transpose_gain(w, self.groups, transposed=self.forward_transposed)
+
+    def _transpose(self, st: RunState) -> torch.Tensor:
+        r = self.take(st)
+        w = st.consts[self.weight]
+        b = st.owner.biases[self.bias] / self.gain(st)  # g (op + b / g) = g op + b
         n_in = _sizes(st.plan, self.in_at)
         if self.forward_transposed:
-            _acc(
-                st.env,
-                self.dst,
-                _CONV[self.dims](r, w, b, self.stride, self.padding, self.dilation, self.groups),
-            )
-            return
+            return _CONV[self.dims](r, w, b, self.stride, self.padding, self.dilation, self.groups)
         n_out = r.shape[2:]
         if self.crop is not None:
             y = _CONV_T[self.dims](r, w, b, self.stride, 0, 0, self.groups, self.dilation)
             for d, (left, size) in enumerate(zip(self.crop, n_in)):
                 y = y.narrow(2 + d, left, size)
-            _acc(st.env, self.dst, y)
-            return
+            return y
         out_pad = [
             n - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
             for n, o, s, p, d, k in zip(
                 n_in, n_out, self.stride, self.padding, self.dilation, self.kernel
             )
         ]
-        y = _CONV_T[self.dims](
+        return _CONV_T[self.dims](
             r, w, b, self.stride, self.padding, out_pad, self.groups, self.dilation
         )
-        _acc(st.env, self.dst, y)
 
 
 @dataclass
@@ -191,8 +192,12 @@ class LinearT(Step):
 
     def run(self, st: RunState) -> None:
         w = st.consts[self.weight]
-        r = self.take(st) * transpose_gain(w)
-        _acc(st.env, self.dst, F.linear(r, w.t(), st.owner.biases[self.bias]))
+        gain = transpose_gain(w)  # on the output, as ConvT
+        _acc(
+            st.env,
+            self.dst,
+            F.linear(self.take(st), w.t(), st.owner.biases[self.bias] / gain) * gain,
+        )
 
 
 @dataclass

@@ -20,7 +20,8 @@ from .conftest import TINY_CLI, run_cli
 def test_every_option_has_help_text_and_a_default() -> None:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(subparsers.choices) == {"train", "evaluate", "predict", "demo", "compare"}
+    commands = {"train", "evaluate", "predict", "demo", "compare", "export"}
+    assert set(subparsers.choices) == commands
     for name, sub in subparsers.choices.items():
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):

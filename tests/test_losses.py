@@ -207,3 +207,13 @@ def test_pseudo_labels_are_detached_probabilities():
     ds.criterion.weights = LossWeights(alpha=0, beta=0, gamma=1, lam=0)
     grads = torch.autograd.grad(ds.loss(out, y).total, out.mask_logits, allow_unused=True)
     assert grads[0] is None or grads[0].abs().sum() == 0
+
+
+def test_a_loss_used_alone_balances_by_value():
+    """Without shared weights to measure on, c_i = L_image / L_i: each term gets 1/n of L_image."""
+    torch.manual_seed(0)
+    ds = DeepSupervised(make_net("unet"), "hyb").train()
+    x, y = make_batch("binary", 1)
+    loss = HybLoss().train()(ds(x, y), y)
+    aux = [v for k, v in loss.terms.items() if k != "image"]
+    assert aux == pytest.approx([loss.raw["image"] / len(aux)] * len(aux), rel=1e-4)

@@ -88,7 +88,7 @@ class GradientBalance(nn.Module):
         if self._params:
             reference, measure = self._norm(image), self._norm
         else:
-            reference, measure = float(image), float
+            reference, measure = float(image.detach()), lambda v: float(v.detach())
         if reference <= 0:
             return
         for i, name in enumerate(self.names):

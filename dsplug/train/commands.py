@@ -423,6 +423,7 @@ def train_command(args: argparse.Namespace) -> int:
             raise
         if info.is_main:
             _print_summary(summary, out)
+        barrier(info)  # every rank done with its collectives before the group is destroyed
     finally:
         teardown()
     return 0

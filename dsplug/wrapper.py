@@ -87,14 +87,9 @@ class DeepSupervised(nn.Module):
         adapter.check_supported(spec.name)
         if label_mode is None:
             label_mode = "binary" if adapter.classes == 1 else "multiclass"
-        if ignore_index is not None and (
-            isinstance(ignore_index, bool) or not isinstance(ignore_index, int)
-        ):
-            raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}.")
         self.model = model
         self.spec = spec
         self.validate = validate
-        self.ignore_index = ignore_index
         self._adapter = adapter
         self.criterion = LOSSES[spec.name](
             weights,
@@ -180,6 +175,11 @@ class DeepSupervised(nn.Module):
     def mode(self) -> str:
         """The deep-supervision strategy."""
         return self.spec.name
+
+    @property
+    def ignore_index(self) -> int | None:
+        """The label value every term reading labels leaves out (None: none); the loss's."""
+        return self.criterion.ignore_index
 
     @property
     def label_mode(self) -> str:

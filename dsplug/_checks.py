@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import warnings
 from collections.abc import Iterable
 
 import torch
 
-__all__ = ["ShapeError", "UpdateWatch", "check_divisible", "check_finite", "look_up_option"]
+__all__ = [
+    "ShapeError",
+    "UpdateWatch",
+    "check_divisible",
+    "check_finite",
+    "look_up_option",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+]
 
 
 class ShapeError(ValueError):
@@ -36,6 +46,30 @@ def look_up_option(value: str, options: Iterable[str], what: str) -> str:
         if close:
             hint = f" By {value!r}, did you mean {close[0]!r}?"
     raise ValueError(f"Unknown {what} {value!r}.{hint} Available options are {sorted(choices)}.")
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 1, else a one-line usage error."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0, else a one-line usage error."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a number > 0, else a one-line usage error."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:

@@ -4,9 +4,13 @@ Model code never imports this package; it sits on top of the wrapper, losses, me
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .loop import NonFiniteLossError, TrainingInterrupted
 from .models import MODEL_ARCHS, build_model, model_config, model_divisor
+from .reporting import efficiency
+from .runtime import seed_everything
 from .schedule import EarlyStopping, paper_optimizer, paper_scheduler
-from .trainer import NonFiniteLossError, TrainConfig, Trainer, efficiency, seed_everything
+from .trainer import Trainer
 
 __all__ = [
     "MODEL_ARCHS",
@@ -15,6 +19,7 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "Trainer",
+    "TrainingInterrupted",
     "build_model",
     "efficiency",
     "load_checkpoint",

@@ -20,13 +20,16 @@ from torch.utils.data import DataLoader
 from ..data import Augment, Preprocessing, build_datasets, dataset_from_config, detect_kind
 from ..wrapper import DeepSupervised
 from .compare import compare_runs
+from .config import TrainConfig
 from .distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from .evaluation import evaluate_loader, overlay_samples
+from .loop import NonFiniteLossError, TrainingInterrupted
 from .models import SMP_ARCHS, build_model, check_encoder
 from .plots import plot_overlays
 from .predict import load_model, mask_paths, predict_file
 from .runlog import write_csv, write_json
-from .trainer import NonFiniteLossError, TrainConfig, Trainer, TrainingInterrupted, seed_everything
+from .runtime import seed_everything
+from .trainer import Trainer
 
 __all__ = [
     "DEFAULT_ENCODER",

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dsplug.train import efficiency
 from dsplug.train.compare import compare_runs
 from dsplug.train.plots import OverlaySample, mask_to_labels, plot_curves, plot_overlays
 from dsplug.train.runlog import RunLog, write_csv, write_json
-from dsplug.train.trainer import efficiency
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -1,0 +1,92 @@
+"""How to train: :class:`TrainConfig`, its validation, and its plain-dict round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from ..options import Amp, choose
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (every field a plain type; stored in each checkpoint).
+
+    Attributes:
+        max_epochs: the epoch budget.
+        min_epochs: never stop before this epoch (the paper's early stopping, §4.3).
+        batch_size: images per optimiser step and process (DDP: per rank).
+        lr: Adam's initial learning rate (paper: 3e-4).
+        lr_step: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs (paper: 3).
+        lr_gamma: the decay factor (paper: 0.9).
+        seed: seeds initialisation, data order and every RNG.
+        num_workers: DataLoader worker processes.
+        amp: an :class:`~dsplug.options.Amp` name: ``auto`` (bf16 where supported, else fp16
+            with a grad scaler, on CUDA; off on CPU), ``bf16``, ``fp16`` (both CUDA only) or
+            ``off``. Stored as the plain string.
+        channels_last: channels-last memory format; None: on CUDA only.
+        compile: ``torch.compile`` the wrapper in place (state-dict keys unchanged).
+        deterministic: deterministic algorithms (slower on CUDA; CPU runs are deterministic
+            for a fixed thread count anyway).
+        target_dice: report the wall time until validation Dice first reaches this.
+        val_batch_size: validation batch size; None: ``batch_size``.
+        progress: tqdm bars and one line per epoch.
+        tensorboard: TensorBoard events when the package is installed.
+        plots: learning curves each epoch and prediction overlays at the end (PNG).
+        overlays: rows of the overlay figure.
+    """
+
+    max_epochs: int = 100
+    min_epochs: int = 10
+    batch_size: int = 4
+    lr: float = 3e-4
+    lr_step: int = 3
+    lr_gamma: float = 0.9
+    seed: int = 0
+    num_workers: int = 0
+    amp: str = "auto"
+    channels_last: bool | None = None
+    compile: bool = False
+    deterministic: bool = False
+    target_dice: float | None = None
+    val_batch_size: int | None = None
+    progress: bool = True
+    tensorboard: bool = True
+    plots: bool = True
+    overlays: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "min_epochs", "batch_size", "lr_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(
+                f"min_epochs ({self.min_epochs}) must not exceed max_epochs ({self.max_epochs})."
+            )
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}.")
+        # A plain str in the checkpoint (weights-only loads refuse enum members).
+        object.__setattr__(self, "amp", choose(self.amp, Amp, "amp").value)
+        if self.target_dice is not None and not 0 < self.target_dice <= 1:
+            raise ValueError(f"target_dice must be in (0, 1], got {self.target_dice!r}.")
+        if self.val_batch_size is not None and self.val_batch_size < 1:
+            raise ValueError(f"val_batch_size must be >= 1, got {self.val_batch_size!r}.")
+        if not isinstance(self.overlays, int) or self.overlays < 0:
+            raise ValueError(f"overlays must be an int >= 0, got {self.overlays!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` (unknown keys are an error)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig keys {unknown}; valid keys: {sorted(known)}.")
+        return cls(**values)

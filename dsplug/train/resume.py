@@ -1,0 +1,224 @@
+"""Exact resume: what each epoch's checkpoint of a run holds, and continuing a run from one.
+
+Files and their integrity are :mod:`dsplug.train.checkpoint`'s job; this module decides their
+content (weights, optimiser, scheduler, scaler, early stopping, history, every rank's RNG) and
+checks that a resumed run has the settings of the run it continues.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    load_weights,
+    restore_rng,
+    save_checkpoint,
+)
+from .distributed import DistInfo, all_gather_objects
+from .schedule import EarlyStopping
+
+__all__ = [
+    "FREE_ON_RESUME",
+    "Resumed",
+    "check_resumable",
+    "epoch_state",
+    "resume_run",
+    "save_epoch",
+]
+
+#: Settings that may differ between a run and its resume (they do not change the trajectory).
+FREE_ON_RESUME = frozenset(
+    {
+        "max_epochs",
+        "min_epochs",
+        "num_workers",
+        "progress",
+        "tensorboard",
+        "plots",
+        "overlays",
+        "target_dice",
+        "compile",
+        "val_batch_size",
+    }
+)
+#: The configs a checkpoint stores and a resume must match exactly.
+_CONFIGS = ("model_config", "wrapper_config", "data_config")
+
+
+@dataclass
+class Resumed:
+    """Where a resumed run continues: its next epoch and what it had done so far."""
+
+    start: int
+    stopper: EarlyStopping
+    history: list[dict[str, Any]]
+    global_step: int
+    best_val_cases: dict[str, dict[str, float]]
+    best_state: dict[str, torch.Tensor] | None
+
+
+def epoch_state(
+    ds: torch.nn.Module,
+    configs: Mapping[str, Any],
+    info: DistInfo,
+    *,
+    epoch: int,
+    global_step: int,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler,
+    stopper: EarlyStopping,
+    history: list[dict[str, Any]],
+    best_val_cases: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    """The checkpoint of a finished epoch (every rank calls it: the RNG states are gathered).
+
+    Args:
+        ds: the wrapper (its weights, and the bare model's under ``model_state``).
+        configs: ``model_config``, ``wrapper_config``, ``data_config`` and ``train_config``.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "dsplug_version": __version__,
+        "epoch": epoch,
+        "global_step": global_step,
+        "world_size": info.world_size,
+        "model_config": configs["model_config"],
+        "wrapper_config": configs["wrapper_config"],
+        "data_config": configs["data_config"],
+        "train_config": configs["train_config"],
+        "model_state": ds.model.state_dict(),  # shares storage with wrapper_state
+        "wrapper_state": ds.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "early_stopping": stopper.state(),
+        "history": history,
+        "best_val_cases": best_val_cases,
+        "rng": all_gather_objects(capture_rng(), info),
+    }
+
+
+def save_epoch(state: dict[str, Any], out: Path, improved: bool) -> None:
+    """Write ``last.pt``, and ``best.pt`` when the epoch improved.
+
+    ``last.pt`` first: if the process dies before ``best.pt`` is written, ``last.pt`` is the
+    best epoch and resume takes the best weights from it.
+    """
+    save_checkpoint(state, out / "last.pt")
+    if improved:
+        save_checkpoint(state, out / "best.pt")
+
+
+def check_resumable(
+    ckpt: Mapping[str, Any], path: Path, configs: Mapping[str, Any], world_size: int
+) -> None:
+    """Refuse a checkpoint made with other settings; warn when the process count differs.
+
+    Args:
+        configs: the run's ``model_config``, ``wrapper_config``, ``data_config`` and
+            ``train_config`` (only the latter's :data:`FREE_ON_RESUME` fields may differ).
+
+    Raises:
+        ValueError: a setting differs (each difference is named).
+    """
+    stored = ckpt["train_config"]
+    now = configs["train_config"]
+    diffs = [
+        f"{key}: checkpoint {stored.get(key)!r}, now {now[key]!r}"
+        for key in now
+        if key not in FREE_ON_RESUME and stored.get(key) != now[key]
+    ]
+    for name in _CONFIGS:
+        if ckpt[name] != configs[name]:
+            diffs.append(f"{name}: checkpoint {ckpt[name]!r}, now {configs[name]!r}")
+    if diffs:
+        raise ValueError(
+            f"Cannot resume from {str(path)!r}: the run's settings differ from the "
+            f"checkpoint's ({'; '.join(diffs)}). Resume with the same settings, or start a "
+            "new run in another folder."
+        )
+    if ckpt["world_size"] != world_size:
+        warnings.warn(
+            f"Resuming a run trained on {ckpt['world_size']} processes with "
+            f"{world_size}: the data order differs from an uninterrupted run.",
+            stacklevel=4,
+        )
+
+
+def resume_run(
+    path: Path,
+    ds: torch.nn.Module,
+    configs: Mapping[str, Any],
+    info: DistInfo,
+    out: Path,
+    *,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    scaler: torch.amp.GradScaler,
+) -> Resumed:
+    """Load the checkpoint at ``path`` into ``ds``, ``opt``, ``sched``, ``scaler`` and the RNGs.
+
+    The best weights come from ``path`` itself when it is the best epoch (``best.pt`` in
+    ``out`` is rewritten from it: a crash may have left it behind), else from the ``best.pt``
+    next to ``path`` (copied into ``out`` when that is another folder).
+
+    Args:
+        out: the run folder that continues.
+
+    Raises:
+        CheckpointError: a checkpoint is missing or damaged, or ``best.pt`` does not hold the
+            best epoch ``path`` names.
+        ValueError: the run's settings differ from the checkpoint's.
+    """
+    ckpt = load_checkpoint(path)
+    check_resumable(ckpt, path, configs, info.world_size)
+    load_weights(ds, ckpt["wrapper_state"], path, "wrapper_state")
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    if ckpt["scaler"]:
+        scaler.load_state_dict(ckpt["scaler"])
+    now = configs["train_config"]  # the epoch limits may change on resume
+    stored = EarlyStopping.from_state(ckpt["early_stopping"])
+    stopper = EarlyStopping(
+        now["max_epochs"], now["min_epochs"], stored.best_epoch, stored.best_score
+    )
+    best_state = None
+    if stopper.best_epoch == ckpt["epoch"]:
+        best_state = ckpt["wrapper_state"]
+        if info.is_main:  # heal a best.pt the crash may have left behind
+            save_checkpoint(ckpt, out / "best.pt")
+    elif stopper.best_epoch > 0:
+        best_path = path.parent / "best.pt"  # the best epoch of the run resumed from
+        best = load_checkpoint(best_path)
+        if best["epoch"] != stopper.best_epoch:
+            raise CheckpointError(
+                f"{str(best_path)!r} holds epoch {best['epoch']}, but {str(path)!r} says "
+                f"the best epoch is {stopper.best_epoch}; the run folder was modified."
+            )
+        best_state = best["wrapper_state"]
+        if info.is_main and best_path.resolve() != (out / "best.pt").resolve():
+            save_checkpoint(best, out / "best.pt")  # a new folder gets the best too
+    rng = ckpt["rng"]
+    restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0])
+    return Resumed(
+        start=int(ckpt["epoch"]) + 1,
+        stopper=stopper,
+        history=list(ckpt["history"]),
+        global_step=int(ckpt["global_step"]),
+        best_val_cases=dict(ckpt["best_val_cases"]),
+        best_state=best_state,
+    )

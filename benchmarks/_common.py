@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 import dsplug
 from dsplug import MODES, UNet, UNetPlusPlus
+from dsplug._checks import non_negative_int, positive_int
 
 __all__ = [
     "MODELS",
@@ -91,20 +92,6 @@ class Settings:
         return d
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
 def _modes(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in MODES]
@@ -120,12 +107,12 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
     """Add the flags every benchmark shares (each defaults to the script's preset)."""
     parser.add_argument("--quick", action="store_true", help="small sizes, a run under a minute")
     parser.add_argument("--model", choices=sorted(MODELS), help="dsplug's own network")
-    parser.add_argument("--base", type=_positive_int, help="channels of level 0")
-    parser.add_argument("--depth", type=_positive_int, help="number of levels")
-    parser.add_argument("--batch", type=_positive_int, help="images per batch")
-    parser.add_argument("--size", type=_positive_int, help="input height and width")
-    parser.add_argument("--repeats", type=_positive_int, help="timed repetitions per mode")
-    parser.add_argument("--warmup", type=_non_negative_int, help="untimed repetitions per mode")
+    parser.add_argument("--base", type=positive_int, help="channels of level 0")
+    parser.add_argument("--depth", type=positive_int, help="number of levels")
+    parser.add_argument("--batch", type=positive_int, help="images per batch")
+    parser.add_argument("--size", type=positive_int, help="input height and width")
+    parser.add_argument("--repeats", type=positive_int, help="timed repetitions per mode")
+    parser.add_argument("--warmup", type=non_negative_int, help="untimed repetitions per mode")
     parser.add_argument(
         "--modes",
         type=_modes,
@@ -134,7 +121,7 @@ def add_settings_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="where to run")
     parser.add_argument(
-        "--threads", type=_non_negative_int, help="CPU threads (default 0: torch's default)"
+        "--threads", type=non_negative_int, help="CPU threads (default 0: torch's default)"
     )
     parser.add_argument("--seed", type=int, help="seed of the weights and the batch")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON here")

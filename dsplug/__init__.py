@@ -11,6 +11,7 @@ from .losses import LossWeights as LossWeights
 from .modes import MODES as MODES
 from .nets import UNet as UNet
 from .nets import UNetPlusPlus as UNetPlusPlus
+from .options import Mode as Mode
 from .output import DSOutput as DSOutput
 from .wrapper import DeepSupervised as DeepSupervised
 
@@ -20,6 +21,7 @@ __all__ = [
     "DeepSupervised",
     "LossBreakdown",
     "LossWeights",
+    "Mode",
     "Trainer",
     "UNet",
     "UNetPlusPlus",

@@ -31,13 +31,14 @@ class ShapeError(ValueError):
 
 
 def look_up_option(value: str, options: Iterable[str], what: str) -> str:
-    """Return ``value`` if it is one of ``options``, else raise a ValueError listing them.
+    """Return ``value`` if it is one of ``options`` (strings or a StrEnum), else raise a ValueError
+    listing them.
 
     Example:
         >>> look_up_option("hyb", ["none", "hyb"], "mode")
         'hyb'
     """
-    choices = list(options)
+    choices = [str(option) for option in options]  # an enum's members read as their values
     if isinstance(value, str) and value in choices:
         return value
     hint = ""

@@ -13,15 +13,16 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import torch
 
 from . import __version__
+from ._checks import positive_float, positive_int
 from .data import KINDS
-from .labels import LABEL_MODES
-from .losses import BALANCES, PRESETS, SCHEDULES
-from .modes import MODES
+from .losses import PRESETS
+from .options import Amp, Balance, LabelMode, Mode, Schedule
 from .train import commands
 from .train.commands import DEFAULT_ENCODER, OWN_NET_DEFAULTS
 from .train.models import MODEL_ARCHS
@@ -40,18 +41,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
+def _values(option: type[StrEnum]) -> list[str]:
+    """An option's names as argparse choices (plain strings read well in its messages)."""
+    return [member.value for member in option]
 
 
 def _devices_here() -> list[str]:
@@ -100,7 +92,7 @@ def _debug_option(p: argparse.ArgumentParser) -> None:
 def _checkpoint_options(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
     p.add_argument(
-        "--batch-size", type=_positive_int, default=16, help="slices per batch (default: 16)"
+        "--batch-size", type=positive_int, default=16, help="slices per batch (default: 16)"
     )
     _device_options(p)
     p.add_argument("--out", default=out, help=f"output folder (default: {out})")
@@ -131,14 +123,14 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--base-channels",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="own nets only: channels of level 0 "
         f"(default: {OWN_NET_DEFAULTS['base_channels']}, the paper)",
     )
     g.add_argument(
         "--depth",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"own nets only: levels (default: {OWN_NET_DEFAULTS['depth']}, the paper)",
     )
@@ -150,7 +142,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("deep supervision")
     g.add_argument(
-        "--mode", choices=MODES, default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
+        "--mode", choices=_values(Mode), default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
     )
     g.add_argument(
         "--weights",
@@ -160,20 +152,20 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--label-mode",
-        choices=LABEL_MODES,
+        choices=_values(LabelMode),
         default=None,
         help="synthetic data: its label mode; real data decides its own (default: from the data)",
     )
     g.add_argument(
         "--balance",
-        choices=BALANCES,
+        choices=_values(Balance),
         default="auto",
         help="how the loss terms add up: auto (scale-free, gradient-balanced, averaged; the "
         "default) or paper (the paper's literal weighted sum)",
     )
     g.add_argument(
         "--schedule",
-        choices=SCHEDULES,
+        choices=_values(Schedule),
         default=None,
         help="deep-supervision schedule over training (default: cosine with --balance auto, "
         "constant with --balance paper)",
@@ -222,7 +214,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--size",
-        type=_positive_int,
+        type=positive_int,
         nargs=2,
         metavar=("H", "W"),
         default=None,
@@ -243,31 +235,29 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     _cache_options(g)
     g = p.add_argument_group("training")
-    g.add_argument(
-        "--epochs", type=_positive_int, default=100, help="maximum epochs (default: 100)"
-    )
+    g.add_argument("--epochs", type=positive_int, default=100, help="maximum epochs (default: 100)")
     g.add_argument(
         "--min-epochs",
-        type=_positive_int,
+        type=positive_int,
         default=10,
         help="never stop early before this epoch (default: 10)",
     )
-    g.add_argument("--batch-size", type=_positive_int, default=4, help="per process (default: 4)")
-    g.add_argument("--lr", type=_positive_float, default=3e-4, help="Adam (default: 3e-4)")
+    g.add_argument("--batch-size", type=positive_int, default=4, help="per process (default: 4)")
+    g.add_argument("--lr", type=positive_float, default=3e-4, help="Adam (default: 3e-4)")
     g.add_argument(
         "--lr-step",
-        type=_positive_int,
+        type=positive_int,
         default=3,
         help="decay the lr every this many epochs (default: 3)",
     )
     g.add_argument(
-        "--lr-gamma", type=_positive_float, default=0.9, help="lr decay factor (default: 0.9)"
+        "--lr-gamma", type=positive_float, default=0.9, help="lr decay factor (default: 0.9)"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     g.add_argument(
         "--amp",
-        choices=("auto", "bf16", "fp16", "off"),
+        choices=_values(Amp),
         default="auto",
         help="mixed precision on CUDA (default: auto: bf16, or fp16 with a grad scaler)",
     )
@@ -398,19 +388,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
-    p.add_argument("--epochs", type=_positive_int, default=12, help="maximum epochs (default: 12)")
+    p.add_argument("--epochs", type=positive_int, default=12, help="maximum epochs (default: 12)")
     p.add_argument(
-        "--min-epochs", type=_positive_int, default=8, help="no early stop before (default: 8)"
+        "--min-epochs", type=positive_int, default=8, help="no early stop before (default: 8)"
     )
     p.add_argument(
-        "--cases", type=_positive_int, default=60, help="synthetic phantoms (default: 60)"
+        "--cases", type=positive_int, default=60, help="synthetic phantoms (default: 60)"
     )
-    p.add_argument("--size", type=_positive_int, default=64, help="phantom size (default: 64)")
+    p.add_argument("--size", type=positive_int, default=64, help="phantom size (default: 64)")
     p.add_argument(
-        "--base-channels", type=_positive_int, default=16, help="U-Net width (default: 16)"
+        "--base-channels", type=positive_int, default=16, help="U-Net width (default: 16)"
     )
-    p.add_argument("--depth", type=_positive_int, default=4, help="U-Net levels (default: 4)")
-    p.add_argument("--batch-size", type=_positive_int, default=8, help="(default: 8)")
+    p.add_argument("--depth", type=positive_int, default=4, help="U-Net levels (default: 4)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="(default: 8)")
     p.add_argument(
         "--target-dice",
         type=float,

@@ -6,17 +6,15 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import ShapeError, look_up_option
+from .options import LabelMode
 
 __all__ = [
-    "LABEL_MODES",
     "check_label_mode",
     "check_target",
     "dense_target",
     "mask_as_input",
     "to_probabilities",
 ]
-
-LABEL_MODES = ("binary", "multilabel", "multiclass")
 
 
 def _expected(label_mode: str, batch: int, classes: int, spatial: tuple[int, ...]) -> str:
@@ -84,7 +82,7 @@ def check_target(
     exactly one 1 per pixel. Values equal to ``ignore_index`` are accepted in every label mode
     (in index and binary layouts).
     """
-    look_up_option(label_mode, LABEL_MODES, "label_mode")
+    look_up_option(label_mode, LabelMode, "label_mode")
     batch, classes, spatial = logits_shape[0], logits_shape[1], tuple(logits_shape[2:])
     expected = _expected(label_mode, batch, classes, spatial)
     shape = tuple(y.shape)
@@ -112,7 +110,7 @@ def check_target(
 
 def check_label_mode(label_mode: str, classes: int, model_name: str = "the model") -> None:
     """Raise unless a model with ``classes`` output channels fits ``label_mode``."""
-    look_up_option(label_mode, LABEL_MODES, "label_mode")
+    look_up_option(label_mode, LabelMode, "label_mode")
     if label_mode == "binary" and classes != 1:
         raise ValueError(
             f"label_mode='binary' needs a model with 1 output channel, but {model_name} has "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ._checks import look_up_option
+from .options import Mode, choose
 
 __all__ = ["MODES", "ModeSpec", "mode_spec"]
 
@@ -29,7 +29,7 @@ class ModeSpec:
         heads: side heads on the decoder levels: ``"up"`` or ``"down"``, or None.
     """
 
-    name: str
+    name: Mode
     paper: str
     needs_target: bool = True
     features: bool = True
@@ -44,22 +44,24 @@ class ModeSpec:
         return self.reconstruct_mask
 
 
-MODES: dict[str, ModeSpec] = {
+MODES: dict[Mode, ModeSpec] = {
     spec.name: spec
     for spec in (
-        ModeSpec("none", "U-Net", needs_target=False, features=False),
-        ModeSpec("deep", "U-Net-Deep", mask_pass=True),
-        ModeSpec("auto", "U-Net-Auto", reconstruction="ae", reconstruct_mask=True),
-        ModeSpec("seg", "μ-Net-Seg", mask_pass=True, reconstruction="tied"),
-        ModeSpec("rec", "μ-Net-Rec", reconstruction="tied", reconstruct_mask=True),
-        ModeSpec("hyb", "μ-Net-Hyb", mask_pass=True, reconstruction="tied", reconstruct_mask=True),
-        ModeSpec("up", "U-Net with Up (M-Net)", heads="up"),
-        ModeSpec("down", "U-Net with Down (MLDS)", heads="down"),
-        ModeSpec("vae", "μ-Net with a VAE decoder", reconstruction="vae", reconstruct_mask=True),
+        ModeSpec(Mode.NONE, "U-Net", needs_target=False, features=False),
+        ModeSpec(Mode.DEEP, "U-Net-Deep", mask_pass=True),
+        ModeSpec(Mode.AUTO, "U-Net-Auto", reconstruction="ae", reconstruct_mask=True),
+        ModeSpec(Mode.SEG, "μ-Net-Seg", mask_pass=True, reconstruction="tied"),
+        ModeSpec(Mode.REC, "μ-Net-Rec", reconstruction="tied", reconstruct_mask=True),
+        ModeSpec(
+            Mode.HYB, "μ-Net-Hyb", mask_pass=True, reconstruction="tied", reconstruct_mask=True
+        ),
+        ModeSpec(Mode.UP, "U-Net with Up (M-Net)", heads="up"),
+        ModeSpec(Mode.DOWN, "U-Net with Down (MLDS)", heads="down"),
+        ModeSpec(Mode.VAE, "μ-Net with a VAE decoder", reconstruction="vae", reconstruct_mask=True),
     )
 }
 
 
 def mode_spec(mode: str) -> ModeSpec:
     """The spec of ``mode``; an unknown name raises listing the valid ones."""
-    return MODES[look_up_option(mode, MODES, "mode")]
+    return MODES[choose(mode, Mode, "mode")]

@@ -13,7 +13,14 @@ __all__ = ["Amp", "Balance", "LabelMode", "Mode", "PseudoLabels", "Schedule", "c
 _E = TypeVar("_E", bound=StrEnum)
 
 
-class Mode(StrEnum):
+class _Option(StrEnum):
+    """A StrEnum whose repr is its value's, so messages quote ``'hyb'`` as the user typed it."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Mode(_Option):
     """Deep-supervision strategy (the paper's Table 1; what each computes: ``dsplug.modes``)."""
 
     NONE = "none"
@@ -27,7 +34,7 @@ class Mode(StrEnum):
     VAE = "vae"
 
 
-class LabelMode(StrEnum):
+class LabelMode(_Option):
     """How targets are read: one foreground channel, overlapping channels, or class indices."""
 
     BINARY = "binary"
@@ -35,7 +42,7 @@ class LabelMode(StrEnum):
     MULTICLASS = "multiclass"
 
 
-class Schedule(StrEnum):
+class Schedule(_Option):
     """How the auxiliary weights decay over training (constant is the paper's eq. 10 as written)."""
 
     CONSTANT = "constant"
@@ -43,21 +50,21 @@ class Schedule(StrEnum):
     COSINE = "cosine"
 
 
-class Balance(StrEnum):
+class Balance(_Option):
     """``auto`` scales the auxiliary terms to the segmentation gradient; ``paper`` keeps eq. 10."""
 
     AUTO = "auto"
     PAPER = "paper"
 
 
-class PseudoLabels(StrEnum):
+class PseudoLabels(_Option):
     """Teacher labels for y^g: ``confident`` (hard, p >= 0.8) or ``soft`` (the paper's)."""
 
     CONFIDENT = "confident"
     SOFT = "soft"
 
 
-class Amp(StrEnum):
+class Amp(_Option):
     """Mixed precision on CUDA: ``auto`` is bf16 where supported, else fp16 with a grad scaler."""
 
     AUTO = "auto"
@@ -71,6 +78,6 @@ def choose(value: str, options: type[_E], what: str) -> _E:
 
     Example:
         >>> choose("hyb", Mode, "mode")
-        <Mode.HYB: 'hyb'>
+        'hyb'
     """
     return options(look_up_option(value, options, what))

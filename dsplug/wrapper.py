@@ -17,6 +17,7 @@ from .hooks import FeatureHooks
 from .labels import check_label_mode, check_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights
 from .modes import ModeSpec, mode_spec
+from .options import LabelMode, Mode
 from .output import DSOutput
 from .tied.base import ReconstructionOutput
 
@@ -172,7 +173,7 @@ class DeepSupervised(nn.Module):
 
     # --- public API ----------------------------------------------------------------------------
     @property
-    def mode(self) -> str:
+    def mode(self) -> Mode:
         """The deep-supervision strategy."""
         return self.spec.name
 
@@ -182,19 +183,19 @@ class DeepSupervised(nn.Module):
         return self.criterion.ignore_index
 
     @property
-    def label_mode(self) -> str:
+    def label_mode(self) -> LabelMode:
         """``binary``, ``multilabel`` or ``multiclass``."""
         return self.criterion.label_mode
 
     def config(self) -> dict[str, object]:
         """Plain-typed wrapper configuration (mode, weights, label mode, balance, schedule)."""
         return {
-            "mode": self.mode,
+            "mode": self.mode.value,
             "weights": self.criterion.weights.to_dict(),
-            "label_mode": self.label_mode,
-            "balance": self.criterion.balance,
-            "schedule": self.criterion.schedule,
-            "pseudo_labels": self.criterion.pseudo_labels,
+            "label_mode": self.label_mode.value,
+            "balance": self.criterion.balance.value,
+            "schedule": self.criterion.schedule.value,
+            "pseudo_labels": self.criterion.pseudo_labels.value,
         }
 
     def set_progress(self, progress: float) -> None:

@@ -13,9 +13,10 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dsplug._checks import positive_int
 from dsplug.cli import main as dsplug_main
 from dsplug.losses import PRESETS
-from dsplug.modes import MODES
+from dsplug.options import Mode
 
 __all__ = ["Example", "build_parser", "main", "train_argv"]
 
@@ -51,13 +52,6 @@ class Example:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
-
-
 def build_parser(example: Example) -> argparse.ArgumentParser:
     """The example's options; the ones it does not know go to ``dsplug train``."""
     slug = example.name.lower().replace(" ", "_")
@@ -69,7 +63,10 @@ def build_parser(example: Example) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, metavar="PATH", help="the dataset folder")
     parser.add_argument("--out", default=f"runs/{slug}", help=f"run folder (default: runs/{slug})")
     parser.add_argument(
-        "--mode", choices=MODES, default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
+        "--mode",
+        choices=[m.value for m in Mode],
+        default="hyb",
+        help="strategy (default: hyb, μ-Net-Hyb)",
     )
     parser.add_argument(
         "--weights",
@@ -79,19 +76,19 @@ def build_parser(example: Example) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=example.batch_size,
         help=f"(default: {example.batch_size})",
     )
     parser.add_argument(
         "--base-channels",
-        type=_positive_int,
+        type=positive_int,
         default=example.base_channels,
         help=f"U-Net width (default: {example.base_channels})",
     )
     parser.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=positive_int,
         default=example.epochs,
         help=f"maximum epochs (default: {example.epochs})",
     )

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dsplug import MODES, DeepSupervised
+from dsplug import DeepSupervised
 from tests.helpers import make_batch, make_net
 
 
@@ -53,9 +53,3 @@ def test_stripped_model_exports_to_onnx(tmp_path):
 
     onnx.checker.check_model(str(path))
     assert path.stat().st_size > 0
-
-
-def test_modes_table_is_complete():
-    assert sorted(MODES) == sorted(
-        ["none", "deep", "auto", "seg", "rec", "hyb", "up", "down", "vae"]
-    )

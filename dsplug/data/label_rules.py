@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..labels import LABEL_MODES
+from .._checks import look_up_option
+from ..options import LabelMode
 from .errors import DataError
 
 __all__ = ["LabelRule"]
@@ -51,10 +52,7 @@ class LabelRule:
     names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.label_mode not in LABEL_MODES:
-            raise ValueError(
-                f"label_mode must be one of {list(LABEL_MODES)}, got {self.label_mode!r}."
-            )
+        look_up_option(self.label_mode, LabelMode, "label_mode")
 
     # ----------------------------------------------------------------- constructors
     @classmethod
@@ -140,16 +138,14 @@ class LabelRule:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LabelRule:
         """Rebuild a rule from :meth:`config`."""
-        mode = config["label_mode"]
+        mode = look_up_option(config["label_mode"], LabelMode, "label_mode")
         if mode == "binary" and config.get("threshold") is not None:
             return cls.threshold(config["threshold"])
         if mode == "binary":
             return cls.binary(config["values"], config["foreground"])
         if mode == "multiclass":
             return cls.multiclass(config["values"], config.get("names") or None)
-        if mode == "multilabel":
-            return cls.multilabel(config["regions"], config["values"])
-        raise ValueError(f"label_mode must be one of {list(LABEL_MODES)}, got {mode!r}.")
+        return cls.multilabel(config["regions"], config["values"])
 
     # ----------------------------------------------------------------- applying
     def apply(self, label: np.ndarray, path: str | Path) -> np.ndarray:

@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..labels import LABEL_MODES
+from .._checks import look_up_option
+from ..options import LabelMode
 from .base import Item, make_item
 from .preprocess import Augment, Preprocessing
 from .splits import SPLITS
@@ -148,8 +149,7 @@ class SyntheticDataset(Dataset):
         shape = (size,) * dim if isinstance(size, int) else tuple(int(s) for s in size)
         if len(shape) != dim or min(shape) < 8:
             raise ValueError(f"size must be one int or {dim} ints, each >= 8; got {size!r}.")
-        if label_mode not in LABEL_MODES:
-            raise ValueError(f"label_mode must be one of {list(LABEL_MODES)}, got {label_mode!r}.")
+        look_up_option(label_mode, LabelMode, "label_mode")
         default = {"binary": 1, "multiclass": 3, "multilabel": 2}[label_mode]
         classes = default if classes is None else classes
         low = {"binary": 1, "multiclass": 2, "multilabel": 1}[label_mode]

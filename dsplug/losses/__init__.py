@@ -1,6 +1,6 @@
 """Losses: the pieces (L_BD, L_B, MSE), the weights, and one class per mode."""
 
-from .base import BALANCES, PSEUDO_LABELS, DeepSupervisionLoss, LossBreakdown, Term
+from .base import DeepSupervisionLoss, LossBreakdown, Term
 from .modes import (
     LOSSES,
     AutoLoss,
@@ -13,16 +13,13 @@ from .modes import (
     UpLoss,
     VAELoss,
 )
-from .schedule import SCHEDULES, schedule_factor
+from .schedule import schedule_factor
 from .terms import bce_dice, cross_entropy, feature_mse, soft_dice
 from .weights import PRESETS, LossWeights
 
 __all__ = [
-    "BALANCES",
     "LOSSES",
     "PRESETS",
-    "PSEUDO_LABELS",
-    "SCHEDULES",
     "AutoLoss",
     "DeepLoss",
     "DeepSupervisionLoss",

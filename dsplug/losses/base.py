@@ -20,8 +20,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._checks import look_up_option
-from ..labels import LABEL_MODES, dense_target, to_probabilities
+from ..labels import dense_target, to_probabilities
+from ..options import Balance, LabelMode, PseudoLabels, Schedule, choose
 from ..output import DSOutput
 from .balance import GradientBalance
 from .schedule import schedule_factor
@@ -29,17 +29,13 @@ from .terms import bce_dice, cross_entropy, feature_mse, intensity_bce, relative
 from .weights import LossWeights
 
 __all__ = [
-    "BALANCES",
     "CONFIDENCE",
-    "PSEUDO_LABELS",
     "DeepSupervisionLoss",
     "LossBreakdown",
     "SegLossFn",
     "Term",
 ]
 
-BALANCES = ("auto", "paper")
-PSEUDO_LABELS = ("confident", "soft")
 CONFIDENCE = 0.8  # a pseudo-label pixel counts when the teacher's top probability is >= this
 
 SegLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -275,13 +271,17 @@ class DeepSupervisionLoss(nn.Module):
         pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
-        self.label_mode = look_up_option(label_mode, LABEL_MODES, "label_mode")
-        self.balance = look_up_option(balance, BALANCES, "balance")
-        paper = self.balance == "paper"
-        self.schedule = schedule or ("constant" if paper else "cosine")
+        self.label_mode = choose(label_mode, LabelMode, "label_mode")
+        self.balance = choose(balance, Balance, "balance")
+        paper = self.balance == Balance.PAPER
+        self.schedule = choose(
+            schedule or (Schedule.CONSTANT if paper else Schedule.COSINE), Schedule, "schedule"
+        )
         self.factor = schedule_factor(self.schedule, 0.0)
-        self.pseudo_labels = look_up_option(
-            pseudo_labels or ("soft" if paper else "confident"), PSEUDO_LABELS, "pseudo_labels"
+        self.pseudo_labels = choose(
+            pseudo_labels or (PseudoLabels.SOFT if paper else PseudoLabels.CONFIDENT),
+            PseudoLabels,
+            "pseudo_labels",
         )
         if seg_loss is not None and not callable(seg_loss):
             raise TypeError(

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from ..options import Mode
 from .base import (
     DeepSupervisionLoss,
     Term,
@@ -49,14 +50,14 @@ DEEP_REC = Term("deep_rec", "eta", deep_rec_term)
 class NoneLoss(DeepSupervisionLoss):
     """U-Net: L_image (α)."""
 
-    mode = "none"
+    mode = Mode.NONE
     terms = (IMAGE,)
 
 
 class DeepLoss(DeepSupervisionLoss):
     """U-Net-Deep (eq. 6): α L_image + β L_mask + γ L_seg + λ Σ ω_k L_D."""
 
-    mode = "deep"
+    mode = Mode.DEEP
     terms = (IMAGE, MASK, SEG, DEEP)
 
 
@@ -64,7 +65,7 @@ class AutoLoss(DeepSupervisionLoss):
     """U-Net-Auto (eq. 7): α L_image + a L_rem + b L_rei + γ L_seg + λ Σ ω_k L_D, with the
     pseudo-labels from an independent autoencoder."""
 
-    mode = "auto"
+    mode = Mode.AUTO
     terms = (
         IMAGE,
         REM,
@@ -77,42 +78,42 @@ class AutoLoss(DeepSupervisionLoss):
 class SegLoss(DeepSupervisionLoss):
     """μ-Net-Seg (eq. 11): α L_image + β L_mask + b L_rei + γ L_seg + λ Σ ω_k L_D."""
 
-    mode = "seg"
+    mode = Mode.SEG
     terms = (IMAGE, MASK, REI, SEG, DEEP)
 
 
 class RecLoss(DeepSupervisionLoss):
     """μ-Net-Rec (eq. 12): α L_image + a L_rem + b L_rei + ξ L_seg' + η Σ σ_k L_D'."""
 
-    mode = "rec"
+    mode = Mode.REC
     terms = (IMAGE, REM, REI, SEG_REC, DEEP_REC)
 
 
 class HybLoss(DeepSupervisionLoss):
     """μ-Net-Hyb (eq. 13): every term of Seg and Rec."""
 
-    mode = "hyb"
+    mode = Mode.HYB
     terms = (IMAGE, MASK, REM, REI, SEG, SEG_REC, DEEP, DEEP_REC)
 
 
 class UpLoss(DeepSupervisionLoss):
     """U-Net with Up (M-Net): α L_image + aux Σ_k L_BD(upsample(head_k(y_k)), G)."""
 
-    mode = "up"
+    mode = Mode.UP
     terms = (IMAGE, Term("aux", "aux", up_term))
 
 
 class DownLoss(DeepSupervisionLoss):
     """U-Net with Down (MLDS): α L_image + aux Σ_k L_B(head_k(y_k), maxpool_k(G))."""
 
-    mode = "down"
+    mode = Mode.DOWN
     terms = (IMAGE, Term("aux", "aux", down_term))
 
 
 class VAELoss(DeepSupervisionLoss):
     """μ-Net with a VAE decoder: the terms of Rec plus kl · KL."""
 
-    mode = "vae"
+    mode = Mode.VAE
     terms = (*RecLoss.terms, Term("kl", "kl", kl_term))
 
 

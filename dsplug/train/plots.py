@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.ticker import MaxNLocator
 
+from ..options import LabelMode, choose
 from .atomic import atomic_open
 
 __all__ = ["OverlaySample", "mask_to_labels", "plot_curves", "plot_overlays"]
@@ -44,20 +45,17 @@ def mask_to_labels(mask: np.ndarray, label_mode: str) -> np.ndarray:
     Raises:
         ValueError: unknown ``label_mode`` or a mask of the wrong rank.
     """
-    if label_mode == "multiclass":
+    label_mode = choose(label_mode, LabelMode, "label_mode")
+    if label_mode is LabelMode.MULTICLASS:
         if mask.ndim != 2:
             raise ValueError(f"multiclass mask must be (H, W), got shape {mask.shape}.")
         return mask.astype(np.int64)
-    if label_mode in ("binary", "multilabel"):
-        if mask.ndim != 3:
-            raise ValueError(f"{label_mode} mask must be (C, H, W), got shape {mask.shape}.")
-        labels = np.zeros(mask.shape[1:], dtype=np.int64)
-        for c in range(mask.shape[0]):
-            labels[mask[c] > 0.5] = c + 1
-        return labels
-    raise ValueError(
-        f"label_mode must be 'binary', 'multilabel' or 'multiclass', got {label_mode!r}."
-    )
+    if mask.ndim != 3:
+        raise ValueError(f"{label_mode} mask must be (C, H, W), got shape {mask.shape}.")
+    labels = np.zeros(mask.shape[1:], dtype=np.int64)
+    for c in range(mask.shape[0]):
+        labels[mask[c] > 0.5] = c + 1
+    return labels
 
 
 def _save(fig: Any, path: Path) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..data import prediction_input, slices_to_volume
 from ..metrics import predict as hard_predict
+from ..options import LabelMode, choose
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, load_weights
 from .models import build_model
@@ -163,7 +164,7 @@ def predict_file(
         indices, multilabel the last channel present).
     """
     paths = [Path(p) for p in images]
-    label_mode = ckpt["wrapper_config"]["label_mode"]
+    label_mode = choose(ckpt["wrapper_config"]["label_mode"], LabelMode, "label_mode")
     config = _data_config(ckpt)
     prep = config.get("preprocessing") or {}
     window = prep.get("size") if prep.get("fit", "pad") == "pad" else None
@@ -175,7 +176,7 @@ def predict_file(
     target = Path(target) if target is not None else mask_path(paths[0], out)
     if is_nifti(paths[0]):
         source = nib.load(str(paths[0]))
-        if label_mode == "multilabel":
+        if label_mode is LabelMode.MULTILABEL:
             volume = np.moveaxis(volume, 0, -1)
         header = source.header.copy()
         header.set_data_dtype(np.uint8)
@@ -184,9 +185,9 @@ def predict_file(
         with atomic_path(target) as part:
             nib.save(image, str(part))
         return target
-    if label_mode == "binary":
+    if label_mode is LabelMode.BINARY:
         pixels = volume.astype(np.uint8) * 255
-    elif label_mode == "multiclass":
+    elif label_mode is LabelMode.MULTICLASS:
         pixels = volume.astype(np.uint8)
     else:
         pixels = mask_to_labels(volume, "multilabel").astype(np.uint8)

@@ -110,16 +110,16 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     if arch in _OWN:
         _check_keys(kwargs, _OWN[arch], arch)
         return _OWN[arch](**kwargs)
-    cls = _smp_class(arch)
-    _check_keys(kwargs, cls, arch)
-    if kwargs.get("encoder_weights") is not None:
+    import segmentation_models_pytorch as smp
+
+    _check_keys(kwargs, _smp_class(arch), arch)
+    if kwargs.pop("encoder_weights", None) is not None:
         raise ValueError(
             f"encoder_weights must be None (dsplug never downloads weights), "
-            f"got {kwargs['encoder_weights']!r}."
+            f"got {config['encoder_weights']!r}."
         )
-    kwargs["encoder_weights"] = None
     check_encoder(kwargs.get("encoder_name", "resnet34"))
-    return cls(**kwargs)
+    return smp.create_model(SMP_ARCHS[arch], encoder_weights=None, **kwargs)
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
@@ -133,9 +133,11 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         if type(model) is cls:
             return {"arch": arch, **model.config()}
     for arch, class_name in SMP_ARCHS.items():
-        hub_config = getattr(model, "_hub_mixin_config", None)
-        if type(model).__name__ == class_name and isinstance(hub_config, dict):
-            plain = {k: list(v) if isinstance(v, tuple) else v for k, v in hub_config.items()}
+        # smp records every model's constructor arguments (its public ``config``), also for
+        # models built without build_model.
+        smp_config = getattr(model, "config", None)
+        if type(model).__name__ == class_name and isinstance(smp_config, dict):
+            plain = {k: list(v) if isinstance(v, tuple) else v for k, v in smp_config.items()}
             return {"arch": arch, **plain, "encoder_weights": None}
     raise ValueError(
         f"Cannot derive a config for {type(model).__name__}: build_model knows "

@@ -55,3 +55,11 @@ def test_bad_configs_name_the_problem() -> None:
         build_model({"in_channels": 1})
     with pytest.raises(ValueError, match="Cannot derive a config"):
         model_config(torch.nn.Conv2d(1, 1, 1))
+
+
+def test_an_smp_model_built_directly_has_the_same_config() -> None:
+    import segmentation_models_pytorch as smp
+
+    cfg = {"arch": "smp-fpn", "encoder_name": "resnet18", "in_channels": 1, "classes": 2}
+    direct = smp.FPN("resnet18", encoder_weights=None, in_channels=1, classes=2)
+    assert model_config(direct) == model_config(build_model(cfg))

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -22,19 +23,34 @@ def test_records_only_while_capturing_and_clears_on_read():
     assert hooks._outputs == {}
 
 
+class _PartlyUsed(nn.Module):
+    """A model with a child its forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = nn.Conv2d(1, 2, 3, padding=1)
+        self.unused = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
 def test_missing_tap_is_an_error():
-    model = _model()
-    hooks = FeatureHooks(model, [("0", None)])
-    try:
-        hooks.pop(torch.device("cpu"))
-    except RuntimeError as err:
-        assert "did not fire" in str(err)
-    else:
-        raise AssertionError("expected a RuntimeError")
+    model = _PartlyUsed()
+    hooks = FeatureHooks(model, [("used", None), ("unused", None)])
+    x = torch.randn(1, 1, 8, 8)
+    with hooks.capture():
+        model(x)
+    with pytest.raises(RuntimeError, match=r"\['unused'\] did not fire"):
+        hooks.pop(x.device)
+    assert hooks._outputs == {}  # the failed read cleared what the call recorded
+    with pytest.raises(RuntimeError, match=r"\['used', 'unused'\] did not fire"):
+        hooks.pop(x.device)  # nothing recorded at all: every tap is named
 
 
 def test_remove_leaves_no_hook():
     model = _model()
     with FeatureHooks(model, [("0", None), ("2", None)]):
-        assert model[0]._forward_hooks
+        assert model[0]._forward_hooks and model[2]._forward_hooks
+        assert not model[1]._forward_hooks
     assert all(not m._forward_hooks for m in model.modules())

@@ -10,6 +10,7 @@ from dsplug import DeepSupervised, LossWeights
 from dsplug._checks import ShapeError
 from dsplug.losses import LOSSES, HybLoss, NoneLoss, bce_dice, feature_mse, schedule_factor
 from dsplug.losses.terms import intensity_bce, relative_mse
+from dsplug.options import Mode
 from tests.helpers import make_batch, make_net
 
 
@@ -73,6 +74,17 @@ def test_multiclass_dice_excludes_background():
     value = bce_dice(logits, target, multiclass=True)
     # Background perfectly predicted; foreground channels empty in both: Dice (0+1)/(~0+1) ~ 1.
     assert value < 0.01
+    # A hand computation where the background's Dice differs from the foreground's.
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 4, generator=gen)
+    target = torch.randint(0, 3, (2, 4, 4), generator=gen)
+    p = logits.softmax(1)
+    onehot = F.one_hot(target, 3).permute(0, 3, 1, 2).float()
+    dice = (2 * (p * onehot).sum((2, 3)) + 1) / (p.sum((2, 3)) + onehot.sum((2, 3)) + 1)
+    ce = F.cross_entropy(logits, target)
+    value = bce_dice(logits, target, multiclass=True)
+    assert torch.allclose(value, ce + 1 - dice[:, 1:].mean(), atol=1e-6)
+    assert not torch.allclose(value, ce + 1 - dice.mean(), atol=1e-3)
 
 
 def test_feature_mse_refuses_to_broadcast():
@@ -192,10 +204,27 @@ def test_schedules():
         schedule_factor("linear", 1.5)
 
 
-def test_each_loss_class_is_usable_alone():
-    for mode, cls in LOSSES.items():
-        assert cls.mode == mode
-        assert cls().terms[0].name == "image"
+@pytest.mark.parametrize("mode", list(Mode))
+def test_each_loss_class_is_usable_alone(mode):
+    """Each mode's loss class, built on its own (not by DeepSupervised), runs on that mode's
+    outputs: a finite total made of the mode's terms that trains the model."""
+    assert set(LOSSES) == set(Mode)
+    cls = LOSSES[mode]
+    assert cls.mode == mode
+    criterion = cls().train()
+    assert criterion.terms[0].name == "image"
+    torch.manual_seed(0)
+    ds = DeepSupervised(make_net("unet"), mode).train()
+    x, y = make_batch("binary", 1)
+    loss = criterion(ds(x, y), y)
+    assert torch.isfinite(loss.total) and loss.total.dim() == 0
+    assert list(loss.terms) == [t.name for t in criterion.terms]
+    assert all(math.isfinite(v) for v in loss.raw.values()), loss.raw
+    assert loss.raw["image"] > 0
+    assert math.isclose(sum(loss.terms.values()), float(loss.total.detach()), rel_tol=1e-5)
+    loss.total.backward()
+    first = ds.model.encoder.blocks[0].convs()[0].weight
+    assert first.grad is not None and first.grad.abs().sum() > 0
 
 
 def test_pseudo_labels_are_detached_probabilities():
@@ -205,8 +234,14 @@ def test_pseudo_labels_are_detached_probabilities():
     out = ds(x, y)
     # L_seg's gradient must not reach y^g: only L_seg on, everything else off.
     ds.criterion.weights = LossWeights(alpha=0, beta=0, gamma=1, lam=0)
-    grads = torch.autograd.grad(ds.loss(out, y).total, out.mask_logits, allow_unused=True)
-    assert grads[0] is None or grads[0].abs().sum() == 0
+    loss = ds.loss(out, y)
+    assert loss.raw["seg"] > 0 and loss.terms["seg"] > 0, loss.terms  # L_seg is in the total
+    assert all(v == 0 for k, v in loss.terms.items() if k != "seg"), loss.terms
+    to_logits, to_teacher = torch.autograd.grad(
+        loss.total, (out.logits, out.mask_logits), allow_unused=True
+    )
+    assert to_logits is not None and to_logits.abs().sum() > 0  # the student learns
+    assert to_teacher is None or to_teacher.abs().sum() == 0  # the teacher y^g does not
 
 
 def test_a_loss_used_alone_balances_by_value():

@@ -150,10 +150,22 @@ def test_strip_returns_the_same_model_with_its_keys(mode):
 
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_state_dict_does_not_depend_on_train_or_eval(mode):
-    ds = DeepSupervised(make_net("unet"), mode)
-    train_keys = list(ds.train().state_dict())
-    assert train_keys == list(ds.eval().state_dict())
-    assert all(k.startswith("model.") for k in train_keys if "model." in k)
+    torch.manual_seed(0)
+    net = make_net("unet")
+    bare_keys = list(net.state_dict())
+    ds = DeepSupervised(net, mode)
+    keys = list(ds.state_dict())
+    # The wrapped model's own keys, unchanged, under "model."; nothing else of it elsewhere.
+    assert [k.removeprefix("model.") for k in keys if k.startswith("model.")] == bare_keys
+    assert list(ds.train().state_dict()) == keys
+    assert list(ds.eval().state_dict()) == keys
+    x, y = make_batch("binary", 1)
+    ds.train()
+    ds.loss(ds(x, y), y).total.backward()  # nothing is built lazily by the first step
+    assert list(ds.state_dict()) == keys
+    ds.eval()
+    ds(x)
+    assert list(ds.state_dict()) == keys
 
 
 def test_only_the_modes_modules_are_built():
@@ -172,9 +184,16 @@ def test_mask_pass_leaves_batchnorm_running_stats_alone(mode):
     net = make_net("unet", classes=2)
     twin = copy.deepcopy(net)
     x, y = make_batch("multiclass", 2)
+    initial = {name: value.clone() for name, value in net.named_buffers()}
+    assert any("running_mean" in name for name in initial)
     ds = DeepSupervised(net, mode, label_mode="multiclass").train()
     ds.loss(ds(x, y), y).total.backward()
     twin.train()(x)  # the same step without the G pass
     buffers = dict(twin.named_buffers())
+    assert buffers.keys() == initial.keys()
     for name, value in net.named_buffers():
         assert torch.equal(value, buffers[name]), name
+    # The X pass did update them (once): the check above compares two updated states.
+    assert all(int(v) == 1 for n, v in buffers.items() if n.endswith("num_batches_tracked"))
+    means = [name for name in initial if name.endswith("running_mean")]
+    assert all(not torch.equal(buffers[name], initial[name]) for name in means)

@@ -17,13 +17,15 @@ from monai.networks.utils import one_hot
 from torch.utils.data import DistributedSampler
 
 from dsplug.metrics import (
-    LABEL_MODES,
     CaseMetrics,
     confusion_counts,
     paired_tests,
     predict,
     scores,
 )
+from dsplug.options import LabelMode
+
+LABEL_MODES = [mode.value for mode in LabelMode]
 
 
 def eq14(tp: int, fp: int, fn: int, eps: Fraction = Fraction(1)) -> dict[str, Fraction]:

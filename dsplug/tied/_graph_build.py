@@ -19,6 +19,7 @@ from torch import fx, nn
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from . import _torch_private as P
 from ._graph_plan import ShapePlan, to_expr
 from ._graph_trace import EncoderTrace, TensorSource
 
@@ -129,14 +130,7 @@ class Transposer:
 
     @staticmethod
     def module_path(node: fx.Node) -> str:
-        stack = node.meta.get("nn_module_stack") or {}
-        if not stack:
-            return ""
-        path = list(stack.values())[-1][0]
-        for prefix in ("encoder.", "L__self___encoder_"):
-            if path.startswith(prefix):
-                return path[len(prefix) :]
-        return path
+        return P.module_path(node)
 
     def _key(self, base: str, table: dict) -> str:
         key = "".join(c if c.isalnum() else "_" for c in base).strip("_") or "op"
@@ -275,11 +269,11 @@ class Transposer:
                 return chain[::-1]
             if not isinstance(node, fx.Node) or node.op != "call_function":
                 return None
-            if not isinstance(node.target, torch._ops.OpOverload):
+            if not P.is_op(node.target):
                 return None
             tensors = [a for a in O.walk((node.args, node.kwargs)) if O.is_tensor_node(a)]
             name = O.base_name(O.packet(node))
-            pointwise = name in O.ACTIVATIONS or torch.Tag.pointwise in node.target.tags
+            pointwise = name in O.ACTIVATIONS or P.is_pointwise(node.target)
             if not pointwise or len(tensors) != 1:
                 return None
             chain.append(node)
@@ -330,11 +324,7 @@ class Transposer:
     def transpose(self, node: fx.Node) -> None:
         name = O.base_name(O.packet(node))
         rule = _RULES.get(name)
-        if (
-            rule is None
-            and isinstance(node.target, torch._ops.OpOverload)
-            and torch.Tag.pointwise in node.target.tags
-        ):
+        if rule is None and P.is_pointwise(node.target):
             rule = Transposer._activation
         if rule is None:
             raise self.error(node, "no transposition rule for this op")

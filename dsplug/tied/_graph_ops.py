@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import fx
 
+from . import _torch_private as P
+
 __all__ = [
     "ACTIVATIONS",
     "CONV",
@@ -82,10 +84,7 @@ GATE_PASS = IDENTITY | RESHAPES | _names("permute transpose t expand select slic
 
 def packet(node: fx.Node) -> str:
     """The op's name without overload (``aten.conv2d.default`` -> ``conv2d``)."""
-    target = node.target
-    if isinstance(target, torch._ops.OpOverload):
-        return target._overloadpacket.__name__
-    return getattr(target, "__name__", str(target))
+    return P.op_name(node.target)
 
 
 def base_name(name: str) -> str:
@@ -97,30 +96,21 @@ def base_name(name: str) -> str:
 
 def functional(op: object) -> object:
     """The out-of-place overload of an in-place ATen op (the op itself otherwise)."""
-    if not isinstance(op, torch._ops.OpOverload):
+    if not P.is_op(op):
         return op
-    name = op._overloadpacket.__name__
+    name = P.op_name(op)
     base = base_name(name)
-    if base == name:
-        return op
-    overloads = getattr(aten, base)
-    overload = op._overloadname
-    return getattr(overloads, overload) if overload in overloads.overloads() else overloads.default
+    return op if base == name else P.out_of_place(op, base)
 
 
 def bind(node: fx.Node) -> dict[str, object]:
     """The node's arguments by schema name, defaults filled in."""
-    schema = node.target._schema
     out: dict[str, object] = {}
-    for i, arg in enumerate(schema.arguments):
+    for i, (name, _, default) in enumerate(P.schema_arguments(node.target)):
         if i < len(node.args):
-            out[arg.name] = node.args[i]
-        elif arg.name in node.kwargs:
-            out[arg.name] = node.kwargs[arg.name]
-        elif arg.has_default_value():
-            out[arg.name] = arg.default_value
+            out[name] = node.args[i]
         else:
-            out[arg.name] = None
+            out[name] = node.kwargs.get(name, default)
     return out
 
 

@@ -10,25 +10,15 @@ from __future__ import annotations
 import io
 import pickle
 
-import torch
+from ._torch_private import op_from_ref, op_ref
 
 __all__ = ["dump_program", "load_program"]
 
 
-def _op(namespace: str, name: str, overload: str | None) -> object:
-    packet = getattr(getattr(torch.ops, namespace), name)
-    return packet if overload is None else getattr(packet, overload)
-
-
 class _OpPickler(pickle.Pickler):
     def reducer_override(self, obj: object) -> object:
-        if isinstance(obj, torch._ops.OpOverload):
-            namespace, _, name = obj._schema.name.partition("::")
-            return _op, (namespace, name, obj._overloadname or "default")
-        if isinstance(obj, torch._ops.OpOverloadPacket):
-            namespace, _, name = obj._qualified_op_name.partition("::")
-            return _op, (namespace, name, None)
-        return NotImplemented
+        ref = op_ref(obj)
+        return NotImplemented if ref is None else (op_from_ref, ref)
 
 
 def dump_program(value: object) -> bytes:

@@ -1,22 +1,26 @@
 """The shape plan: every size the transposed graph needs, as integer expressions of the input's
-sizes, compiled once into one plain Python function.
+sizes, lowered once into a list of plain Python instructions.
 
 ``torch.export`` gives each traced tensor a shape made of sympy expressions of the input's
 symbolic sizes (e.g. ``((H - 1) // 2) + 1``). :class:`ShapePlan` collects the expressions the
 decoder needs (forward input sizes for output paddings and upsampling, reshape targets, split
-sizes, pads), prints them as Python source and compiles it. Evaluating the plan for a new input
-size is then integer arithmetic only: no sympy, FX or export at forward time, and
-``torch.compile`` can trace it.
+sizes, pads) and lowers them, shared subexpressions once, into instructions ``(function,
+argument registers)`` whose functions are Python's own integer operations (no generated source,
+no ``exec``). Evaluating the plan for a new input size is then integer arithmetic only: no sympy,
+FX or export at forward time, and ``torch.compile`` can trace it.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy
 import torch
+
+from ._torch_private import int_bounds, sym_expr
 
 __all__ = ["CompiledPlan", "PlanError", "ShapePlan", "to_expr"]
 
@@ -32,46 +36,104 @@ def to_expr(value: object) -> sympy.Expr:
     if isinstance(value, int):
         return sympy.Integer(value)
     if isinstance(value, torch.SymInt | torch.SymBool | torch.SymFloat):
-        return value.node.expr
+        return sym_expr(value)
     if isinstance(value, sympy.Basic):
         return value
     raise PlanError(f"Expected an int or a symbolic int, got {type(value).__name__}: {value!r}.")
 
 
-_BINARY = {
-    "FloorDiv": "//",
-    "CleanDiv": "//",
-    "PythonMod": "%",
-    "Mod": "%",
-    "IntTrueDiv": "/",
-    "FloatTrueDiv": "/",
-    "PowByNatural": "**",
-    "FloatPow": "**",
-    "Pow": "**",
-    "Equality": "==",
-    "Unequality": "!=",
-    "StrictLessThan": "<",
-    "LessThan": "<=",
-    "StrictGreaterThan": ">",
-    "GreaterThan": ">=",
+# Every instruction is binary, ``fn(registers[x], registers[y])``: sympy's n-ary sums, products,
+# maxima and conjunctions become chains, and unary functions ignore their second operand.
+def _and(a: object, b: object) -> object:
+    return a and b
+
+
+def _or(a: object, b: object) -> object:
+    return a or b
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -((-a) // b)
+
+
+def _floor(a: object, _: object) -> int:
+    return math.floor(a)
+
+
+def _ceil(a: object, _: object) -> int:
+    return math.ceil(a)
+
+
+def _trunc(a: object, _: object) -> int:
+    return int(a)
+
+
+def _round(a: object, _: object) -> int:
+    return round(a)
+
+
+def _float(a: object, _: object) -> float:
+    return float(a)
+
+
+def _abs(a: object, _: object) -> object:
+    return abs(a)
+
+
+def _identity(a: object, _: object) -> object:
+    return a
+
+
+def _not(a: object, _: object) -> bool:
+    return not a
+
+
+Binary = Callable[[object, object], object]
+
+_CHAINS: dict[str, Binary] = {
+    "Add": operator.add,
+    "Mul": operator.mul,
+    "Max": max,
+    "Min": min,
+    "And": _and,
+    "Or": _or,
 }
-_CALLS = {
-    "Max": "max",
-    "Min": "min",
-    "FloorToInt": "_floor",
-    "floor": "_floor",
-    "CeilToInt": "_ceil",
-    "ceiling": "_ceil",
-    "TruncToInt": "int",
-    "RoundToInt": "round",
-    "ToFloat": "float",
-    "Abs": "abs",
-    "Identity": "",
+_BINARY: dict[str, Binary] = {
+    "FloorDiv": operator.floordiv,
+    "CleanDiv": operator.floordiv,
+    "PythonMod": operator.mod,
+    "Mod": operator.mod,
+    "IntTrueDiv": operator.truediv,
+    "FloatTrueDiv": operator.truediv,
+    "PowByNatural": operator.pow,
+    "FloatPow": operator.pow,
+    "Pow": operator.pow,
+    "Equality": operator.eq,
+    "Unequality": operator.ne,
+    "StrictLessThan": operator.lt,
+    "LessThan": operator.le,
+    "StrictGreaterThan": operator.gt,
+    "GreaterThan": operator.ge,
+    "CeilDiv": _ceil_div,
 }
+_UNARY: dict[str, Binary] = {
+    "FloorToInt": _floor,
+    "floor": _floor,
+    "CeilToInt": _ceil,
+    "ceiling": _ceil,
+    "TruncToInt": _trunc,
+    "RoundToInt": _round,
+    "ToFloat": _float,
+    "Abs": _abs,
+    "Identity": _identity,
+    "Not": _not,
+}
+#: every sympy class name (sympy's own and torch's size functions) the plan can evaluate
+SUPPORTED = frozenset({*_CHAINS, *_BINARY, *_UNARY, "ModularIndexing"})
 
 
 class ShapePlan:
-    """Integer expressions of the input sizes, compiled into one function.
+    """Integer expressions of the input sizes, lowered into plain Python instructions.
 
     Args:
         input_shape: the traced input's shape (ints and SymInts), (B, C, *spatial).
@@ -147,63 +209,67 @@ class ShapePlan:
         """The registered expression (for construction-time reasoning)."""
         return self._exprs[index]
 
-    # --- code generation -----------------------------------------------------------------------
-    def _py(self, e: sympy.Basic) -> str:
+    # --- compilation -------------------------------------------------------------------------
+    def _literal(self, e: sympy.Basic) -> tuple[bool, object]:
+        """(True, its Python value) for a leaf that is a number or a truth value."""
         cls = type(e).__name__
         if e is sympy.true or cls == "BooleanTrue":
-            return "True"
+            return True, True
         if e is sympy.false or cls == "BooleanFalse":
-            return "False"
+            return True, False
         if e.is_Integer:
-            return str(int(e))
-        if e.is_Symbol:
-            return self._names[e]
+            return True, int(e)
         if e.is_Float:
-            return repr(float(e))
+            return True, float(e)
         if e.is_Rational:
-            return f"({int(e.p)} / {int(e.q)})"
-        args = [self._py(a) for a in e.args]
-        if cls == "Add":
-            return "(" + " + ".join(args) + ")"
-        if cls == "Mul":
-            return "(" + " * ".join(args) + ")"
-        if cls in _BINARY and len(args) == 2:
-            return f"({args[0]} {_BINARY[cls]} {args[1]})"
-        if cls == "CeilDiv":
-            return f"(-((-{args[0]}) // {args[1]}))"
-        if cls == "ModularIndexing":
-            return f"(({args[0]} // {args[1]}) % {args[2]})"
-        if cls in _CALLS:
-            return f"{_CALLS[cls]}({', '.join(args)})"
-        if cls == "And":
-            return "(" + " and ".join(args) + ")"
-        if cls == "Or":
-            return "(" + " or ".join(args) + ")"
-        if cls == "Not":
-            return f"(not {args[0]})"
-        raise PlanError(f"Encoder {self._encoder}: cannot compile the size expression {e} ({cls}).")
+            return True, int(e.p) / int(e.q)
+        return False, None
+
+    def _lower(self, e: sympy.Basic, registers: _Registers) -> int:
+        """The register that holds ``e``'s value (its subexpressions first, each once)."""
+        if e in registers.index:
+            return registers.index[e]
+        cls = type(e).__name__
+        args = [self._lower(a, registers) for a in e.args]
+        if cls in _CHAINS and args:
+            reg = args[0]
+            for arg in args[1:]:
+                reg = registers.instruction(_CHAINS[cls], reg, arg)
+        elif cls in _BINARY and len(args) == 2:
+            reg = registers.instruction(_BINARY[cls], *args)
+        elif cls in _UNARY and len(args) == 1:
+            reg = registers.instruction(_UNARY[cls], args[0], args[0])
+        elif cls == "ModularIndexing" and len(args) == 3:  # (a // b) % c
+            quotient = registers.instruction(operator.floordiv, args[0], args[1])
+            reg = registers.instruction(operator.mod, quotient, args[2])
+        else:
+            raise PlanError(
+                f"Encoder {self._encoder}: cannot compile the size expression {e} ({cls})."
+            )
+        registers.index[e] = reg
+        return reg
 
     def compile(self) -> CompiledPlan:
-        """Freeze the registered expressions into a :class:`CompiledPlan` (plain Python)."""
-        names = list(self._names.values())
-        params = ", ".join(names) or "_unused=None"
-        values = ", ".join(self._py(e) for e in self._exprs)
-        checks = ", ".join(self._py(e) for e, _ in self._checks)
-        source = (
-            f"def plan({params}):\n    return ({values}{',' if self._exprs else ''})\n"
-            f"def checks({params}):\n    return ({checks}{',' if self._checks else ''})\n"
-        )
+        """Freeze the registered expressions into a :class:`CompiledPlan`: plain Python
+        instructions over registers (the checks' first), no generated source."""
         order = list(self._names)
+        registers = _Registers(order)
+        roots = [e for e, _ in self._checks] + self._exprs
+        for root in roots:
+            for e in sympy.preorder_traversal(root):
+                is_literal, value = self._literal(e)
+                if is_literal:
+                    registers.literal(e, value)
+        check_regs = tuple(self._lower(e, registers) for e, _ in self._checks)
+        n_check = len(registers.instructions)
+        value_regs = tuple(self._lower(e, registers) for e in self._exprs)
         bindings = tuple(
             (i, -1 if sym is None else order.index(sym), a, b) for i, sym, a, b in self._bindings
         )
         ranges = []
         for sym in order:
             rng = self._ranges.get(sym)
-            lower = upper = None
-            if rng is not None:
-                lower = int(rng.lower) if rng.lower.is_Integer else None
-                upper = int(rng.upper) if rng.upper.is_Integer else None
+            lower, upper = int_bounds(rng) if rng is not None else (None, None)
             ranges.append((str(sym), _unspecialised(lower), upper))
         return CompiledPlan(
             encoder=self._encoder,
@@ -211,8 +277,39 @@ class ShapePlan:
             bindings=bindings,
             ranges=tuple(ranges),
             checks=tuple(f"{e}: {m}" for e, m in self._checks),
-            source=source,
+            literals=tuple(registers.literals),
+            instructions=tuple(registers.instructions),
+            n_check_instructions=n_check,
+            check_registers=check_regs,
+            value_registers=value_regs,
         )
+
+
+class _Registers:
+    """Register allocation while lowering: the input variables, then every literal, then one
+    register per instruction in the order they run; ``index`` maps each lowered expression to
+    its register."""
+
+    def __init__(self, variables: list[sympy.Basic]) -> None:
+        self.index: dict[sympy.Basic, int] = {v: i for i, v in enumerate(variables)}
+        self.count = len(variables)
+        self.literals: list[object] = []
+        self.instructions: list[tuple[Binary, int, int]] = []
+
+    def literal(self, e: sympy.Basic, value: object) -> None:
+        """Give the literal ``e`` a register (all literals come before any instruction)."""
+        if e not in self.index:
+            if self.instructions:  # pragma: no cover - compile() collects literals first
+                raise PlanError("a literal registered after an instruction")
+            self.index[e] = self.count
+            self.count += 1
+            self.literals.append(value)
+
+    def instruction(self, fn: Binary, x: int, y: int) -> int:
+        """Append ``fn(registers[x], registers[y])``; its result's register."""
+        self.instructions.append((fn, x, y))
+        self.count += 1
+        return self.count - 1
 
 
 def _unspecialised(lower: int | None) -> int | None:
@@ -228,10 +325,12 @@ def _unspecialised(lower: int | None) -> int | None:
 
 @dataclass(frozen=True)
 class CompiledPlan:
-    """The plan as plain Python: integer bindings of the input dims and two generated functions
-    (``plan`` and ``checks``, compiled from ``source``; pickling keeps the source only).
+    """The plan as plain data: integer bindings of the input dims and a list of instructions
+    ``(function, x, y)`` over registers that start as the input variables and the literals; each
+    instruction appends ``function(registers[x], registers[y])``. The checks' run first.
 
-    ``evaluate`` does integer arithmetic only, so that it runs inside ``torch.compile``.
+    ``evaluate`` does integer arithmetic only, so that it runs inside ``torch.compile``; the
+    plan pickles as it is (its functions are builtins and module-level functions).
     """
 
     encoder: str
@@ -239,21 +338,11 @@ class CompiledPlan:
     bindings: tuple[tuple[int, int, int, int], ...]  # (dim, variable or -1, a, b): dim = a*v + b
     ranges: tuple[tuple[str, int | None, int | None], ...]
     checks: tuple[str, ...]
-    source: str
-    plan_fn: Callable[..., tuple[int, ...]] = field(init=False, repr=False, compare=False)
-    check_fn: Callable[..., tuple[bool, ...]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        scope: dict[str, object] = {"_floor": math.floor, "_ceil": math.ceil}
-        exec(compile(self.source, f"<dsplug graph plan: {self.encoder}>", "exec"), scope)
-        object.__setattr__(self, "plan_fn", scope["plan"])
-        object.__setattr__(self, "check_fn", scope["checks"])
-
-    def __reduce__(self) -> tuple:
-        return (
-            CompiledPlan,
-            (self.encoder, self.traced, self.bindings, self.ranges, self.checks, self.source),
-        )
+    literals: tuple[object, ...]
+    instructions: tuple[tuple[Binary, int, int], ...]
+    n_check_instructions: int
+    check_registers: tuple[int, ...]
+    value_registers: tuple[int, ...]
 
     def evaluate(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """The plan's integers for an input of ``shape`` (B, C, *spatial).
@@ -293,12 +382,17 @@ class CompiledPlan:
                     f"Encoder {self.encoder}: image_shape {shape} puts dim {i} outside the "
                     f"range the trace supports ({lower}..{upper} for {name})."
                 )
-        for ok, message in zip(self.check_fn(*values), self.checks):
-            if not ok:
+        registers: list[object] = [*values, *self.literals]
+        for fn, x, y in self.instructions[: self.n_check_instructions]:
+            registers.append(fn(registers[x], registers[y]))
+        for reg, message in zip(self.check_registers, self.checks):
+            if not registers[reg]:
                 raise PlanError(
                     f"Encoder {self.encoder}: image_shape {shape} violates a condition of the "
                     f"trace ({message}; traced input sizes {self.traced}). Every level must keep "
                     "the properties it had at the reference size (e.g. stay wider than 1 pixel): "
                     "build the decoder with an example_input closer to the sizes you feed."
                 )
-        return self.plan_fn(*values)
+        for fn, x, y in self.instructions[self.n_check_instructions :]:
+            registers.append(fn(registers[x], registers[y]))
+        return tuple(registers[i] for i in self.value_registers)

@@ -9,7 +9,6 @@ its train/eval flags are restored, no hook or attribute is left behind.
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ import torch
 from torch import fx, nn
 from torch.export import Dim, ExportedProgram, export
 from torch.export.graph_signature import InputKind, OutputKind
+
+from ._torch_private import quiet_shape_solver, shape_guards
 
 __all__ = ["EncodeFn", "EncoderTrace", "TensorSource", "trace_encoder"]
 
@@ -82,19 +83,6 @@ class EncoderTrace:
 
 
 @contextlib.contextmanager
-def _quiet_shape_solver() -> Iterator[None]:
-    """Silence the symbolic-shape solver's warnings ("Failed to reduce inequalities") during
-    the export: they are harmless for tracing and would flood the user's log."""
-    logger = logging.getLogger("torch.fx.experimental.symbolic_shapes")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
 def _eval_mode(module: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode and restore each one's own flag afterwards."""
     flags = [(m, m.training) for m in module.modules()]
@@ -141,7 +129,7 @@ def trace_encoder(
         ([], f"only the reference input shape {tuple(x.shape)}"),
     ]
     first_error: Exception | None = None
-    with _eval_mode(encoder), _quiet_shape_solver():
+    with _eval_mode(encoder), quiet_shape_solver():
         for dims, limit in attempts:
             try:
                 program = _export(wrapper, x, dims)
@@ -189,9 +177,7 @@ def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> Encoder
             continue
         outputs.append(value if isinstance(value, fx.Node) else None)
     constants = {k: v for k, v in program.constants.items() if isinstance(v, torch.Tensor)}
-    fake = input_node.meta["val"]
-    shape_env = getattr(getattr(fake, "fake_mode", None), "shape_env", None)
-    guards = [g.expr for g in shape_env.guards] if shape_env is not None else []
+    guards = shape_guards(input_node.meta["val"])
     return EncoderTrace(
         graph=program.graph,
         input_node=input_node,

@@ -70,6 +70,7 @@ from ._graph_build import GraphTransposeError, Program, Transposer
 from ._graph_pickle import dump_program, load_program
 from ._graph_plan import CompiledPlan, PlanError, ShapePlan
 from ._graph_trace import EncoderTrace, trace_encoder
+from ._torch_private import is_assert_scalar
 from .base import ReconstructionOutput
 from .variational import VariationalBottleneck
 
@@ -356,7 +357,7 @@ def _add_trace_checks(trace: EncoderTrace, planner: ShapePlan) -> None:
         if not _not_one(guard):
             planner.add_check(guard, "an assumption of the trace at the reference size")
     for node in trace.graph.nodes:
-        if node.op == "call_function" and node.target is torch.ops.aten._assert_scalar.default:
+        if is_assert_scalar(node):
             cond = node.args[0]
             value = cond.meta.get("val") if isinstance(cond, fx.Node) else cond
             if value is not None:

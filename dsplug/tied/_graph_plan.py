@@ -22,7 +22,7 @@ import torch
 
 from ._torch_private import int_bounds, sym_expr
 
-__all__ = ["CompiledPlan", "PlanError", "ShapePlan", "to_expr"]
+__all__ = ["SUPPORTED", "CompiledPlan", "PlanError", "ShapePlan", "to_expr"]
 
 
 class PlanError(ValueError):

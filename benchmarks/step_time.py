@@ -90,8 +90,9 @@ QUICK = Settings(
     threads=1,
 )
 LR = 3e-4  # the paper's Adam learning rate (§4.3)
-#: Modes whose extra cost is convolutions: their time ratio should follow their FLOP ratio.
-CONV_DOMINATED = ("deep", "auto", "seg", "rec", "hyb", "vae")
+#: Modes whose extra cost is convolutions (a mask pass or a reconstruction decoder): their time
+#: ratio should follow their FLOP ratio.
+CONV_DOMINATED = tuple(m for m, spec in MODES.items() if spec.mask_pass or spec.reconstruction)
 #: The targets of GitHub issue 6: (mode, what, limit); "time/flops" is the time ratio over the
 #: FLOP ratio.
 TARGETS: tuple[tuple[str, str, float], ...] = (

@@ -1,6 +1,7 @@
 """Each option is listed once (dsplug.options) and every consumer reads that list."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,12 @@ def test_choose_returns_the_member_and_names_the_options(option):
 def test_look_up_option_keeps_the_users_string():
     value = look_up_option("hyb", Mode, "mode")
     assert value == "hyb" and type(value) is str
+
+
+def test_the_readme_strategy_table_lists_every_mode_in_order():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("## Strategies", 1)[1].split("\n\n", 2)[1]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    assert [cell.strip().strip("`") for cell, _ in rows] == [m.value for m in Mode]
+    for (_, paper), spec in zip(rows, MODES.values(), strict=True):
+        assert paper.strip().startswith(spec.paper)

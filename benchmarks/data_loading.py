@@ -1,5 +1,5 @@
 """Data loading: slices per second over Task04_Hippocampus, first (uncached) and second (cached)
-pass (§6 of the spec: the disk cache).
+pass (the disk cache).
 
 A pass builds ``MSDDataset`` (reading and preprocessing every case, or finding it in the cache)
 and then reads every item once, as one epoch does. The first pass starts from an empty cache

@@ -1,4 +1,4 @@
-"""Training-step time, peak memory and FLOPs of every mode, as ratios to ``none`` (the figures we publish).
+"""Training-step time, peak memory and FLOPs of every mode, as ratios to ``none`` (published).
 
 One step is ``ds(x, y)``, ``ds.loss``, backward and an Adam step. Every mode wraps its own
 copy of one seeded model and sees the same batch. Step times are measured interleaved in one

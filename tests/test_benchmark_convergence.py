@@ -14,18 +14,16 @@ import pytest
 from scipy import stats
 
 from benchmarks import report
-from benchmarks.convergence import (
+from benchmarks.convergence import build_parser, main, settings_from_args
+from benchmarks.convergence_settings import (
     FULL,
     QUICK,
     THIN,
     VARIANTS,
     ConvergenceSettings,
-    analyse,
-    build_parser,
-    main,
     setting_name,
-    settings_from_args,
 )
+from benchmarks.convergence_stats import analyse
 from dsplug.metrics import METRIC_NAMES
 from tests.data.conftest import require_data
 

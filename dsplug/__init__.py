@@ -4,8 +4,7 @@
 data, plots and the command line load when first used (``dsplug.Trainer`` included).
 """
 
-__version__ = "0.1.0"  # first: submodules read it
-
+from ._version import __version__ as __version__
 from .losses import LossBreakdown as LossBreakdown
 from .losses import LossWeights as LossWeights
 from .modes import MODES as MODES

@@ -18,8 +18,8 @@ from typing import Any, NoReturn
 
 import torch
 
-from . import __version__
 from ._checks import positive_float, positive_int
+from ._version import __version__
 from .data import KINDS
 from .losses import PRESETS
 from .options import Amp, Balance, LabelMode, Mode, Schedule

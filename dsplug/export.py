@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
 from ._checks import look_up_option
+from ._version import __version__
 from .adapters import adapter_for
 from .wrapper import DeepSupervised
 

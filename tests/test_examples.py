@@ -1,19 +1,27 @@
-"""The examples: importable, documented, and their command lines become valid `dsplug train`
-options with each dataset's recipe (nothing is trained here)."""
+"""The examples: importable, documented, their command lines become valid `dsplug train`
+options with each dataset's recipe, and each one trains end to end on tiny settings (the real
+data in ../shared/data where there is a copy, a tiny synthetic MSD task where there is not)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import os
 import shlex
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from dsplug import LossWeights
 from dsplug.cli import build_parser as dsplug_parser
 from dsplug.data import pair_files
 from tests.data.conftest import require_data
+from tests.train.conftest import write_msd
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ("brats", "cardiac", "spleen", "liver", "hippocampus", "isbi2012", "ph2")
@@ -167,3 +175,149 @@ def test_examples_do_not_leak_sys_path() -> None:
     added = [p for p in sys.path if p not in before]
     assert added in ([], [str(EXAMPLES)])
     assert sys.path.count(str(EXAMPLES)) == 1
+
+
+# --- end to end: each example trains for one epoch on tiny settings --------------------------
+
+# One epoch of a width-4, two-level U-Net; nothing but the run folder's files is written.
+TINY = [
+    *("--epochs", "1", "--min-epochs", "1", "--base-channels", "4", "--depth", "2"),
+    *("--quiet", "--no-tensorboard", "--no-plots", "--no-cache"),
+]
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Symlink the file ``src`` at ``dst`` (the real data is read, never copied)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src)
+
+
+def _splits(root: Path, train: list[str], val: str, test: str) -> Path:
+    path = root.parent / f"{root.name}_splits.json"
+    path.write_text(json.dumps({"train": train, "val": [val], "test": [test]}))
+    return path
+
+
+def _hippocampus(tmp: Path) -> tuple[Path, list[str]]:
+    """4 of the 200 real cases (2 / 1 / 1), 10 slices each, at the recipe's 48 x 64."""
+    source = require_data("Task04_Hippocampus")
+    meta = json.loads((source / "dataset.json").read_text())
+    root = tmp / "Task04_Hippocampus"
+    meta["training"] = meta["training"][:4]
+    for entry in meta["training"]:
+        for key in ("image", "label"):
+            _link(source / entry[key], root / entry[key])
+    (root / "dataset.json").write_text(json.dumps(meta))
+    ids = [Path(e["image"]).name.removesuffix(".nii.gz") for e in meta["training"]]
+    splits = _splits(root, ids[:2], ids[2], ids[3])
+    return root, ["--splits", str(splits), "--slice-range", "12", "22"]
+
+
+def _brats(tmp: Path) -> tuple[Path, list[str]]:
+    """3 of the 4 real cases (1 / 1 / 1), 4 slices each, resized to 32 x 32."""
+    source = require_data("brats2015")
+    root = tmp / "brats2015"
+    cases = sorted(p.parent for p in source.glob("*/*/OTMultiClass.nii.gz"))[:3]
+    assert len(cases) == 3, f"expected BraTS case folders under {source}"
+    for case in cases:
+        for file in case.glob("*.nii.gz"):
+            _link(file, root / case.relative_to(source) / file.name)
+    ids = [case.name for case in cases]
+    splits = _splits(root, ids[:1], ids[1], ids[2])
+    return root, ["--splits", str(splits), "--slice-range", "70", "74", "--fit", "resize",
+                  "--size", "32", "32"]  # fmt: skip
+
+
+def _isbi2012(tmp: Path) -> tuple[Path, list[str]]:
+    """The real 30-slice stack (contiguous 21 / 3 / 6), resized to 64 x 64."""
+    return require_data("isbi2012_em_membrane", "train"), ["--fit", "resize", "--size", "64", "64"]
+
+
+def _ph2(tmp: Path) -> tuple[Path, list[str]]:
+    """The real 40 cases (random 28 / 4 / 8), resized to 64 x 64 instead of 288 x 384."""
+    return require_data("PH2_subset40"), ["--size", "64", "64"]
+
+
+def _synthetic_msd(*size: str) -> Callable[[Path], tuple[Path, list[str]]]:
+    """No copy of this task in ../shared/data: a tiny MSD task (4 volumes of 20 x 24 x 6)."""
+
+    def build(tmp: Path) -> tuple[Path, list[str]]:
+        root = write_msd(tmp / "Task99_Tiny")
+        return root, ["--splits", str(root / "splits.json"), *(("--size", *size) if size else ())]
+
+    return build
+
+
+# name -> (its data and the options that keep it tiny, marks).
+E2E: dict[str, tuple[Callable[[Path], tuple[Path, list[str]]], tuple]] = {
+    "hippocampus": (_hippocampus, (pytest.mark.data,)),
+    "brats": (_brats, (pytest.mark.data, pytest.mark.slow)),
+    "isbi2012": (_isbi2012, (pytest.mark.data,)),
+    "ph2": (_ph2, (pytest.mark.data, pytest.mark.slow)),
+    "cardiac": (_synthetic_msd(), ()),
+    "spleen": (_synthetic_msd("32", "32"), ()),
+    "liver": (_synthetic_msd("32", "32"), ()),
+}
+assert sorted(E2E) == sorted(NAMES)
+
+
+def _check_run(module: ModuleType, argv: list[str]) -> None:
+    """The run folder holds a finished run made with what the command line asked for (the
+    example's recipe, as `test_typical_command_line_gives_the_recipe` checks, plus the
+    pass-through options)."""
+    ns = to_train_args(module, argv)
+    run = Path(ns.out)
+    files = ["best.pt", "last.pt", "log.csv", "summary.json", "config.json", "test_cases.csv"]
+    if ns.splits is None:  # the run wrote the split it made
+        files.append("splits.json")
+    for file in files:
+        assert (run / file).is_file(), f"no {file} in {sorted(os.listdir(run))}"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["mode"] == ns.mode and summary["efficiency"]["epochs_run"] == 1
+    for split in ("best_val", "test"):
+        assert all(math.isfinite(v) for v in summary[split].values()), summary[split]
+        assert 0.0 <= summary[split]["dice"] <= 1.0
+    config = json.loads((run / "config.json").read_text())
+    train_config = config["train_config"]
+    assert (train_config["batch_size"], train_config["max_epochs"]) == (ns.batch_size, 1)
+    assert config["model_config"]["base_channels"] == ns.base_channels == 4
+    expected = LossWeights.preset(module.EXAMPLE.weights).to_dict()
+    assert ns.weights == module.EXAMPLE.weights
+    assert config["wrapper_config"]["weights"] == expected
+    train = config["data_config"]["train"]
+    assert (train["kind"], Path(train["root"])) == (ns.kind, Path(ns.data))
+    prep = train["preprocessing"]
+    assert prep["drop_empty"] == ns.drop_empty
+    assert prep["fit"] == (ns.fit or "pad")
+    assert prep["slice_range"] == ns.slice_range
+    if ns.size is not None:
+        assert prep["size"] == ns.size
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=marks) for n, (_, marks) in E2E.items()])
+def test_example_trains_end_to_end(name: str, tmp_path: Path, capsys) -> None:
+    module = load_example(name)
+    data, extra = E2E[name][0](tmp_path / "data")
+    run = tmp_path / "run"
+    argv = ["--data", str(data), "--out", str(run), *TINY, *extra]
+    assert module.main(argv) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.startswith("dsplug train ") and f"run folder: {run}" in out
+    _check_run(module, argv)
+
+
+@pytest.mark.slow
+def test_example_script_runs_as_a_program(tmp_path: Path) -> None:
+    """``python examples/cardiac.py ...``: the script itself, in a fresh interpreter."""
+    data = write_msd(tmp_path / "Task99_Tiny")
+    run = tmp_path / "run"
+    argv = ["--data", str(data), "--out", str(run), "--splits", str(data / "splits.json"), *TINY]
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "cardiac.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    _check_run(load_example("cardiac"), argv)

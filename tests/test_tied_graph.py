@@ -20,7 +20,13 @@ from torch.overrides import TorchFunctionMode
 from dsplug._checks import ShapeError
 from dsplug.tied import _graph_steps
 from dsplug.tied.gain import transpose_gain
-from dsplug.tied.graph import GraphTiedDecoder, GraphTransposeError, PlanError
+from dsplug.tied.graph import (
+    GraphTiedDecoder,
+    GraphTransposeError,
+    PlanError,
+    clear_trace_cache,
+    trace_cache_info,
+)
 
 smp_encoders = pytest.importorskip("segmentation_models_pytorch.encoders")
 
@@ -603,7 +609,18 @@ def test_an_op_without_a_rule_is_named_with_the_encoder():
         GraphTiedDecoder(CumsumEncoder(), torch.randn(1, 1, 16, 16))
 
 
-def test_a_trace_that_cannot_be_symbolic_falls_back_and_refuses_other_sizes(monkeypatch):
+@pytest.fixture
+def fresh_trace_cache():
+    """An empty trace cache, emptied again afterwards (a test that changes how encoders are
+    traced must neither reuse an earlier trace nor leave its own for later tests)."""
+    clear_trace_cache()
+    yield
+    clear_trace_cache()
+
+
+def test_a_trace_that_cannot_be_symbolic_falls_back_and_refuses_other_sizes(
+    monkeypatch, fresh_trace_cache
+):
     from dsplug.tied import _graph_trace
 
     export = _graph_trace._export
@@ -623,6 +640,11 @@ def test_a_trace_that_cannot_be_symbolic_falls_back_and_refuses_other_sizes(monk
     assert out.rec_image.shape == (3, 1, 16, 16)
     with pytest.raises(PlanError, match="reference size"):
         dec(torch.randn(3, 6, 8, 4), (3, 1, 32, 16))
+    with pytest.warns(UserWarning, match="only the reference spatial size"):  # a cached trace
+        again = GraphTiedDecoder(SideLevelEncoder(), torch.randn(1, 1, 16, 16))
+    assert trace_cache_info()["hits"] == 1
+    with pytest.raises(PlanError, match="reference size"):
+        again(torch.randn(3, 6, 8, 4), (3, 1, 32, 16))
 
 
 class _RecordWeights(TorchFunctionMode):

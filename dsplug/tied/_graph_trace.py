@@ -69,6 +69,7 @@ class EncoderTrace:
         dynamic: False when only a static trace succeeded (the decoder then supports the
             reference size only).
         encoder_name: the encoder's class name, for error messages.
+        fallback: the warning given when the trace could not be fully symbolic, or "".
     """
 
     graph: fx.Graph
@@ -80,6 +81,7 @@ class EncoderTrace:
     guards: list = field(default_factory=list)
     dynamic: bool = True
     encoder_name: str = ""
+    fallback: str = ""
 
 
 @contextlib.contextmanager
@@ -136,21 +138,24 @@ def trace_encoder(
             except Exception as error:  # any export failure: try a less symbolic trace
                 first_error = first_error or error
                 continue
+            fallback = ""
             if limit:
-                warnings.warn(
+                fallback = (
                     f"Encoder {name} could not be traced with symbolic sizes "
                     f"({type(first_error).__name__}: {str(first_error)[:300]}); the tied "
-                    f"decoder supports {limit}.",
-                    stacklevel=3,
+                    f"decoder supports {limit}."
                 )
-            return _from_program(program, name, dynamic=bool(dims))
+                warnings.warn(fallback, stacklevel=5)
+            return _from_program(program, name, dynamic=bool(dims), fallback=fallback)
     raise TypeError(
         f"GraphTiedDecoder could not trace encoder {name} with torch.export at input shape "
         f"{tuple(x.shape)}: {type(first_error).__name__}: {first_error}"
     ) from first_error
 
 
-def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> EncoderTrace:
+def _from_program(
+    program: ExportedProgram, name: str, dynamic: bool, fallback: str = ""
+) -> EncoderTrace:
     signature = program.graph_signature
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     sources: dict[str, TensorSource] = {}
@@ -188,6 +193,7 @@ def _from_program(program: ExportedProgram, name: str, dynamic: bool) -> Encoder
         guards=guards,
         dynamic=dynamic,
         encoder_name=name,
+        fallback=fallback,
     )
 
 

@@ -6,6 +6,9 @@ encoder's own weight tensors. :class:`GraphTiedDecoder` builds that decoder for 
 
 1. The encoder is traced once with ``torch.export`` at a reference input size, with symbolic
    batch and spatial sizes (a static trace is the fallback; it then serves that size only).
+   Steps 1 to 3 depend only on the encoder's structure: their result (a blueprint, holding none
+   of the encoder's tensors) is cached per structural signature, so that wrapping a second
+   model with the same encoder skips them (:func:`trace_cache_info`).
 2. The ATen graph is walked backwards from the bottleneck and transposed node by node:
 
    - conv -> conv_transpose with the *same* weight tensor (same stride, padding, dilation,
@@ -44,10 +47,10 @@ encoder's own weight tensors. :class:`GraphTiedDecoder` builds that decoder for 
    - anything else raises :class:`GraphTransposeError` naming the op, its module and the
      encoder.
 3. Sizes that depend on the input (output paddings, upsampling sizes, reshape targets, split
-   sizes) are sympy expressions of the input sizes; they are compiled once into a plain Python
-   function and evaluated (and cached) per input shape. The forward is a loop of plain tensor
-   operations: no FX or export at forward time, and it runs under
-   ``torch.compile(fullgraph=True)``.
+   sizes) are sympy expressions of the input sizes; they are lowered once into plain Python
+   integer instructions (no generated source) and evaluated (and cached) per input shape.
+   The forward is a loop of plain tensor operations: no FX or export at forward time, and it
+   runs under ``torch.compile(fullgraph=True)``.
 
 Tied means tied: the decoder reads the encoder's weight tensors at every forward (the same
 ``Parameter`` objects; they are not registered in the decoder, whose ``state_dict`` holds only
@@ -57,24 +60,31 @@ instead owns clones of those weights and a :class:`VariationalBottleneck`.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Callable, Sequence
 
-import sympy
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 from .._checks import ShapeError
 from . import _graph_steps as S
-from ._graph_build import GraphTransposeError, Program, Transposer
+from ._graph_blueprint import Blueprint, build_blueprint
+from ._graph_build import GraphTransposeError
+from ._graph_cache import BlueprintCache, signature
 from ._graph_pickle import dump_program, load_program
-from ._graph_plan import CompiledPlan, PlanError, ShapePlan
-from ._graph_trace import EncoderTrace, trace_encoder
-from ._torch_private import is_assert_scalar
+from ._graph_plan import PlanError
 from .base import ReconstructionOutput
 from .variational import VariationalBottleneck
 
-__all__ = ["GraphTiedDecoder", "GraphTransposeError", "PlanError"]
+__all__ = [
+    "GraphTiedDecoder",
+    "GraphTransposeError",
+    "PlanError",
+    "clear_trace_cache",
+    "trace_cache_info",
+]
 
 _CONV_1X1 = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -98,6 +108,9 @@ class GraphTiedDecoder(nn.Module):
         variational: the VAE baseline: the same structure, but the decoder owns clones of the
             encoder's weights (registered parameters) and a :class:`VariationalBottleneck` on
             its input; the output's ``kl`` is set.
+        cache: reuse the trace of an encoder with the same structure (see
+            :func:`trace_cache_info`); False traces this encoder afresh (for an encoder or
+            ``encode`` whose graph depends on state the structural signature does not see).
 
     Raises:
         TypeError: ``encoder`` is not a module, or it cannot be traced.
@@ -122,40 +135,25 @@ class GraphTiedDecoder(nn.Module):
         encode: Callable[[nn.Module, torch.Tensor], list[torch.Tensor]] | None = None,
         mask_classes: int | None = None,
         variational: bool = False,
+        cache: bool = True,
     ) -> None:
         super().__init__()
         _check_args(encoder, example_input, mask_classes, variational)
-        name = type(encoder).__name__
-        trace = trace_encoder(encoder, example_input, encode)
-        in_shape = trace.input_node.meta["val"].shape
-        planner = ShapePlan(in_shape, trace.range_constraints, name)
-        _add_trace_checks(trace, planner)
-        levels = _levels(trace, name)
-        program = Transposer(trace, planner).build(levels[-1], levels)
-        level_shapes = [planner.add_shape(n.meta["val"].shape) for n in levels]
-        plan = planner.compile()
-
+        bp = _blueprint(encoder, example_input, encode, cache)
         self.spatial_dims = example_input.ndim - 2
         self.in_channels = int(example_input.shape[1])
-        self.encoder_name = name
+        self.encoder_name = bp.encoder_name
         self.variational = variational
-        self._plan = plan
+        self._plan = bp.plan
         self._plans: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self._steps = program.steps
-        self._program_slots = program.n_slots
-        self._bottleneck_slot = program.bottleneck_slot
-        self._input_slot = program.input_slot
-        self._level_slots = program.level_slots
-        self._level_shapes = level_shapes
-        channels = [int(n.meta["val"].shape[1]) for n in levels]
-        reductions = _reductions(plan, level_shapes, example_input, name)
-        if len(set(reductions)) != len(reductions):
-            raise ValueError(
-                f"Encoder {name} has several computed levels at one reduction: {reductions}; "
-                "GraphTiedDecoder keys its levels by reduction and needs them distinct."
-            )
-        self._reductions = reductions
-        self._channels = channels
+        self._steps = bp.steps
+        self._program_slots = bp.n_slots
+        self._bottleneck_slot = bp.bottleneck_slot
+        self._input_slot = bp.input_slot
+        self._level_slots = list(bp.level_slots)
+        self._level_shapes = list(bp.level_shapes)
+        self._reductions = list(bp.reductions)
+        self._channels = list(bp.channels)
 
         param = next(iter(encoder.parameters()), None)
         device = example_input.device
@@ -163,24 +161,25 @@ class GraphTiedDecoder(nn.Module):
         self.biases = nn.ParameterDict(
             {
                 k: nn.Parameter(torch.zeros(c, device=device, dtype=dtype))
-                for k, c in program.biases.items()
+                for k, c in bp.biases.items()
             }
         )
-        self.norms = nn.ModuleDict(program.norms).to(device=device, dtype=dtype)
-        self._const_specs = program.consts
-        self._sources, self._weight_keys, own = self._bind_constants(encoder, trace, program)
+        norms = {k: copy.deepcopy(m) for k, m in bp.norms.items()}
+        self.norms = nn.ModuleDict(norms).to(device=device, dtype=dtype)
+        self._const_specs = bp.consts
+        self._sources, self._weight_keys, own = self._bind_constants(encoder, bp)
         self.weights = nn.ParameterDict(own) if variational else None
         self.bottleneck_vae = None
         if variational:
-            vae = VariationalBottleneck(channels[-1], self.spatial_dims)
+            vae = VariationalBottleneck(self._channels[-1], self.spatial_dims)
             self.bottleneck_vae = vae.to(device=device, dtype=dtype)
         self.mask_head = None
         if mask_classes is not None:
-            head = _CONV_1X1[self.spatial_dims](channels[0], mask_classes, kernel_size=1)
+            head = _CONV_1X1[self.spatial_dims](self._channels[0], mask_classes, kernel_size=1)
             self.mask_head = head.to(device=device, dtype=dtype)
 
     def _bind_constants(
-        self, encoder: nn.Module, trace: EncoderTrace, program: Program
+        self, encoder: nn.Module, bp: Blueprint
     ) -> tuple[list, list, dict[str, nn.Parameter]]:
         """Where each constant is read at forward time: (module, attribute) of the encoder for
         parameters and buffers (not registered here), a non-persistent buffer for lifted
@@ -188,7 +187,7 @@ class GraphTiedDecoder(nn.Module):
         sources: list[tuple[nn.Module, str] | None] = []
         keys: list[str | None] = []
         own: dict[str, nn.Parameter] = {}
-        for i, spec in enumerate(program.consts):
+        for i, spec in enumerate(bp.consts):
             source, key = None, None
             if spec.kind in ("parameter", "buffer"):
                 module_path, _, attr = spec.source.path.rpartition(".")
@@ -197,8 +196,7 @@ class GraphTiedDecoder(nn.Module):
                     key = _key(spec.source.path, own)
                     own[key] = nn.Parameter(getattr(*source).detach().clone())
             elif spec.kind == "constant":
-                value = trace.constants[spec.source.path].detach().clone()
-                self.register_buffer(f"const_{i}", value, persistent=False)
+                self.register_buffer(f"const_{i}", bp.constants[i].clone(), persistent=False)
             sources.append(source)
             keys.append(key)
         return sources, keys, own
@@ -326,6 +324,46 @@ class GraphTiedDecoder(nn.Module):
         return ReconstructionOutput(levels=levels, rec_image=rec_image, rec_mask=rec_mask, kl=kl)
 
 
+# --- the trace cache ---------------------------------------------------------------------------
+_CACHE = BlueprintCache(maxsize=8)
+
+
+def trace_cache_info() -> dict[str, int]:
+    """The trace cache's hits, misses, size and maxsize.
+
+    Tracing and transposing an encoder takes seconds; a decoder for an encoder with the same
+    structure (module classes and hyper-parameters, parameter and buffer names, shapes, dtypes;
+    the same reference input shape and ``encode``) reuses the result, bound to its own
+    encoder's tensors. The cache keeps the 8 most recently used encoder structures and never
+    holds an encoder's tensors.
+    """
+    return _CACHE.info()
+
+
+def clear_trace_cache() -> None:
+    """Forget every cached trace (and reset the counts of :func:`trace_cache_info`)."""
+    _CACHE.clear()
+
+
+def _blueprint(
+    encoder: nn.Module,
+    example_input: torch.Tensor,
+    encode: Callable[[nn.Module, torch.Tensor], list[torch.Tensor]] | None,
+    cache: bool,
+) -> Blueprint:
+    """The cached blueprint of an encoder of the same structure, or a new one (then cached)."""
+    key = signature(encoder, example_input, encode) if cache else None
+    bp = _CACHE.get(key) if key is not None else None
+    if bp is not None:
+        if bp.fallback:  # the trace's warning, as on a fresh trace
+            warnings.warn(bp.fallback, stacklevel=3)
+        return bp
+    bp = build_blueprint(encoder, example_input, encode)
+    if key is not None:
+        _CACHE.put(key, bp)
+    return bp
+
+
 # --- construction helpers ----------------------------------------------------------------------
 def _check_args(
     encoder: object, example_input: object, mask_classes: object, variational: object
@@ -347,89 +385,6 @@ def _check_args(
         raise ValueError(f"mask_classes must be None or a positive int, got {mask_classes!r}.")
     if not isinstance(variational, bool):
         raise TypeError(f"variational must be a bool, got {type(variational).__name__}.")
-
-
-def _add_trace_checks(trace: EncoderTrace, planner: ShapePlan) -> None:
-    """The trace's size assumptions (its guards) and runtime asserts become conditions on every
-    new input size: a size the trace does not describe is refused, never served with a stale
-    plan. Only "this size is not 1" assumptions are waived (see :func:`_not_one`)."""
-    for guard in trace.guards:
-        if not _not_one(guard):
-            planner.add_check(guard, "an assumption of the trace at the reference size")
-    for node in trace.graph.nodes:
-        if is_assert_scalar(node):
-            cond = node.args[0]
-            value = cond.meta.get("val") if isinstance(cond, fx.Node) else cond
-            if value is not None:
-                planner.add_check(value, str(node.args[1]) if len(node.args) > 1 else "")
-
-
-def _not_one(guard: sympy.Basic) -> bool:
-    """``Ne(e, 1)``, ``e > 1``, ``e >= 2``: a size traced as "not 1".
-
-    Export records these for broadcasting and stride decisions that a 1-pixel level leaves
-    unchanged in encoders (the size formulas stay valid), so a level that becomes 1 pixel wide
-    at a new input size is served rather than refused. Should an encoder really change its
-    graph at size 1 (e.g. a bare ``squeeze()``), its bottleneck shape changes and
-    :meth:`GraphTiedDecoder.forward` raises a ShapeError.
-    """
-    if isinstance(guard, sympy.Ne):
-        return sympy.Integer(1) in (guard.lhs, guard.rhs)
-    if isinstance(guard, sympy.StrictGreaterThan | sympy.StrictLessThan):
-        small = guard.rhs if isinstance(guard, sympy.StrictGreaterThan) else guard.lhs
-        return small == 1
-    if isinstance(guard, sympy.GreaterThan | sympy.LessThan):
-        small = guard.rhs if isinstance(guard, sympy.GreaterThan) else guard.lhs
-        return small == 2
-    return False
-
-
-def _levels(trace: EncoderTrace, name: str) -> list[fx.Node]:
-    """The computed level features: not the input passed through, not 0-channel tensors."""
-    levels = []
-    for i, node in enumerate(trace.outputs):
-        if node is None or not isinstance(node.meta.get("val"), torch.Tensor):
-            raise ValueError(
-                f"Encoder {name}: output {i} of encode() is not a tensor; expected a list of "
-                "level features."
-            )
-        if node is trace.input_node:
-            continue
-        shape = node.meta["val"].shape
-        if len(shape) < 3:
-            raise ValueError(
-                f"Encoder {name}: output {i} has shape {tuple(shape)}; expected (B, C, *spatial)."
-            )
-        if isinstance(shape[1], int) and shape[1] == 0:
-            continue
-        levels.append(node)
-    if not levels:
-        raise ValueError(f"Encoder {name}: encode() returned no computed feature.")
-    return levels
-
-
-def _reductions(
-    plan: CompiledPlan, level_shapes: list[tuple[int, ...]], example: torch.Tensor, name: str
-) -> list[int]:
-    """Each level's stride: input size / level size at a large input (exact asymptotically),
-    or at the reference size for a static trace."""
-    ref = tuple(int(s) for s in example.shape)
-    try:
-        big = (2, ref[1], *(s * 1024 for s in ref[2:]))
-        values = plan.evaluate(big)
-    except PlanError:
-        big, values = (2, *ref[1:]), plan.evaluate((2, *ref[1:]))
-    out = []
-    for shape_at in level_shapes:
-        sizes = [values[i] for i in shape_at[2:]]
-        strides = [round(b / s) if s else 0 for b, s in zip(big[2:], sizes)]
-        if any(s < 1 for s in strides):
-            raise ValueError(
-                f"Encoder {name}: a level has spatial sizes {sizes} for input {big[2:]}; "
-                "cannot derive its reduction."
-            )
-        out.append(max(strides))
-    return out
 
 
 def _key(path: str, table: dict) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from .._version import __version__
 from .checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,

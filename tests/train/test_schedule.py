@@ -1,4 +1,4 @@
-"""The paper's learning-rate schedule and the early-stopping rule of SPEC §7."""
+"""The paper's learning-rate schedule (§4.3) and its early-stopping rule."""
 
 from __future__ import annotations
 

@@ -1,0 +1,86 @@
+"""Rules for ops that change the spatial size: pooling -> nearest upsampling, resizing -> area
+resizing back, reductions (mean/sum/amax) -> broadcast back over the reduced dims.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import fx
+
+from . import _graph_ops as O
+from . import _graph_steps as S
+from ._rules import Rule, rule_table
+
+if TYPE_CHECKING:
+    from ._graph_build import Transposer
+
+__all__ = ["RULES", "pool", "reduction", "resize"]
+
+
+def pool(t: Transposer, node: fx.Node, name: str) -> None:
+    """Pooling -> nearest upsampling to the input's size."""
+    x = node.args[0]
+    dims = int(name[name.index("pool") + 4]) if "pool" in name else 2
+    shape = O.val(x).shape
+    t.add(
+        S.ResizeT(
+            t.out_slot(node),
+            node.name,
+            dst=t.need(node, x, "input"),
+            mode="nearest",
+            dims=dims,
+            size_at=t.plan.add_shape(shape[-dims:]),
+        )
+    )
+
+
+def resize(t: Transposer, node: fx.Node, name: str) -> None:
+    """Resizing -> area resizing back to the input's size."""
+    x = node.args[0]
+    digits = [c for c in name if c.isdigit()]
+    dims = int(digits[-1]) if digits else 2
+    shape = O.val(x).shape
+    t.add(
+        S.ResizeT(
+            t.out_slot(node),
+            node.name,
+            dst=t.need(node, x, "input"),
+            mode="area",
+            dims=dims,
+            size_at=t.plan.add_shape(shape[-dims:]),
+        )
+    )
+
+
+def reduction(t: Transposer, node: fx.Node, name: str) -> None:
+    """mean/sum/amax/... over dims -> broadcast back over them."""
+    a = O.bind(node)
+    x = a["self"]
+    if O.is_tensor_node(a.get("other")):  # max/min of two tensors: elementwise, not a pool
+        raise t.error(node, "an elementwise maximum/minimum of two tensors")
+    ndim = len(O.val(x).shape)
+    dims = a.get("dim")
+    if dims is None or dims == []:
+        dims = ()
+    elif isinstance(dims, int):
+        dims = (dims,)
+    dims = tuple(sorted(int(d) % ndim for d in dims))
+    keepdim = bool(a.get("keepdim", False))
+    t.add(
+        S.UnreduceT(
+            t.out_slot(node),
+            node.name,
+            dst=t.need(node, x, "input"),
+            dims=dims,
+            keepdim=keepdim,
+            shape_at=t.shape_at(x),
+        )
+    )
+
+
+RULES: dict[str, Rule] = rule_table(
+    (O.POOLS, pool),
+    (O.RESIZES, resize),
+    (O.REDUCTIONS, reduction),
+)

@@ -382,6 +382,8 @@ def test_bad_inputs_raise_clear_errors():
         GraphTiedDecoder(case.encoder, torch.randn(3, 64, 64))
     with pytest.raises(ValueError, match="mask_classes"):
         GraphTiedDecoder(case.encoder, torch.randn(1, 3, 64, 64), mask_classes=0)
+    with pytest.raises(TypeError, match="cache must be a bool"):
+        GraphTiedDecoder(case.encoder, torch.randn(1, 3, 64, 64), cache="yes")
 
 
 # --- transposition rules against independent oracles -----------------------------------------

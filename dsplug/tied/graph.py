@@ -138,7 +138,7 @@ class GraphTiedDecoder(nn.Module):
         cache: bool = True,
     ) -> None:
         super().__init__()
-        _check_args(encoder, example_input, mask_classes, variational)
+        _check_args(encoder, example_input, mask_classes, variational, cache)
         bp = _blueprint(encoder, example_input, encode, cache)
         self.spatial_dims = example_input.ndim - 2
         self.in_channels = int(example_input.shape[1])
@@ -366,7 +366,11 @@ def _blueprint(
 
 # --- construction helpers ----------------------------------------------------------------------
 def _check_args(
-    encoder: object, example_input: object, mask_classes: object, variational: object
+    encoder: object,
+    example_input: object,
+    mask_classes: object,
+    variational: object,
+    cache: object,
 ) -> None:
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder must be an nn.Module, got {type(encoder).__name__}.")
@@ -383,8 +387,9 @@ def _check_args(
         isinstance(mask_classes, bool) or not isinstance(mask_classes, int) or mask_classes < 1
     ):
         raise ValueError(f"mask_classes must be None or a positive int, got {mask_classes!r}.")
-    if not isinstance(variational, bool):
-        raise TypeError(f"variational must be a bool, got {type(variational).__name__}.")
+    for flag, value in (("variational", variational), ("cache", cache)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be a bool, got {type(value).__name__}.")
 
 
 def _key(path: str, table: dict) -> str:

@@ -214,7 +214,12 @@ def test_tied_decoder_reads_the_encoders_weights(case):
     net = case.build()
     ds = DeepSupervised(net, "seg", label_mode=case.label_mode)
     view = ds._adapter.encoder()
+    tied = ds.reconstruction.tied_parameters()
+    assert tied, "no tied weight"
+    for path, weight in tied.items():
+        assert weight is view.get_parameter(path), path  # the model's very tensor, not a copy
     model_params = {id(p) for p in net.parameters()}
+    assert {id(w) for w in tied.values()} <= model_params
     assert not model_params & {id(p) for p in ds.reconstruction.parameters()}, (
         "the tied decoder registers (or copies) a weight of the model"
     )
@@ -281,11 +286,9 @@ def test_one_dimensional_basic_unet_is_refused():
 
 
 def _refusal(net, mode):
-    try:
+    with pytest.raises(UnsupportedModelError) as err:
         DeepSupervised(net, mode)
-    except UnsupportedModelError as err:
-        return str(err)
-    raise AssertionError(f"{type(net).__name__} with mode={mode!r} was not refused")
+    return str(err.value)
 
 
 def test_without_monai_the_module_imports_and_registers_nothing(monkeypatch):

@@ -86,6 +86,12 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out[which] = {
             k: round(statistics.median(r[which][k] for r in runs), 3) for k in (*PHASES, "total")
         }
+    # The figure: construction (wrap) plus the first training forward ``ds(x, y)``.
+    wrap_forward = {
+        which: statistics.median(r[which]["wrap"] + r[which]["forward"] for r in runs)
+        for which in ("first", "second")
+    }
+    out["ratio_wrap_forward"] = round(wrap_forward["first"] / wrap_forward["second"], 1)
     out["ratio_total"] = round(out["first"]["total"] / out["second"]["total"], 2)
     out["ratio_wrap"] = round(out["first"]["wrap"] / out["second"]["wrap"], 1)
     out["cache_hits_in_second_wrap"] = [r["cache"]["hits"] for r in runs]

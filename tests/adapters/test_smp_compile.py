@@ -4,23 +4,28 @@ import pytest
 import torch
 
 from dsplug import DeepSupervised
+from tests.adapters.test_smp import ARCHS, SLOW_COMBOS, TINY_ENCODERS, _combo_id
 
 smp = pytest.importorskip("segmentation_models_pytorch")
 
-# Every architecture and every encoder of the test matrix (tests/adapters/test_smp.py) at least
-# once: residual CNNs, MBConv blocks with squeeze-excitation and drop-connect, a mix transformer
-# (attention, drop path), a timm ConvNeXt (layer norms, permutes) and a plain VGG. The full
-# 31-combination cross product costs about 15 minutes of compilation on 2 cores.
+# Every architecture and every tiny encoder of the test matrix (tests/adapters/test_smp.py) at
+# least once; then two real-size encoders (slow): smp's ResNet, and the Mix Transformer, whose
+# attention and drop path no tiny encoder has. Compiling the other real-size encoders of the
+# matrix (EfficientNet, VGG) adds minutes on 2 cores and no code path the tiny ones miss.
 COMPILE_COMBOS = [
-    ("Unet", "resnet34"),
-    ("UnetPlusPlus", "resnet34"),
-    ("Unet", "tu-convnext_atto"),
-    ("UnetPlusPlus", "efficientnet-b0"),
-    ("MAnet", "mit_b0"),
-    ("Linknet", "timm-efficientnet-b0"),
-    ("FPN", "tu-resnet18"),
-    ("UnetPlusPlus", "vgg11_bn"),
+    *(
+        pytest.param(a, e, id=_combo_id(a, e))
+        for a, e in [
+            ("Unet", TINY_ENCODERS[0]),
+            ("UnetPlusPlus", TINY_ENCODERS[1]),
+            ("MAnet", TINY_ENCODERS[2]),
+            ("Linknet", TINY_ENCODERS[1]),
+            ("FPN", TINY_ENCODERS[0]),
+        ]
+    ),
+    *(c for c in SLOW_COMBOS if c.values in (("Unet", "resnet34"), ("MAnet", "mit_b0"))),
 ]
+assert len(COMPILE_COMBOS) == 7
 
 
 def _build(arch, encoder):
@@ -37,9 +42,7 @@ def _batch():
 
 @pytest.mark.compile
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("arch", "encoder"), COMPILE_COMBOS, ids=[f"{a}-{e}" for a, e in COMPILE_COMBOS]
-)
+@pytest.mark.parametrize(("arch", "encoder"), COMPILE_COMBOS)
 def test_hyb_training_forward_compiles_fullgraph(arch, encoder):
     ds = DeepSupervised(_build(arch, encoder), "hyb", label_mode="multiclass").train()
     x, y = _batch()
@@ -51,6 +54,7 @@ def test_hyb_training_forward_compiles_fullgraph(arch, encoder):
         torch.manual_seed(1)  # drop-connect and drop path draw the same masks in both runs
         return fn(x, y)
 
+    torch._dynamo.reset()  # each case compiles `loss_of` anew: no recompile limit across cases
     compiled = torch.compile(loss_of, fullgraph=True, backend="eager")
     seeded(loss_of)  # the loss balance measures its scales in eager steps: take the first eagerly
     torch.testing.assert_close(seeded(compiled), seeded(loss_of), rtol=1e-4, atol=1e-4)
@@ -66,7 +70,7 @@ def test_hyb_training_step_compiles_with_inductor():
     to 4% of the gradient's norm), so gradients are compared by relative norm, not elementwise.
     """
     ds, reference = (  # the same seeded build twice: equal weights, separate gradients
-        DeepSupervised(_build("Unet", "resnet18"), "hyb", label_mode="multiclass").train()
+        DeepSupervised(_build("Unet", TINY_ENCODERS[0]), "hyb", label_mode="multiclass").train()
         for _ in range(2)
     )
     x, y = _batch()
@@ -74,6 +78,7 @@ def test_hyb_training_step_compiles_with_inductor():
     def loss_of(model, x, y):
         return model.loss(model(x, y), y).total
 
+    torch._dynamo.reset()
     compiled = torch.compile(loss_of, fullgraph=True)
     for model in (ds, reference):  # the loss balance measures its scales in eager steps
         loss_of(model, x, y)
@@ -82,17 +87,24 @@ def test_hyb_training_step_compiles_with_inductor():
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
     loss.backward()
     expected.backward()
+    checked = 0
     for (name, p), q in zip(ds.named_parameters(), reference.parameters()):
         assert (p.grad is None) == (q.grad is None), name
-        if q.grad is not None:
-            error = (p.grad - q.grad).norm() / q.grad.norm()
-            assert error < 0.1, f"{name}: gradient differs from eager by {error:.1%} of its norm"
+        if q.grad is None:
+            continue
+        if q.grad.norm() == 0:  # timm zero-initialises the last norm of each residual block
+            assert p.grad.abs().max() < 1e-6, f"{name}: a gradient where eager has none"
+            continue
+        checked += 1
+        error = (p.grad - q.grad).norm() / q.grad.norm()
+        assert error < 0.1, f"{name}: gradient differs from eager by {error:.1%} of its norm"
+    assert checked > len(list(reference.parameters())) / 2
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("arch", ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_stripped_model_exports(arch):
-    model = _build(arch, "resnet18")
+    model = _build(arch, TINY_ENCODERS[0])
     bare = DeepSupervised(model, "hyb", label_mode="multiclass").strip().eval()
     x, _ = _batch()
     exported = torch.export.export(bare, (x,))

@@ -18,39 +18,30 @@ if TYPE_CHECKING:
 __all__ = ["RULES", "pool", "reduction", "resize"]
 
 
-def pool(t: Transposer, node: fx.Node, name: str) -> None:
-    """Pooling -> nearest upsampling to the input's size."""
+def _resize_back(t: Transposer, node: fx.Node, mode: str, dims: int) -> None:
+    """A resize of the node's output back to its input's last ``dims`` sizes."""
     x = node.args[0]
-    dims = int(name[name.index("pool") + 4]) if "pool" in name else 2
-    shape = O.val(x).shape
     t.add(
         S.ResizeT(
             t.out_slot(node),
             node.name,
             dst=t.need(node, x, "input"),
-            mode="nearest",
+            mode=mode,
             dims=dims,
-            size_at=t.plan.add_shape(shape[-dims:]),
+            size_at=t.plan.add_shape(O.val(x).shape[-dims:]),
         )
     )
+
+
+def pool(t: Transposer, node: fx.Node, name: str) -> None:
+    """Pooling -> nearest upsampling to the input's size."""
+    _resize_back(t, node, "nearest", int(name[name.index("pool") + 4]) if "pool" in name else 2)
 
 
 def resize(t: Transposer, node: fx.Node, name: str) -> None:
     """Resizing -> area resizing back to the input's size."""
-    x = node.args[0]
     digits = [c for c in name if c.isdigit()]
-    dims = int(digits[-1]) if digits else 2
-    shape = O.val(x).shape
-    t.add(
-        S.ResizeT(
-            t.out_slot(node),
-            node.name,
-            dst=t.need(node, x, "input"),
-            mode="area",
-            dims=dims,
-            size_at=t.plan.add_shape(shape[-dims:]),
-        )
-    )
+    _resize_back(t, node, "area", int(digits[-1]) if digits else 2)
 
 
 def reduction(t: Transposer, node: fx.Node, name: str) -> None:

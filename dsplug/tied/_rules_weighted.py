@@ -90,28 +90,17 @@ def linear(t: Transposer, node: fx.Node, name: str) -> None:
 def matmul(t: Transposer, node: fx.Node, name: str) -> None:
     """A matmul with a constant -> with its transpose; with a gate operand -> attention."""
     a, b = node.args[0], node.args[1]
-    src = t.out_slot(node)
-    xa, xb = t.xdep.get(a, False), t.xdep.get(b, False)
-    if xa and not xb:
+    xa, xb = bool(t.xdep.get(a, False)), bool(t.xdep.get(b, False))
+    if xa != xb:  # one image-dependent operand, one constant
+        x, const = (a, b) if xa else (b, a)
         t.add(
             S.MatmulConstT(
-                src,
+                t.out_slot(node),
                 node.name,
-                dst=t.slot(a),
-                const=t.weight(b),
-                const_on_right=True,
-                reduce_at=_batch_reduce(t, a, node),
-            )
-        )
-    elif xb and not xa:
-        t.add(
-            S.MatmulConstT(
-                src,
-                node.name,
-                dst=t.slot(b),
-                const=t.weight(a),
-                const_on_right=False,
-                reduce_at=_batch_reduce(t, b, node),
+                dst=t.slot(x),
+                const=t.weight(const),
+                const_on_right=xa,
+                reduce_at=_batch_reduce(t, x, node),
             )
         )
     elif t.gate_like(a):  # attention: softmax(QK^T) @ V -> V gets the tokens mapped

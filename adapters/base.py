@@ -12,6 +12,8 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import nn
 
+from dsplug.options import Mode
+
 __all__ = [
     "ALL_MODES",
     "DecoderStage",
@@ -22,7 +24,7 @@ __all__ = [
     "registered_families",
 ]
 
-ALL_MODES = frozenset({"none", "deep", "auto", "seg", "rec", "hyb", "up", "down", "vae"})
+ALL_MODES: frozenset[str] = frozenset(Mode)
 
 
 @dataclass(frozen=True)

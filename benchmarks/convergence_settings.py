@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from dsplug.options import Mode
+
 __all__ = [
     "DATASETS",
     "EVAL_BATCH",
@@ -47,8 +49,8 @@ class Variant:
 
 VARIANTS: dict[str, Variant] = {
     v.name: v
-    for v in (
-        *(Variant(m, m) for m in ("none", "deep", "auto", "seg", "rec", "hyb", "up", "down")),
+    for v in (  # every strategy of the paper's tables, then the paper-literal sums
+        *(Variant(m.value, m.value) for m in Mode if m is not Mode.VAE),
         Variant("hyb-paper", "hyb", balance="paper"),
         Variant("hyb-paper-brats", "hyb", weights="brats", balance="paper"),
     )

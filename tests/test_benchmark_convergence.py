@@ -25,6 +25,7 @@ from benchmarks.convergence_settings import (
 )
 from benchmarks.convergence_stats import analyse
 from dsplug.metrics import METRIC_NAMES
+from dsplug.options import Mode
 from tests.data.conftest import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def test_settings_validation() -> None:
 
 
 def test_presets_cover_the_issue() -> None:
-    modes = {"none", "deep", "auto", "seg", "rec", "hyb", "up", "down"}
+    modes = set(Mode) - {Mode.VAE}
     assert modes <= set(FULL.variants) and len(FULL.seeds) >= 3
     hyb = [VARIANTS[v] for v in FULL.variants if VARIANTS[v].mode == "hyb"]
     assert {v.balance for v in hyb} == {"auto", "paper"}  # the default beside the paper's sum

@@ -35,10 +35,21 @@ __all__ = [
 CHECKPOINT_FORMAT = "dsplug-checkpoint"
 CHECKPOINT_VERSION = 1
 _REQUIRED_KEYS = ("format", "version", "epoch", "model_config", "model_state")
-_OTHER_CHECKPOINT = (
-    "Use another checkpoint of the run (e.g. best.pt); training continues from any checkpoint "
-    "with `dsplug train ... --resume-from RUN/best.pt`."
-)
+
+
+def _other_checkpoint(path: Path) -> str:
+    """What to use instead of a damaged checkpoint (never the damaged file itself)."""
+    run = path.parent
+    if path.name == "best.pt":
+        return (
+            f"Use another checkpoint of the run (e.g. {run / 'last.pt'}); a run with an intact "
+            f"last.pt continues with `dsplug train ... --out {run} --resume`."
+        )
+    other = run / "best.pt"
+    return (
+        f"Use another checkpoint of the run (e.g. {other}); training continues from it in a "
+        f"new folder with `dsplug train ... --resume-from {other} --out NEW_FOLDER`."
+    )
 
 
 class CheckpointError(ValueError):
@@ -85,12 +96,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is truncated or corrupted: it is not a complete "
-            f"torch.save archive ({exc}). {_OTHER_CHECKPOINT}"
+            f"torch.save archive ({exc}). {_other_checkpoint(path)}"
         ) from exc
     if bad_entry is not None:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is corrupted: entry {bad_entry!r} fails its CRC check. "
-            f"{_OTHER_CHECKPOINT}"
+            f"{_other_checkpoint(path)}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -103,7 +114,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, KeyError, ValueError) as exc:
         raise CheckpointError(
             f"Checkpoint {str(path)!r} is corrupted and cannot be read ({type(exc).__name__}: "
-            f"{exc})."
+            f"{exc}). {_other_checkpoint(path)}"
         ) from exc
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(

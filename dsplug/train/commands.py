@@ -23,6 +23,7 @@ from .compare import compare_runs
 from .config import TrainConfig
 from .distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from .evaluation import evaluate_loader, overlay_samples
+from .lock import RunLock, RunLockedError
 from .loop import NonFiniteLossError, TrainingInterrupted
 from .models import SMP_ARCHS, build_model, check_encoder
 from .plots import plot_overlays
@@ -51,7 +52,7 @@ __all__ = [
 OWN_NET_DEFAULTS: dict[str, Any] = {"base_channels": 64, "depth": 5, "norm": "batch"}
 DEFAULT_ENCODER = "resnet34"
 #: Failures while running whose message says it all (printed without the exception's name).
-EXPECTED_FAILURES: tuple[type[Exception], ...] = (NonFiniteLossError, OSError)
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (NonFiniteLossError, OSError, RunLockedError)
 #: What a training run writes into its folder (``--overwrite`` deletes exactly these).
 RUN_FILES = (
     "last.pt",
@@ -273,10 +274,11 @@ def _datasets(
 
 
 def _holds_run(folder: Path) -> list[str]:
-    """The names in ``folder`` that make it a run (anything but what a start writes first)."""
+    """The files of a run in ``folder`` (those a start writes first, or user files, are not)."""
     if not folder.is_dir():
         return []
-    return sorted(p.name for p in folder.iterdir() if p.name not in _STARTUP_FILES)
+    run = set(RUN_FILES) - _STARTUP_FILES
+    return sorted(p.name for p in folder.iterdir() if p.name in run)
 
 
 def _new_folder(mode: str) -> Path:
@@ -303,30 +305,47 @@ def _clear_run(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _run_folder(args: argparse.Namespace) -> Path:
-    """The run folder of ``dsplug train``; refuses to overwrite a run unless told to.
+def _out_path(args: argparse.Namespace) -> Path:
+    """Where ``dsplug train`` runs (a new default folder is created now); nothing is changed.
 
     Raises:
-        ValueError: ``--out`` holds a run (without ``--resume`` / ``--resume-from`` /
-            ``--overwrite``), is a file, or ``--resume`` comes without ``--out``.
+        ValueError: ``--out`` is a file, ``--resume`` comes without ``--out``, or
+            ``--resume-from`` would continue a checkpoint inside its own run folder.
     """
     if args.out is None:
         if args.resume:
             raise ValueError(
                 "--resume continues the run in --out: give --out RUN_FOLDER (or --resume-from "
-                "RUN/last.pt)."
+                "CKPT --out NEW_FOLDER to fork a run)."
             )
-        if args.resume_from:
-            return Path(args.resume_from).parent
-        return _new_folder(args.mode)
-    out = Path(args.out)
+        out = Path(args.resume_from).parent if args.resume_from else _new_folder(args.mode)
+    else:
+        out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a folder.")
+    if args.resume_from:
+        source = Path(args.resume_from)
+        if source.resolve().parent == out.resolve() and source.name != "last.pt":
+            raise ValueError(
+                f"--resume-from {source} continues in its own run folder {out}, which would "
+                "discard the later epochs (last.pt, log rows); fork it into another folder "
+                f"with --out NEW_FOLDER, or continue the run itself with --out {out} --resume."
+            )
+    return out
+
+
+def _run_folder(args: argparse.Namespace, out: Path) -> Path:
+    """Check (and with ``--overwrite`` clear) the run folder; called while holding its lock.
+
+    Raises:
+        ValueError: ``out`` holds a run and neither ``--resume``, ``--resume-from`` nor
+            ``--overwrite`` is given.
+    """
     if args.resume:
         return out
-    held = _holds_run(out)
     if args.resume_from and Path(args.resume_from).resolve().parent == out.resolve():
-        return out  # continuing within the checkpoint's own run
+        return out  # RUN/last.pt into RUN: the run itself continues
+    held = _holds_run(out)
     if held and not args.overwrite:
         shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
         raise ValueError(
@@ -409,18 +428,30 @@ def _print_start(
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``dsplug train``: build data, model and wrapper; fit; print the summary."""
+    """``dsplug train``: build data, model and wrapper; fit; print the summary.
+
+    The run folder is locked (:class:`~dsplug.train.lock.RunLock`) by the main process from
+    before it is checked until the run ends: a second ``train`` on it is refused.
+    """
     check_applicable(args)
     settings = model_settings(args)
     info = setup_distributed(args.device)
+    lock: RunLock | None = None
     try:
         created = args.out is None or not Path(args.out).exists()
-        out = _run_folder(args) if info.is_main else None
+        out = None
+        if info.is_main:
+            out = _out_path(args)
+            lock = RunLock(out, shlex.join(["dsplug", *(getattr(args, "argv", None) or ["train"])]))
+            lock.acquire()
+            _run_folder(args, out)
         out = Path(all_gather_objects(out, info)[0])  # rank 0 chose it
         args.run_folder = str(out)
         try:
             summary = _train(args, settings, info, out)
         except BaseException:
+            if lock is not None:
+                lock.release()
             if info.is_main and created and out.is_dir() and not _holds_run(out):
                 shutil.rmtree(out)  # a start that failed leaves no folder behind
             raise
@@ -428,6 +459,8 @@ def train_command(args: argparse.Namespace) -> int:
             _print_summary(summary, out)
         barrier(info)  # every rank done with its collectives before the group is destroyed
     finally:
+        if lock is not None:
+            lock.release()
         teardown()
     return 0
 

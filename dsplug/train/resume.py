@@ -159,6 +159,37 @@ def check_resumable(
         )
 
 
+def _last_as_best(
+    ckpt: Mapping[str, Any],
+    now: Mapping[str, Any],
+    path: Path,
+    best_path: Path,
+    exc: CheckpointError,
+) -> tuple[EarlyStopping, dict[str, dict[str, float]]]:
+    """A lost ``best.pt``: the resumed epoch counts as the best so far (warned once).
+
+    Early stopping then counts from that epoch, and the best epoch's per-case validation
+    metrics are unknown until a later epoch improves.
+    """
+    epoch = int(ckpt["epoch"])
+    score = next(
+        (row.get("val_avg_m") for row in ckpt["history"] if int(row["epoch"]) == epoch), None
+    )
+    reason = " ".join(str(exc).split())
+    warnings.warn(
+        f"{best_path} cannot serve as the best epoch ({reason}); its weights are lost, so "
+        f"{path.name} (epoch {epoch}) counts as the best so far and training continues from it.",
+        stacklevel=4,
+    )
+    stopper = EarlyStopping(
+        now["max_epochs"],
+        now["min_epochs"],
+        epoch,
+        float(score) if score is not None else -float("inf"),
+    )
+    return stopper, {}
+
+
 def resume_run(
     path: Path,
     ds: torch.nn.Module,
@@ -180,8 +211,9 @@ def resume_run(
         out: the run folder that continues.
 
     Raises:
-        CheckpointError: a checkpoint is missing or damaged, or ``best.pt`` does not hold the
-            best epoch ``path`` names.
+        CheckpointError: the checkpoint at ``path`` is missing or damaged. A missing or
+            damaged ``best.pt`` (or one of another epoch) is not an error: ``path`` then counts
+            as the best epoch so far, with a warning.
         ValueError: the run's settings differ from the checkpoint's.
     """
     ckpt = load_checkpoint(path)
@@ -197,21 +229,29 @@ def resume_run(
         now["max_epochs"], now["min_epochs"], stored.best_epoch, stored.best_score
     )
     best_state = None
+    best_val_cases = dict(ckpt["best_val_cases"])
     if stopper.best_epoch == ckpt["epoch"]:
         best_state = ckpt["wrapper_state"]
         if info.is_main:  # heal a best.pt the crash may have left behind
             save_checkpoint(ckpt, out / "best.pt")
     elif stopper.best_epoch > 0:
         best_path = path.parent / "best.pt"  # the best epoch of the run resumed from
-        best = load_checkpoint(best_path)
-        if best["epoch"] != stopper.best_epoch:
-            raise CheckpointError(
-                f"{str(best_path)!r} holds epoch {best['epoch']}, but {str(path)!r} says "
-                f"the best epoch is {stopper.best_epoch}; the run folder was modified."
-            )
-        best_state = best["wrapper_state"]
-        if info.is_main and best_path.resolve() != (out / "best.pt").resolve():
-            save_checkpoint(best, out / "best.pt")  # a new folder gets the best too
+        try:
+            best = load_checkpoint(best_path)
+            if best["epoch"] != stopper.best_epoch:
+                raise CheckpointError(
+                    f"{str(best_path)!r} holds epoch {best['epoch']}, not the best epoch "
+                    f"{stopper.best_epoch} that {str(path)!r} names"
+                )
+        except CheckpointError as exc:
+            stopper, best_val_cases = _last_as_best(ckpt, now, path, best_path, exc)
+            best_state = ckpt["wrapper_state"]
+            if info.is_main:
+                save_checkpoint(ckpt, out / "best.pt")
+        else:
+            best_state = best["wrapper_state"]
+            if info.is_main and best_path.resolve() != (out / "best.pt").resolve():
+                save_checkpoint(best, out / "best.pt")  # a new folder gets the best too
     rng = ckpt["rng"]
     restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0])
     return Resumed(
@@ -219,6 +259,6 @@ def resume_run(
         stopper=stopper,
         history=list(ckpt["history"]),
         global_step=int(ckpt["global_step"]),
-        best_val_cases=dict(ckpt["best_val_cases"]),
+        best_val_cases=best_val_cases,
         best_state=best_state,
     )

@@ -84,9 +84,12 @@ def test_resume_from_best_pt_continues_from_that_epoch(tmp_path: Path, capsys) -
     assert last["epoch"] == 3
     assert last["history"][: best["epoch"]] == best["history"]
     assert "resuming in" in capsys.readouterr().out
-    # without --out: the checkpoint's own folder
-    assert main([*TRAIN, *epochs, "--resume-from", str(first / "best.pt")]) == 0
-    assert load_checkpoint(first / "last.pt")["epoch"] == 3
+    # without --out: the checkpoint's own folder, whose later epochs it would discard
+    before = (first / "last.pt").read_bytes()
+    assert main([*TRAIN, *epochs, "--resume-from", str(first / "best.pt")]) == 2
+    line = _err_line(capsys)
+    assert "its own run folder" in line and "--out NEW_FOLDER" in line
+    assert (first / "last.pt").read_bytes() == before
 
 
 def test_ctrl_c_keeps_last_pt_and_prints_the_command_to_continue(tmp_path: Path, capsys) -> None:

@@ -109,6 +109,11 @@ class UpdateWatch:
         self._last: tuple[int, list[int]] | None = None
         self.warned = False
 
+    def reset(self) -> None:
+        """Forget the last observation (steps that train none of the wrapper's parameters by
+        design, such as a schedule factor of 0, are not evidence)."""
+        self._last = None
+
     def observe(
         self, model_params: Iterable[torch.Tensor], own: list[tuple[str, torch.Tensor]]
     ) -> None:

@@ -120,7 +120,10 @@ class DeepSupervisedModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         epochs = self.trainer.max_epochs
-        self.ds.set_progress(self.current_epoch / epochs if epochs and epochs > 0 else 0.0)
+        if epochs is not None and 0 <= self.current_epoch < epochs:
+            self.ds.set_epoch(self.current_epoch, epochs)  # the Trainer's convention
+        else:
+            self.ds.set_progress(0.0)  # no epoch budget (max_epochs=-1): the schedule waits
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train").total

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -15,9 +16,9 @@ from ._checks import ShapeError, UpdateWatch, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
 from .hooks import FeatureHooks
 from .labels import check_label_mode, check_target, mask_as_input
-from .losses import LOSSES, LossBreakdown, LossWeights
+from .losses import LOSSES, LossBreakdown, LossWeights, epoch_progress
 from .modes import ModeSpec, mode_spec
-from .options import LabelMode, Mode
+from .options import Balance, LabelMode, Mode
 from .output import DSOutput
 from .tied.base import ReconstructionOutput
 
@@ -84,6 +85,11 @@ class DeepSupervised(nn.Module):
     ) -> None:
         super().__init__()
         spec = mode_spec(mode)
+        if isinstance(model, DeepSupervised):
+            raise TypeError(
+                f"The model is already wrapped (DeepSupervised, mode={model.mode.value!r}): wrap "
+                "the bare model (ds.model), or change the strategy of the wrapper you have."
+            )
         adapter = adapter_for(model)
         adapter.check_supported(spec.name)
         if label_mode is None:
@@ -101,8 +107,9 @@ class DeepSupervised(nn.Module):
             seg_loss=seg_loss,
             ignore_index=ignore_index,
         )
-        # balance="auto" measures each auxiliary gradient on the model's own encoder
-        self.criterion.attach(adapter.encoder().parameters())
+        # balance="auto" measures each auxiliary gradient on the model's own encoder, read
+        # afresh at each measurement (freeze / unfreeze / load_state_dict(assign=True))
+        self.criterion.attach(self._shared_parameters)
         check_label_mode(self.criterion.label_mode, adapter.classes, type(model).__name__)
         self.stages = adapter.decoder_stages() if spec.features else []
         self.reductions = [s.reduction for s in self.stages]
@@ -139,17 +146,28 @@ class DeepSupervised(nn.Module):
             mask_classes=adapter.classes if spec.reconstruct_mask else None,
             variational=spec.reconstruction == "vae",
         )
+        paper = self.criterion.balance == Balance.PAPER
+        # the tied decoders' `unit_gain` (transpose_gain) is a departure: the paper's literal
+        # form transposes plainly
+        self.reconstruction.unit_gain = not paper
         if spec.aligns_features:
             # y_k and r_k(G) come from different decoders: their channels need not mean the same
-            # thing even where the counts match, so every compared level has a learned 1x1 map.
+            # thing even where the counts match, so by default every compared level has a
+            # learned 1x1 map; the paper's literal form maps only where the counts differ.
             targets = self.reconstruction.level_channels
             conv = nn.Conv2d if adapter.spatial_dims == 2 else nn.Conv3d
             for stage in self.stages:
                 target_channels = targets.get(stage.reduction, 0)
-                if target_channels:
+                if target_channels and not (paper and target_channels == stage.channels):
                     self.align[str(stage.reduction)] = conv(
                         stage.channels, target_channels, kernel_size=1
                     )
+
+    def _shared_parameters(self) -> list[nn.Parameter]:
+        """The trainable weights that L_image and the auxiliary terms share: the encoder's,
+        or the whole model's when the encoder is frozen (``freeze_encoder()``)."""
+        shared = [p for p in self._adapter.encoder().parameters() if p.requires_grad]
+        return shared or [p for p in self.model.parameters() if p.requires_grad]
 
     def _match_model_placement(self, *modules: nn.Module | None) -> None:
         """Put modules built here on the model's device and floating dtype (the tied decoders
@@ -201,6 +219,12 @@ class DeepSupervised(nn.Module):
     def set_progress(self, progress: float) -> None:
         """Advance the deep-supervision schedule: 0 at the start of training, 1 at the end."""
         self.criterion.set_progress(progress)
+
+    def set_epoch(self, epoch: int, epochs: int) -> None:
+        """Advance the schedule to 0-based ``epoch`` of ``epochs`` (progress 0 in the first
+        epoch, 1 in the last: :func:`dsplug.losses.epoch_progress`), as the Trainer and the
+        Lightning module do; call it at the start of each epoch of your own loop."""
+        self.criterion.set_progress(epoch_progress(epoch, epochs))
 
     def set_weights(self, weights: str | Mapping[str, object] | LossWeights) -> None:
         """Change the loss weights (a preset name, a mapping or a LossWeights), e.g. between
@@ -266,6 +290,9 @@ class DeepSupervised(nn.Module):
             return
         if torch.compiler.is_compiling():
             return
+        if not self.criterion.auxiliary_active:
+            watch.reset()  # no auxiliary branch runs: the wrapper's parameters rest
+            return
         own = [
             (n, p)
             for n, p in self.named_parameters()
@@ -309,6 +336,19 @@ class DeepSupervised(nn.Module):
                 f"(B, {a.in_channels}, {', '.join('S' * a.spatial_dims)}).",
                 tuple(x.shape),
                 f"(B, {a.in_channels}, *spatial[{a.spatial_dims}])",
+            )
+        if x.shape[0] == 0:
+            raise ValueError(
+                f"Image batch has shape {tuple(x.shape)}: an empty batch (B = 0) has no loss; "
+                "skip it before calling ds(x, y)."
+            )
+        weight = next((p for p in self.model.parameters() if p.is_floating_point()), None)
+        mismatch = weight is not None and x.is_floating_point() and x.dtype != weight.dtype
+        if mismatch and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"Image batch is {x.dtype} but the model's weights are {weight.dtype}: "
+                f"convert the batch (x.to({weight.dtype})) or the model, or train under "
+                "torch.autocast."
             )
         check_divisible(tuple(x.shape[2:]), a.divisor, "image batch")
         # Value checks read the data (a device sync, a graph break): eager mode only.
@@ -361,8 +401,19 @@ class DeepSupervised(nn.Module):
     ) -> ReconstructionOutput:
         return self.reconstruction(bottleneck, tuple(x.shape), image=image, mask=mask)
 
+    def _anchored(self, logits: torch.Tensor) -> torch.Tensor:
+        """Under DDP, ``logits`` plus 0 x every parameter of the wrapper's own: DDP expects a
+        gradient for each parameter it holds, also on steps that skip the auxiliary branches."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return logits
+        own = [p.sum() for n, p in self.named_parameters() if not n.startswith("model.")]
+        return logits + 0 * torch.stack(own).sum() if own else logits
+
     def _supervised_forward(self, x: torch.Tensor, y: torch.Tensor) -> DSOutput:
         spec, a = self.spec, self._adapter
+        if not self.criterion.auxiliary_active:
+            # the schedule's factor is 0: L_image alone, at the cost of mode `none`
+            return DSOutput(logits=self._anchored(self.model(x)), image=x, features={})
         logits, features = self._tapped(x)
         out = DSOutput(logits=logits, image=x, features=features)
         if spec.heads is not None:

@@ -33,7 +33,7 @@ optimizer = torch.optim.AdamW(ds.parameters(), lr=1e-3)  # ds.parameters(), not 
 epochs = 2
 for epoch in range(epochs):
     ds.train()
-    ds.set_progress(epoch / epochs)  # the deep-supervision schedule
+    ds.set_epoch(epoch, epochs)  # the deep-supervision schedule (1 -> 0 by the last epoch)
     for x, y in loader:
         optimizer.zero_grad()
         loss = ds.loss(ds(x, y), y)  # ds(x, y): every branch; ds(x): the bare model

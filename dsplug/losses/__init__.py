@@ -13,7 +13,7 @@ from .modes import (
     UpLoss,
     VAELoss,
 )
-from .schedule import schedule_factor
+from .schedule import epoch_progress, schedule_factor
 from .terms import bce_dice, cross_entropy, feature_mse, soft_dice
 from .weights import PRESETS, LossWeights
 
@@ -35,6 +35,7 @@ __all__ = [
     "VAELoss",
     "bce_dice",
     "cross_entropy",
+    "epoch_progress",
     "feature_mse",
     "schedule_factor",
     "soft_dice",

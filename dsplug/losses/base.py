@@ -13,8 +13,9 @@ Two recipes, chosen by ``balance``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -25,7 +26,14 @@ from ..options import Balance, LabelMode, PseudoLabels, Schedule, choose
 from ..output import DSOutput
 from .balance import GradientBalance
 from .schedule import schedule_factor
-from .terms import bce_dice, cross_entropy, feature_mse, intensity_bce, relative_mse
+from .terms import (
+    bce_dice,
+    cross_entropy,
+    feature_mse,
+    has_signal,
+    intensity_bce,
+    relative_mse,
+)
 from .weights import LossWeights
 
 __all__ = [
@@ -80,6 +88,18 @@ class _Context:
     confident: bool
     seg_loss: SegLossFn | None
     user_target: torch.Tensor  # the target as the user passed it (for seg_loss)
+    # (B,) 1.0 for the images whose target has a counted foreground pixel: the G pass of an
+    # empty mask is a constant image (a degenerate input: per-image norms divide by their eps),
+    # so the terms read from it count only these images (by default; not in the paper's form)
+    informative: torch.Tensor
+
+    @property
+    def g_valid(self) -> torch.Tensor | None:
+        """The pixels that count in a term read from the G pass."""
+        if self.paper:
+            return self.valid
+        shape = (-1,) + (1,) * (self.out.logits.dim() - 1)
+        return _and(self.valid, self.informative.view(shape))
 
 
 TermFn = Callable[[_Context], torch.Tensor]
@@ -134,17 +154,21 @@ def _and(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
     return a if b is None else a * b
 
 
-def seg_loss_vs_target(c: _Context, logits: torch.Tensor) -> torch.Tensor:
-    """A segmentation output against the true target G: the user's ``seg_loss`` or L_BD."""
+def seg_loss_vs_target(c: _Context, logits: torch.Tensor, from_g: bool = False) -> torch.Tensor:
+    """A segmentation output against the true target G: the user's ``seg_loss`` or L_BD.
+    ``from_g``: ``logits`` come from the G pass (only informative images count; with the
+    user's loss, which cannot leave images out, the term is 0 when no image is informative)."""
     if c.seg_loss is not None:
-        return c.seg_loss(logits, c.user_target)
-    return bce_dice(logits, c.target, c.multiclass, c.valid)
+        value = c.seg_loss(logits, c.user_target)
+        return value * c.informative.amax() if from_g and not c.paper else value
+    return bce_dice(logits, c.target, c.multiclass, c.g_valid if from_g else c.valid)
 
 
 def seg_loss_vs_teacher(c: _Context, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default)."""
+    """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default); the
+    teachers are read from the G pass."""
     target, sure = pseudo_label(teacher, c.label_mode, c.confident)
-    return bce_dice(logits, target, c.multiclass, _and(c.valid, sure))
+    return bce_dice(logits, target, c.multiclass, _and(c.g_valid, sure))
 
 
 def _levels(
@@ -153,17 +177,25 @@ def _levels(
     level_weights: tuple[float, ...],
     all_levels: list[int],
     paper: bool,
+    images: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Paper: Σ_k w_k MSE(student_k, target_k) (eq. 5). Default: the w-weighted mean over the
-    levels that have a target of the error relative to the target's magnitude, each level once."""
-    total = students[all_levels[0]].new_zeros(())
-    weight_sum = 0.0
+    levels that have a target of the error relative to the target's magnitude, each level once;
+    a level whose target is zero across the batch (the G pass of all-empty masks at
+    initialisation) is left out, and with no level left the term is 0 and sends no gradient."""
+    total = students[all_levels[0]].new_zeros((), dtype=torch.float32)
+    weight_sum = total.new_zeros(())
     for w, level in zip(level_weights, all_levels):
         if level in targets and level in students and w != 0:
-            error = feature_mse if paper else relative_mse
-            total = total + w * error(students[level], targets[level].detach())
-            weight_sum += w
-    return total if paper or weight_sum == 0 else total / weight_sum
+            target = targets[level].detach()
+            if paper:
+                total = total + w * feature_mse(students[level], target)
+            else:
+                total = total + w * relative_mse(students[level], target, images)
+                weight_sum = weight_sum + w * has_signal(target, images).float()
+    if paper:
+        return total
+    return total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
 
 
 # --- term functions ---------------------------------------------------------------------------
@@ -174,7 +206,7 @@ def image_term(c: _Context) -> torch.Tensor:
 
 def mask_term(c: _Context) -> torch.Tensor:
     """L_mask = L_BD(y^g, G) (eq. 2)."""
-    return seg_loss_vs_target(c, _need(c.out.mask_logits, "mask_logits", "deep"))
+    return seg_loss_vs_target(c, _need(c.out.mask_logits, "mask_logits", "deep"), from_g=True)
 
 
 def seg_term(c: _Context) -> torch.Tensor:
@@ -192,7 +224,7 @@ def deep_term(c: _Context) -> torch.Tensor:
     targets = _need(c.out.mask_features, "mask_features", "deep")
     levels = sorted(c.out.features)
     weights = c.weights.level_weights("omega", len(levels))
-    return _levels(c.out.features, targets, weights, levels, c.paper)
+    return _levels(c.out.features, targets, weights, levels, c.paper, c.informative)
 
 
 def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
@@ -201,7 +233,7 @@ def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
     levels = sorted(c.out.features)
     students = {**c.out.features, **(c.out.aligned_features or {})}
     weights = c.weights.level_weights(weight_field, len(levels))
-    return _levels(students, targets, weights, levels, c.paper)
+    return _levels(students, targets, weights, levels, c.paper, c.informative)
 
 
 def deep_ae_term(c: _Context) -> torch.Tensor:
@@ -213,8 +245,8 @@ def rem_term(c: _Context) -> torch.Tensor:
     """L_rem = L_B(rec_mask(G), G) (eq. 8)."""
     rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
     if c.seg_loss is not None:
-        return c.seg_loss(rec_mask, c.user_target)
-    return cross_entropy(rec_mask, c.target, c.multiclass, c.valid)
+        return seg_loss_vs_target(c, rec_mask, from_g=True)
+    return cross_entropy(rec_mask, c.target, c.multiclass, c.g_valid)
 
 
 def rei_term(c: _Context) -> torch.Tensor:
@@ -277,7 +309,10 @@ class DeepSupervisionLoss(nn.Module):
         self.schedule = choose(
             schedule or (Schedule.CONSTANT if paper else Schedule.COSINE), Schedule, "schedule"
         )
-        self.factor = schedule_factor(self.schedule, 0.0)
+        # the progress is a buffer (saved with the model) mirrored by a float (read per step
+        # with no device sync, and a constant for torch.compile)
+        self.register_buffer("progress", torch.zeros(()))
+        self._progress = 0.0
         self.pseudo_labels = choose(
             pseudo_labels or (PseudoLabels.SOFT if paper else PseudoLabels.CONFIDENT),
             PseudoLabels,
@@ -318,14 +353,36 @@ class DeepSupervisionLoss(nn.Module):
                 )
         self.weights = new
 
-    def attach(self, params: object) -> None:
-        """The shared weights the auxiliary gradients are balanced on (the wrapper's encoder)."""
+    def attach(self, shared: Callable[[], list[nn.Parameter]] | Iterable[nn.Parameter]) -> None:
+        """The shared weights the auxiliary gradients are balanced on: a function returning
+        them at each measurement (the wrapper's: its encoder's trainable parameters), or a
+        fixed collection."""
         if self.balancer is not None:
-            self.balancer.attach(params)
+            self.balancer.attach(shared)
 
     def set_progress(self, progress: float) -> None:
-        """Advance the deep-supervision schedule (0 at the start of training, 1 at the end)."""
-        self.factor = schedule_factor(self.schedule, progress)
+        """Advance the deep-supervision schedule (0 at the start of training, 1 at the end);
+        saved with the loss's state (a buffer). See :func:`~dsplug.losses.epoch_progress`."""
+        schedule_factor(self.schedule, progress)  # checks the range
+        self._progress = float(progress)
+        self.progress.fill_(self._progress)
+
+    @property
+    def factor(self) -> float:
+        """The schedule's factor on every auxiliary term at the current progress."""
+        return schedule_factor(self.schedule, self._progress)
+
+    @property
+    def auxiliary_active(self) -> bool:
+        """False when the schedule's factor is 0: the auxiliary terms (and the branches that
+        feed them) are not computed at all, so a step costs what mode ``none`` costs."""
+        return self.factor > 0 or not any(t.scheduled for t in self.terms)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        # checkpoints written before the progress was a buffer: start of the schedule
+        state_dict.setdefault(prefix + "progress", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self._progress = float(self.progress)
 
     def used_fields(self) -> set[str]:
         """The LossWeights fields this mode reads."""
@@ -364,27 +421,60 @@ class DeepSupervisionLoss(nn.Module):
             confident=self.pseudo_labels == "confident",
             seg_loss=self.seg_loss,
             user_target=y,
+            informative=_informative_images(target, valid, self.label_mode == "multiclass"),
         )
 
     def forward(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
-        """The loss of ``out`` against the target ``y`` (see ``dsplug.labels``)."""
+        """The loss of ``out`` against the target ``y`` (see ``dsplug.labels``).
+
+        When the schedule's factor is 0 only L_image is computed (the other terms read 0).
+        """
+        if y.shape[0] == 0 or out.logits.shape[0] == 0:
+            raise ValueError(
+                f"An empty batch has no loss: got images of shape {tuple(out.logits.shape)} and "
+                f"targets of shape {tuple(y.shape)}; skip batches with B = 0."
+            )
         c = self._context(out, y)
-        raw = {term.name: term.compute(c) for term in self.terms}
+        factor = self.factor
         aux = [t for t in self.terms if t.scheduled]
+        active = self.terms if factor > 0 else tuple(t for t in self.terms if not t.scheduled)
+        raw = {term.name: term.compute(c) for term in active}
         scales: Mapping[str, torch.Tensor | float] = {}
-        if self.balancer is not None:
-            self.balancer.update(raw[self.terms[0].name], {t.name: raw[t.name] for t in aux})
+        if self.balancer is not None and factor > 0:
+            self.balancer.update(
+                raw[self.terms[0].name],
+                {t.name: raw[t.name] for t in aux},
+                informative=partial(_has_foreground, c),
+            )
             scales = self.balancer.scales()
         share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
         total = out.logits.new_zeros((), dtype=torch.float32)
         parts: dict[str, torch.Tensor] = {}
         for term in self.terms:
+            if term.name not in raw:
+                raw[term.name] = parts[term.name] = total.new_zeros(())
+                continue
             weight = float(getattr(self.weights, term.weight))
             if term.scheduled:
-                weight *= self.factor * share
+                weight *= factor * share
             part = weight * scales.get(term.name, 1.0) * raw[term.name]
             parts[term.name] = part.detach()
             total = total + part
         return LossBreakdown(
             total=total, tensors=parts, raw_tensors={k: v.detach() for k, v in raw.items()}
         )
+
+
+def _informative_images(
+    target: torch.Tensor, valid: torch.Tensor | None, multiclass: bool
+) -> torch.Tensor:
+    """(B,) 1.0 where an image's target has a counted foreground pixel (no device sync)."""
+    foreground = (target > 0).unsqueeze(1) if multiclass else (target > 0.5)
+    if valid is not None:
+        foreground = foreground & (valid > 0)
+    return foreground.flatten(1).any(dim=1).float()
+
+
+def _has_foreground(c: _Context) -> bool:
+    """Whether any image of the batch is informative (one device sync)."""
+    return bool(c.informative.any())

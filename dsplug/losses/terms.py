@@ -17,6 +17,7 @@ __all__ = [
     "bce_dice",
     "cross_entropy",
     "feature_mse",
+    "has_signal",
     "intensity_bce",
     "relative_mse",
     "soft_dice",
@@ -114,13 +115,43 @@ def feature_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(prediction, target)
 
 
-def relative_mse(prediction: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per image, MSE over the target's mean square (detached), then the batch mean: 1 for a
-    zero prediction at any scale."""
+def relative_mse(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    images: torch.Tensor | None = None,
+    floor: float = 0.1,
+    eps: float = 1e-12,
+) -> torch.Tensor:
+    """Eq. 5's MSE relative to the target's magnitude: per image, the MSE over the target's mean
+    square (detached), then the mean over the batch's counted ``images`` ((B,) 0/1 weights;
+    all by default); 1 for a zero prediction at any scale.
+
+    The scale of an image is floored at ``floor`` x the batch's mean square, so a near-empty
+    target among others cannot blow the term up. A target that is zero across the counted
+    images has no scale to be relative to: the term is then 0 and sends no gradient (see
+    :func:`has_signal`), as an unsure teacher does.
+    """
     _check_same(prediction, target, "feature MSE")
     dims = tuple(range(1, target.dim()))
     error = F.mse_loss(prediction, target, reduction="none").mean(dims)  # keeps no extra copy
-    return (error / (target.detach().pow(2).mean(dims) + eps)).mean()
+    power = target.detach().pow(2).mean(dims)
+    weight = torch.ones_like(power) if images is None else images.to(power.dtype)
+    count = weight.sum().clamp_min(1.0)
+    batch = (weight * power).sum() / count
+    scale = torch.maximum(power, floor * batch)
+    scale = torch.where(batch > eps, scale, torch.ones_like(scale))  # all zero: no division
+    relative = torch.where(batch > eps, error / scale, torch.zeros_like(error))
+    return (weight * relative).sum() / count
+
+
+def has_signal(
+    target: torch.Tensor, images: torch.Tensor | None = None, eps: float = 1e-12
+) -> torch.Tensor:
+    """1.0 where a feature target carries anything to be relative to (a 0-dim tensor, no device
+    sync): its mean square over the counted ``images`` is above ``eps``."""
+    power = target.detach().pow(2).flatten(1).mean(1)
+    weight = torch.ones_like(power) if images is None else images.to(power.dtype)
+    return ((weight * power).sum() / weight.sum().clamp_min(1.0) > eps).to(power.dtype)
 
 
 def intensity_bce(logits: torch.Tensor, image: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -154,7 +154,10 @@ class ConvT(Step):
 
     def gain(self, st: RunState) -> float:
         """Unit scale at any width (``transpose_gain``), applied to the output: the op still
-        reads the encoder's very tensor and no extra copy of the input is kept."""
+        reads the encoder's very tensor and no extra copy of the input is kept. 1 when the
+        decoder's ``unit_gain`` is off (the paper's literal transposes)."""
+        if not getattr(st.owner, "unit_gain", True):
+            return 1.0
         w = st.consts[self.weight]
         return transpose_gain(w, self.groups, transposed=self.forward_transposed)
 
@@ -192,7 +195,7 @@ class LinearT(Step):
 
     def run(self, st: RunState) -> None:
         w = st.consts[self.weight]
-        gain = transpose_gain(w)  # on the output, as ConvT
+        gain = transpose_gain(w) if getattr(st.owner, "unit_gain", True) else 1.0  # as ConvT
         _acc(
             st.env,
             self.dst,

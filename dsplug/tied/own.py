@@ -38,6 +38,7 @@ class OwnTiedDecoder(nn.Module):
         self, encoder: UNetEncoder, *, mask_classes: int | None = None, variational: bool = False
     ) -> None:
         super().__init__()
+        self.unit_gain = True  # False: the paper's plain transposes (balance="paper")
         convs = [conv for block in encoder.blocks for conv in block.convs()]
         self.spatial_dims = convs[0].weight.dim() - 2
         self.channels = list(encoder.channels)
@@ -79,7 +80,8 @@ class OwnTiedDecoder(nn.Module):
     def _transpose(self, x: torch.Tensor, index: int) -> torch.Tensor:
         conv_t = F.conv_transpose2d if self.spatial_dims == 2 else F.conv_transpose3d
         weight = self._weight(index)
-        gain = transpose_gain(weight)  # g conv_t(x, W) + b, with no extra copy of x kept
+        # g conv_t(x, W) + b, with no extra copy of x kept; g = 1 for the paper's literal form
+        gain = transpose_gain(weight) if self.unit_gain else 1.0
         x = conv_t(x, weight, self.biases[index] / gain, padding=1) * gain
         if index == 0:
             return x  # rec_image: raw

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ..losses.schedule import epoch_progress
+
 __all__ = ["EarlyStopping", "ds_progress", "paper_optimizer", "paper_scheduler"]
 
 
@@ -38,13 +40,10 @@ def paper_scheduler(
 
 
 def ds_progress(epoch: int, max_epochs: int) -> float:
-    """Training progress passed to ``DeepSupervised.set_progress`` during 1-based ``epoch``.
-
-    0 during the first epoch, 1 during epoch ``max_epochs``, linear in between.
-    """
-    if max_epochs <= 1:
-        return 0.0
-    return min(1.0, (epoch - 1) / (max_epochs - 1))
+    """Training progress passed to ``DeepSupervised.set_progress`` during 1-based ``epoch``:
+    :func:`dsplug.losses.epoch_progress` of the 0-based epoch (0 during the first epoch, 1
+    during epoch ``max_epochs``), the convention of ``ds.set_epoch`` and Lightning too."""
+    return epoch_progress(min(max(epoch, 1), max(max_epochs, 1)) - 1, max(max_epochs, 1))
 
 
 @dataclass

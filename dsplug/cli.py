@@ -9,6 +9,7 @@ stops training at a safe point and prints the command that continues it (exit st
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import warnings
@@ -89,13 +90,13 @@ def _debug_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _checkpoint_options(p: argparse.ArgumentParser, out: str) -> None:
+def _checkpoint_options(p: argparse.ArgumentParser, out: str | None, default: str) -> None:
     p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
     p.add_argument(
         "--batch-size", type=positive_int, default=16, help="slices per batch (default: 16)"
     )
     _device_options(p)
-    p.add_argument("--out", default=out, help=f"output folder (default: {out})")
+    p.add_argument("--out", default=out, help=f"output folder (default: {default})")
 
 
 def _cache_options(p: argparse.ArgumentParser) -> None:
@@ -336,10 +337,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="per-case metrics of a checkpoint on a split or a folder",
-        description="Writes cases.csv (per case), summary.json and overlays.png to --out.",
+        description="Writes cases.csv (per case), summary.json and overlays.png to --out: by "
+        "default a subfolder of the checkpoint's run folder, never the run folder itself (its "
+        "own summary.json and overlays.png stay). An existing report is replaced only with "
+        "--overwrite.",
         allow_abbrev=False,
     )
-    _checkpoint_options(p, "runs/evaluate")
+    _checkpoint_options(p, None, "RUN/evaluate-<checkpoint>-<split or folder>")
     p.add_argument(
         "--split",
         choices=("train", "val", "test"),
@@ -353,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the run)",
     )
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace a report in --out")
     _cache_options(p)
     _debug_option(p)
 
@@ -368,11 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         "without --overwrite.",
         allow_abbrev=False,
     )
-    _checkpoint_options(p, "runs/predict")
+    _checkpoint_options(p, "runs/predict", "runs/predict")
     p.add_argument(
         "inputs",
         nargs="+",
-        help="input files, one case each; a case with one file per channel as a,b,c",
+        help="input files, one case each; a case with one file per channel as a,b,c (a file "
+        "whose name holds commas is taken whole); a file that fails is named and skipped "
+        "(exit status 1 at the end)",
     )
     p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
     p.add_argument("--overwrite", action="store_true", help="replace masks that already exist")
@@ -445,7 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     p.add_argument("runs", nargs="+", help="run folders (the first is the baseline)")
-    p.add_argument("--out", default="runs/compare", help="output folder (default: runs/compare)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder, never a run folder (default: compare/ in the runs' common folder)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison")
     _debug_option(p)
     return parser
 
@@ -467,6 +479,31 @@ def _interrupted(prog: str, args: argparse.Namespace, exc: KeyboardInterrupt) ->
             f"`dsplug demo --out {args.out} --overwrite` starts it again"
         )
     return f"{prog}: interrupted"
+
+
+_DISK_HINTS = {
+    errno.ENOSPC: "free space on that disk, or write to another one",
+    errno.EROFS: "the file system is read-only; write to a writable folder",
+    errno.EACCES: "no permission; write to a folder you own",
+    errno.EPERM: "no permission; write to a folder you own",
+}
+if hasattr(errno, "EDQUOT"):
+    _DISK_HINTS[errno.EDQUOT] = "the disk quota is full; free space or write elsewhere"
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line: the original error of a DataLoader worker (not its
+    traceback), and disk errors with the path and what to do."""
+    text = str(exc)
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep its last line
+        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+        head, sep, rest = last.partition(": ")
+        if sep and " " not in head:  # "dsplug.data.errors.DataError: x.png: ..."
+            last = rest
+        text = f"in a data worker: {last}"
+    elif isinstance(exc, OSError) and exc.errno in _DISK_HINTS and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}; {_DISK_HINTS[exc.errno]}"
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -505,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             if debug:
                 raise
-            text = " ".join(str(exc).split()) or type(exc).__name__
+            text = _one_line(exc)
             usage = isinstance(exc, _USAGE_ERRORS)
             if not usage and not isinstance(exc, commands.EXPECTED_FAILURES):
                 text = f"{type(exc).__name__}: {text} (--debug shows the traceback)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,14 @@ from .label_rules import LabelRule
 from .preprocess import Augment, Preprocessing, prepare_image, prepare_mask, to_slices
 from .splits import SPLITS, natural_key
 
-__all__ = ["CaseInfo", "CaseSpec", "RawCase", "SliceDataset", "make_item"]
+__all__ = [
+    "CaseInfo",
+    "CaseSpec",
+    "RawCase",
+    "SliceDataset",
+    "fingerprint_changes",
+    "make_item",
+]
 
 Item = dict[str, Any]
 
@@ -97,6 +105,42 @@ def make_item(
         "slice": int(index),
         "size": torch.from_numpy(np.asarray(size, dtype=np.int64)),
     }
+
+
+_PRINT_BYTES = 1 << 16
+
+
+def _file_print(path: str) -> list[int]:
+    """``[size, crc32 of the first 64 KiB]`` of a file (a cheap content check)."""
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as f:
+            head = f.read(_PRINT_BYTES)
+    except OSError as exc:
+        raise DataError(path, f"cannot read ({exc.strerror or exc})") from exc
+    return [int(size), zlib.crc32(head)]
+
+
+def fingerprint_changes(root: str | Path, stored: Mapping[str, Sequence[int]]) -> list[str]:
+    """How the files under ``root`` differ from a :meth:`SliceDataset.fingerprint`.
+
+    Returns:
+        One phrase per kind of change, e.g. ``"2 of 6 files are missing (labelsTr/a.nii.gz,
+        ...)"``; empty when every file is as recorded.
+    """
+    missing, other = [], []
+    for name, recorded in stored.items():
+        path = Path(name) if os.path.isabs(name) else Path(root) / name
+        if not path.is_file():
+            missing.append(name)
+        elif _file_print(str(path)) != list(recorded):
+            other.append(name)
+    changes = []
+    for what, names in (("are missing", missing), ("have other contents", other)):
+        if names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            changes.append(f"{len(names)} of {len(stored)} files {what} ({shown})")
+    return changes
 
 
 def _threads() -> int:
@@ -308,7 +352,8 @@ class SliceDataset(Dataset):
                 raise DataError(
                     self._all_specs[case].label,
                     f"slices of size {(h, w)} exceed the dataset's size {tuple(size)}; choose a "
-                    "larger Preprocessing.size (a multiple of the network's stride)",
+                    "larger size, a multiple of the network's stride (--size H W on the "
+                    "command line, Preprocessing(size=...) in Python)",
                 )
             volumetric = len(meta["shape"]) == 3
             for s, fg in enumerate(meta["foreground"]):
@@ -433,10 +478,18 @@ class SliceDataset(Dataset):
         return out
 
     def config(self) -> dict[str, Any]:
-        """Plain types (JSON) that rebuild this dataset (see ``dataset_from_config``)."""
+        """Plain types (JSON) that rebuild this dataset (see ``dataset_from_config``).
+
+        A relative ``root`` is made absolute (a checkpoint is read from other folders), and
+        ``fingerprint`` records what was read (:meth:`fingerprint`).
+        """
+        layout = self._layout_config()
+        if "root" in layout and not os.path.isabs(layout["root"]):
+            layout["root"] = os.path.abspath(layout["root"])
         return {
             "kind": self.kind,
-            **self._layout_config(),
+            **layout,
+            "fingerprint": self.fingerprint(),
             "labels": self.labels.config(),
             "preprocessing": self.preprocessing.config(),
             "augment": self.augment.config() if self.augment is not None else None,
@@ -444,6 +497,21 @@ class SliceDataset(Dataset):
             "split": self.split,
             "info": self.info(),
         }
+
+    def fingerprint(self) -> dict[str, list[int]]:
+        """What the selected cases' files were: ``{name: [size, crc32 of the first 64 KiB]}``,
+        names relative to the source folder (see :func:`fingerprint_changes`)."""
+        prints = self.__dict__.setdefault("_prints", {})  # shared by subsets of one source
+        root = os.path.abspath(self._source)
+        out: dict[str, list[int]] = {}
+        for case in self.cases:
+            for path in self._all_specs[case].files:
+                full = os.path.abspath(path)
+                if full not in prints:
+                    prints[full] = _file_print(full)
+                name = os.path.relpath(full, root)
+                out[Path(name).as_posix() if not name.startswith("..") else full] = prints[full]
+        return out
 
     def info(self) -> dict[str, Any]:
         """Derived facts (not constructor arguments): what a model for this data needs."""
@@ -463,7 +531,7 @@ class SliceDataset(Dataset):
         cls, config: Mapping[str, Any], *, cache_dir: str | Path | None = None, cache: bool = True
     ) -> SliceDataset:
         """Rebuild a dataset from :meth:`config` (``info`` is ignored)."""
-        cfg = {k: v for k, v in config.items() if k not in ("kind", "info")}
+        cfg = {k: v for k, v in config.items() if k not in ("kind", "info", "fingerprint")}
         if config.get("kind") != cls.kind:
             raise ValueError(f"config is for kind {config.get('kind')!r}, not {cls.kind!r}.")
         labels = LabelRule.from_config(cfg.pop("labels"))

@@ -16,6 +16,7 @@ from .brats import BRATS_FILES, BraTSDataset
 from .errors import DataError
 from .folders import ImageFolderDataset
 from .io import Header, read_image, read_nifti
+from .label_rules import LabelRule
 from .msd import MSDDataset
 from .nifti import NiftiPairsDataset
 from .preprocess import Augment, Preprocessing, SlicedVolume, volume_to_slices
@@ -122,6 +123,8 @@ def build_datasets(
     """
     look_up_option(kind, KINDS, "dataset kind")
     opts = dict(options or {})
+    if "labels" in opts:  # a LabelRule, or its JSON form from --option labels=...
+        opts["labels"] = LabelRule.parse(opts["labels"])
     kind = detect_kind(source, opts) if kind == "auto" else kind
     cls = DATASETS[kind]
     _check_options(cls, opts)
@@ -188,11 +191,21 @@ def prediction_input(
     if kind == "folder":
         if len(paths) != 1:
             raise ValueError(f"a folder dataset predicts on one 2D image, got {len(paths)}.")
-        volume = read_image(paths[0], info.get("color", config.get("color", "auto")))
+        # the dataset's own colour rule: "auto" converts nothing, so a mismatch is refused
+        volume = read_image(paths[0], config.get("color", "auto"))
+        want = info.get("in_channels")
+        if want is not None and volume.shape[0] != want:
+            names = {1: "gray", 3: "RGB"}
+            raise DataError(
+                paths[0],
+                f"has {volume.shape[0]} channel(s) ({names.get(volume.shape[0], '?')}), but the "
+                f"model was trained on {want} ({names.get(want, '?')}); convert the image to "
+                f"{names.get(want, 'that')} first",
+            )
         shape = volume.shape[1:]
         eye = tuple(tuple(float(i == j) for j in range(3)) for i in range(3))
         header = Header(shape, (1.0, 1.0), eye)
-        return volume_to_slices(volume, prep, channel_axis=0), header
+        return _sliced(paths[0], volume, prep), header
     uses_roi = bool(config.get("brain_mask")) or config.get("roi") is not None
     if uses_roi and roi is None:
         raise ValueError("this dataset normalised inside an ROI mask; pass roi= for the new case.")
@@ -217,4 +230,16 @@ def prediction_input(
         roi_array = read_nifti(roi)[0] > 0.5
     if header is None:
         raise ValueError("images is empty: give at least one image file.")
-    return volume_to_slices(volume, prep, channel_axis=0, roi=roi_array), header
+    return _sliced(paths[0], volume, prep, roi_array), header
+
+
+def _sliced(
+    path: Path, volume: np.ndarray, prep: Preprocessing, roi: np.ndarray | None = None
+) -> SlicedVolume:
+    """:func:`volume_to_slices`, its errors naming the input file."""
+    try:
+        return volume_to_slices(volume, prep, channel_axis=0, roi=roi)
+    except DataError:
+        raise
+    except ValueError as exc:
+        raise DataError(path, f"cannot preprocess it as the training data ({exc})") from exc

@@ -114,6 +114,44 @@ class LabelRule:
             raise ValueError(f"region values {union} must all be in values {list(vals)}.")
         return cls("multilabel", vals, regions=regs, names=tuple(k for k, _ in regs))
 
+    @classmethod
+    def parse(cls, value: Any) -> LabelRule:
+        """A rule from a :class:`LabelRule`, its :meth:`config`, or a one-key dict (what
+        ``--option labels=JSON`` gives): ``{"binary": [0, 1]}``, ``{"binary": {"values":
+        [0, 1, 2], "foreground": [2]}}``, ``{"threshold": 127}``, ``{"multiclass": [0, 1, 2]}``
+        or ``{"multilabel": {"WT": [1, 2, 4], "ET": [4]}}``.
+
+        Raises:
+            ValueError: any other value, naming the accepted forms.
+
+        Example:
+            >>> LabelRule.parse({"binary": [0, 1]}).values
+            (0, 1)
+        """
+        if isinstance(value, LabelRule):
+            return value
+        if isinstance(value, Mapping) and "label_mode" in value:
+            return cls.from_config(value)
+        forms = (
+            'a LabelRule, or one of {"binary": [0, 1]}, {"binary": {"values": [0, 1, 2], '
+            '"foreground": [2]}}, {"threshold": 127}, {"multiclass": [0, 1, 2]}, '
+            '{"multilabel": {"WT": [1, 2, 4], "ET": [4]}}'
+        )
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise ValueError(f"labels must be {forms}; got {value!r}.")
+        ((kind, arg),) = value.items()
+        kind = look_up_option(kind, ("binary", "threshold", "multiclass", "multilabel"), "labels")
+        try:
+            if kind == "threshold":
+                return cls.threshold(arg)
+            if kind == "multilabel":
+                return cls.multilabel(arg)
+            if isinstance(arg, Mapping):
+                return getattr(cls, kind)(**arg)
+            return getattr(cls, kind)(arg)
+        except TypeError as exc:
+            raise ValueError(f"labels {value!r}: {exc} (accepted: {forms}).") from exc
+
     # ----------------------------------------------------------------- properties
     @property
     def classes(self) -> int:
@@ -166,7 +204,8 @@ class LabelRule:
             raise DataError(
                 path,
                 f"unexpected label values {unexpected[:10]}{more} (values present: "
-                f"{present[:12]}); the label rule allows only {list(allowed)}.",
+                f"{present[:12]}); the label rule allows only {list(allowed)}. "
+                f"{_rule_hint(present)}",
             )
         if self.label_mode == "multilabel":
             out = np.empty((len(self.regions), *ints.shape), dtype=np.uint8)
@@ -176,6 +215,16 @@ class LabelRule:
         if self.label_mode == "binary":
             return _lookup(ints, {v: 1 for v in self.foreground})
         return _lookup(ints, {v: i for i, v in enumerate(allowed)})
+
+
+def _rule_hint(present: Sequence[int]) -> str:
+    """How to state a rule that fits the values present (Python and command line)."""
+    if len(present) == 2 and present[0] == 0:
+        rule, option = f"LabelRule.binary((0, {present[1]}))", f'{{"binary": [0, {present[1]}]}}'
+    else:
+        values = ", ".join(str(v) for v in present[:12])
+        rule, option = f"LabelRule.multiclass(({values}))", f'{{"multiclass": [{values}]}}'
+    return f"If that is how the masks are stored, pass labels={rule} (--option 'labels={option}')."
 
 
 def _as_integers(label: np.ndarray, path: str | Path) -> np.ndarray:

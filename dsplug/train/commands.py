@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import Augment, Preprocessing, build_datasets, dataset_from_config, detect_kind
+from ..data.base import fingerprint_changes
 from ..wrapper import DeepSupervised
 from .compare import compare_runs
 from .config import TrainConfig
@@ -26,6 +30,7 @@ from .evaluation import evaluate_loader, overlay_samples
 from .lock import RunLock, RunLockedError
 from .loop import NonFiniteLossError, TrainingInterrupted
 from .models import SMP_ARCHS, build_model, check_encoder
+from .paths import check_writes
 from .plots import plot_overlays
 from .predict import load_model, mask_paths, predict_file
 from .runlog import write_csv, write_json
@@ -51,8 +56,19 @@ __all__ = [
 #: Own nets' settings when their options are not given (the paper's U-Net).
 OWN_NET_DEFAULTS: dict[str, Any] = {"base_channels": 64, "depth": 5, "norm": "batch"}
 DEFAULT_ENCODER = "resnet34"
+
+
+class PredictFailures(RuntimeError):
+    """Some ``predict`` inputs were skipped (each named on stderr); the others are written."""
+
+
 #: Failures while running whose message says it all (printed without the exception's name).
-EXPECTED_FAILURES: tuple[type[Exception], ...] = (NonFiniteLossError, OSError, RunLockedError)
+EXPECTED_FAILURES: tuple[type[Exception], ...] = (
+    NonFiniteLossError,
+    OSError,
+    RunLockedError,
+    PredictFailures,
+)
 #: What a training run writes into its folder (``--overwrite`` deletes exactly these).
 RUN_FILES = (
     "last.pt",
@@ -534,6 +550,42 @@ def _print_summary(summary: dict[str, Any], out: str | Path) -> None:
     print(f"[{summary['mode']}] run folder: {out}")
 
 
+def _check_recorded_data(config: dict[str, Any], split: str) -> None:
+    """The run's own data is still what it was (evaluate without --data).
+
+    Raises:
+        ValueError: the folder is gone, or its files differ from the checkpoint's record.
+    """
+    root = config.get("root")
+    if root is None:  # synthetic data: generated, nothing to check
+        return
+    if not os.path.isabs(root):  # a checkpoint of an older dsplug
+        here = Path(root).resolve()
+        if not here.is_dir():
+            raise ValueError(
+                f"the run's data folder {root!r} was given relative to the folder training ran "
+                f"in; from here it is {here}, which does not exist; run evaluate from that "
+                "folder, or pass --data DIR."
+            )
+        warnings.warn(
+            f"the run's data folder {root!r} was given relative to the folder training ran in; "
+            f"it is read from {here}, which this checkpoint cannot confirm is the same data.",
+            stacklevel=3,
+        )
+        return
+    if not Path(root).is_dir():
+        raise ValueError(
+            f"the run's data folder {root} no longer exists; pass --data DIR to evaluate "
+            "another folder."
+        )
+    changes = fingerprint_changes(root, config.get("fingerprint") or {})
+    if changes:
+        raise ValueError(
+            f"the run's {split} data in {root} changed since training: {'; '.join(changes)}; "
+            f"restore it, or evaluate the folder as it is now with --data {root}."
+        )
+
+
 def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
     configs = ckpt.get("data_config") or {}
     if not configs:
@@ -545,6 +597,7 @@ def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
                 f"The checkpoint's data has no {split!r} split; available: {sorted(configs)}."
             )
         config = configs[split]
+        _check_recorded_data(config, split)
     else:
         if args.split is not None:
             raise ValueError(
@@ -563,8 +616,52 @@ def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
     return dataset_from_config(config, cache_dir=args.cache_dir, cache=not args.no_cache)
 
 
+#: What ``evaluate`` writes into its --out.
+EVALUATE_FILES = ("cases.csv", "summary.json", "overlays.png")
+#: What ``compare`` writes into its --out.
+COMPARE_FILES = ("compare.md", "compare_metrics.csv", "compare_efficiency.csv")
+
+
+def _report_folder(out: Path, files: tuple[str, ...], overwrite: bool, default: str) -> None:
+    """Refuse a run folder as a report's --out, and an existing report without --overwrite.
+
+    Raises:
+        ValueError: ``out`` is a file, a run folder, or holds the report (no ``overwrite``).
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder.")
+    held = _holds_run(out)
+    if held:
+        raise ValueError(
+            f"--out {out} is a training run's folder ({', '.join(held[:3])}, ...): reports "
+            f"never go into it, where they would replace the run's own files; use the default "
+            f"({default}) or another --out."
+        )
+    existing = [name for name in files if (out / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"--out {out} already holds a report ({', '.join(existing)}); replace it with "
+            "--overwrite, or choose another --out."
+        )
+
+
+def _evaluate_out(args: argparse.Namespace) -> Path:
+    """``--out``, or by default ``RUN/evaluate-<checkpoint>-<split or folder>`` (a subfolder)."""
+    ckpt = Path(args.checkpoint)
+    what = Path(args.data).resolve().name if args.data else (args.split or "test")
+    default = ckpt.parent / f"evaluate-{ckpt.stem}-{what}"
+    out = Path(args.out) if args.out else default
+    _report_folder(out, EVALUATE_FILES, args.overwrite, str(default))
+    return out
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """``dsplug evaluate``: per-case metrics of a checkpoint on a split or a folder."""
+    out = _evaluate_out(args)
+    check_writes(
+        [(out / name, f"evaluate's {name}") for name in EVALUATE_FILES],
+        [(args.checkpoint, "the checkpoint")],
+    )
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, ckpt = load_model(args.checkpoint, device)
     label_mode = ckpt["wrapper_config"]["label_mode"]
@@ -579,7 +676,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
         "data": str(args.data) if args.data else None,
         **metrics.summary(),
     }
-    out = Path(args.out)
     write_csv(out / "cases.csv", [{"case": c, **m} for c, m in metrics.per_case().items()])
     write_json(out / "summary.json", summary)
     samples = overlay_samples(model, dataset, label_mode, device, count=4)
@@ -593,13 +689,30 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _case_files(text: str) -> list[Path]:
+    """One ``predict`` input: a file (its name may hold commas), or one file per channel as
+    ``a,b,c``."""
+    if Path(text).is_file() or "," not in text:
+        return [Path(text)]
+    return [Path(p) for p in text.split(",")]
+
+
 def predict_command(args: argparse.Namespace) -> int:
-    """``dsplug predict``: one mask per input case, never two at one path."""
-    cases = [[Path(p) for p in case.split(",")] for case in args.inputs]
+    """``dsplug predict``: one mask per input case, never two at one path, never over an input.
+
+    A case that cannot be read or segmented is named on stderr and skipped; the others are
+    written, and the exit status is 1 at the end.
+    """
+    cases = [_case_files(case) for case in args.inputs]
     missing = [str(p) for files in cases for p in files if not p.is_file()]
     if missing:
         raise ValueError(f"input file(s) not found: {missing}.")
     targets = mask_paths([files[0] for files in cases], args.out)
+    reads = [(args.checkpoint, "the checkpoint")]
+    reads += [(p, "an input") for files in cases for p in files]
+    if args.roi:
+        reads.append((args.roi, "the --roi mask"))
+    check_writes([(t, f"the mask of {files[0]}") for files, t in zip(cases, targets)], reads)
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -609,11 +722,31 @@ def predict_command(args: argparse.Namespace) -> int:
         )
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, ckpt = load_model(args.checkpoint, device)
+    failed = []
     for files, target in zip(cases, targets):
-        predict_file(
-            model, ckpt, files, args.out, roi=args.roi, batch_size=args.batch_size, target=target
-        )
+        try:
+            predict_file(
+                model,
+                ckpt,
+                files,
+                args.out,
+                roi=args.roi,
+                batch_size=args.batch_size,
+                target=target,
+            )
+        except (ValueError, OSError) as exc:
+            text = " ".join(str(exc).split())
+            if str(files[0]) not in text:
+                text = f"{files[0]}: {text}"
+            print(f"dsplug predict: skipped {text}", file=sys.stderr)
+            failed.append(str(files[0]))
+            continue
         print(f"{files[0]} -> {target}")
+    if failed:
+        raise PredictFailures(
+            f"{len(failed)} of {len(cases)} input(s) skipped ({', '.join(failed[:3])}"
+            f"{', ...' if len(failed) > 3 else ''}); the other masks are written."
+        )
     return 0
 
 
@@ -623,16 +756,32 @@ def export_command(args: argparse.Namespace) -> int:
 
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else ckpt.with_suffix(f".{args.format}")
+    check_writes([(out, f"the {args.format} export")], [(ckpt, "the checkpoint")])
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or --out FILE.")
     print(f"wrote {export_checkpoint(ckpt, out, args.format)}")
     return 0
 
 
+def _compare_out(args: argparse.Namespace) -> Path:
+    """``--out``, or by default ``compare`` in the runs' common folder (beside them)."""
+    try:
+        common = Path(os.path.commonpath([Path(r).resolve().parent for r in args.runs]))
+    except ValueError:  # no common folder (e.g. two drives)
+        common = Path("runs")
+    default = common / "compare"
+    out = Path(args.out) if args.out else default
+    _report_folder(out, COMPARE_FILES, args.overwrite, str(default))
+    return out
+
+
 def compare_command(args: argparse.Namespace) -> int:
     """``dsplug compare``: metric and efficiency tables of two or more runs."""
-    print(compare_runs(args.runs, args.out))
-    print(f"wrote {Path(args.out) / 'compare.md'} (and CSV tables)")
+    out = _compare_out(args)
+    reads = [(Path(r) / name, f"a file of run {r}") for r in args.runs for name in RUN_FILES]
+    check_writes([(out / name, f"compare's {name}") for name in COMPARE_FILES], reads)
+    print(compare_runs(args.runs, out))
+    print(f"wrote {out / 'compare.md'} (and CSV tables)")
     return 0
 
 
@@ -651,6 +800,32 @@ def _dice_gap(out: Path) -> str:
     return f"hyb - none {split} Dice: {gap:+.3f}"
 
 
+def _check_demo(args: argparse.Namespace) -> None:
+    """Refuse demo settings in the demo's own options (train's messages name train's).
+
+    Raises:
+        ValueError: too few phantoms, a shallow U-Net, or a size the U-Net cannot divide.
+    """
+    if args.cases < 10:
+        raise ValueError(
+            f"--cases {args.cases}: the demo splits its phantoms 70/10/20 and needs at least "
+            "10; pass --cases 10 or more."
+        )
+    if args.depth < 2:
+        raise ValueError(f"--depth must be >= 2, got {args.depth}.")
+    stride = 2 ** (args.depth - 1)
+    if args.size % stride:
+        raise ValueError(
+            f"--size {args.size} is not a multiple of {stride}, the stride of a {args.depth}-"
+            f"level U-Net; pass e.g. --size {-(-args.size // stride) * stride}, or a smaller "
+            "--depth."
+        )
+    if args.min_epochs > args.epochs:
+        raise ValueError(
+            f"--min-epochs {args.min_epochs} exceeds --epochs {args.epochs}; lower it."
+        )
+
+
 def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -> int:
     """``dsplug demo``: train ``none`` and ``hyb`` on synthetic phantoms, then compare them.
 
@@ -658,12 +833,21 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
         ValueError: ``--out`` holds an earlier demo and ``--overwrite`` is not given.
     """
     out = Path(args.out)
-    held = _holds_run(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: a file, not a folder.")
+    run = _holds_run(out)
+    if run:
+        raise ValueError(
+            f"--out {out} is a training run's folder ({', '.join(run[:3])}, ...); the demo "
+            "never writes into one, even with --overwrite; choose another --out."
+        )
+    held = sorted(name for name in ("none", "hyb", *COMPARE_FILES) if (out / name).exists())
     if held and not args.overwrite:
         raise ValueError(
-            f"--out {out} already holds {', '.join(held[:4])}; replace it with --overwrite, or "
-            "choose another --out."
+            f"--out {out} already holds a demo ({', '.join(held[:4])}); replace it with "
+            "--overwrite, or choose another --out."
         )
+    _check_demo(args)
     runs = []
     for mode in ("none", "hyb"):
         run = argparse.Namespace(**vars(train_defaults))

@@ -7,6 +7,7 @@ checks that a resumed run has the settings of the run it continues.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -123,6 +124,44 @@ def save_epoch(state: dict[str, Any], out: Path, improved: bool) -> None:
         save_checkpoint(state, out / "best.pt")
 
 
+def _comparable(stored: Any, now: Any) -> Any:
+    """A stored data config as this dsplug writes it: an older checkpoint's relative root made
+    absolute and its missing fingerprint taken as the current one (other values as stored)."""
+    if not (isinstance(stored, dict) and isinstance(now, dict)):
+        return stored
+    if all(isinstance(v, dict) for v in stored.values()):  # {split: config}
+        return {k: _comparable(v, now.get(k)) for k, v in stored.items()}
+    stored = dict(stored)
+    root = stored.get("root")
+    if isinstance(root, str) and not os.path.isabs(root):
+        stored["root"] = os.path.abspath(root)
+    if "fingerprint" in now and "fingerprint" not in stored:
+        stored["fingerprint"] = now["fingerprint"]
+    return stored
+
+
+def _data_diffs(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The differing entries of two data configs, per split (files changed: one phrase)."""
+    diffs = []
+    for split in sorted(set(stored) | set(now)):
+        a, b = stored.get(split), now.get(split)
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            if a != b:
+                diffs.append(f"data_config[{split!r}]: checkpoint {a!r}, now {b!r}")
+            continue
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) == b.get(key):
+                continue
+            if key == "fingerprint":
+                diffs.append(f"the {split} data files changed since the checkpoint")
+            else:
+                diffs.append(
+                    f"data_config[{split!r}][{key!r}]: checkpoint {a.get(key)!r}, now "
+                    f"{b.get(key)!r}"
+                )
+    return diffs
+
+
 def check_resumable(
     ckpt: Mapping[str, Any], path: Path, configs: Mapping[str, Any], world_size: int
 ) -> None:
@@ -143,7 +182,10 @@ def check_resumable(
         if key not in FREE_ON_RESUME and stored.get(key) != now[key]
     ]
     for name in _CONFIGS:
-        if ckpt[name] != configs[name]:
+        stored_config = _comparable(ckpt[name], configs[name])
+        if name == "data_config" and stored_config != configs[name]:
+            diffs.extend(_data_diffs(stored_config, configs[name]))
+        elif stored_config != configs[name]:
             diffs.append(f"{name}: checkpoint {ckpt[name]!r}, now {configs[name]!r}")
     if diffs:
         raise ValueError(

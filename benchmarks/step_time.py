@@ -212,6 +212,28 @@ def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict
     }
 
 
+#: Run lengths (epochs) for the whole-run cost under the default schedule.
+RUN_EPOCHS = (12, 50)
+
+
+def _factor_zero_cost(case: ModeCase, device: torch.device) -> dict[str, Any]:
+    """The step at schedule factor 0 (the last epoch under the default cosine schedule, where
+    no auxiliary branch runs; median of 3), and the whole run's mean step time: every epoch at
+    the amortised step but the last, with ``ds.set_epoch`` (epoch_progress) over ``epochs``."""
+    if case.ds.criterion.schedule == "constant":
+        return {}
+    case.ds.set_progress(1.0)
+    zero = median([time_once(case.step, device)[0] for _ in range(3)])
+    case.ds.set_progress(0.0)
+    return {"time_factor0_s": zero}
+
+
+def _whole_run(a: Mapping[str, Any], epochs: int) -> float:
+    """Mean step time over a run of ``epochs`` epochs (the last one at factor 0)."""
+    last = a.get("time_factor0_s", a["time_amortised_s"])
+    return ((epochs - 1) * a["time_amortised_s"] + last) / epochs
+
+
 def run_step_time(settings: Settings) -> dict[str, Any]:
     """Measure every mode of ``settings`` and return the JSON-ready result.
 
@@ -249,6 +271,7 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         }
     for mode, case in cases.items():
         absolute[mode].update(_balance_cost(case, absolute[mode]["time_median_s"], device))
+        absolute[mode].update(_factor_zero_cost(case, device))
     ref = absolute["none"]
     ratios = {
         mode: {
@@ -257,6 +280,13 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
             "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
             "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
             "flops": _ratio(a["flops"], ref["flops"]),
+            "time_factor0": _ratio(
+                a.get("time_factor0_s", a["time_median_s"]), ref["time_median_s"]
+            ),
+            **{
+                f"whole_run_{e}_epochs": _ratio(_whole_run(a, e), _whole_run(ref, e))
+                for e in RUN_EPOCHS
+            },
         }
         for mode, a in absolute.items()
     }
@@ -274,7 +304,10 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         "timing": "interleaved round-robin (order rotated each round), warm-up rounds "
         "discarded, median per mode; 'time' is wall-clock, 'cpu_time' the process's CPU time; "
         "balance='auto' timed in its steady state (no measuring step), 'time_amortised' adds "
-        "one measuring step (median of 3) per balance period",
+        "one measuring step (median of 3) per balance period; 'time_factor0' is the step at "
+        "schedule factor 0 (the last epoch under the default cosine schedule: no auxiliary "
+        "branch runs), 'whole_run_E_epochs' the mean step over an E-epoch run (progress "
+        "epoch / (E - 1), so the last epoch is at factor 0) over none's",
         "memory_method": (
             "torch.cuda.max_memory_allocated during one step (minus what was allocated before) "
             "+ the mode's parameters, buffers, Adam state and batch"
@@ -311,6 +344,8 @@ def report(result: Mapping[str, Any]) -> str:
                 f"{a['flops'] / 1e9:.2f}",
                 f"{r['flops']:.2f}",
                 f"{r['time'] / r['flops']:.2f}",
+                f"{r['time_factor0']:.2f}",
+                *(f"{r[f'whole_run_{e}_epochs']:.2f}" for e in RUN_EPOCHS),
             ]
         )
     table = format_table(
@@ -326,6 +361,8 @@ def report(result: Mapping[str, Any]) -> str:
             "GFLOP",
             "x flops",
             "time/flops",
+            "x at f=0",
+            *(f"x run {e} ep" for e in RUN_EPOCHS),
         ],
         rows,
     )

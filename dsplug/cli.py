@@ -491,18 +491,34 @@ if hasattr(errno, "EDQUOT"):
     _DISK_HINTS[errno.EDQUOT] = "the disk quota is full; free space or write elsewhere"
 
 
+#: Errors re-raised from a DataLoader worker, by the name its traceback's last line gives.
+_WORKER_USAGE = {"DataError", "ValueError", "TypeError", "FileNotFoundError"}
+_WORKER_EXPECTED = {"CacheError", "OSError", "PermissionError"}
+
+
+def _worker_error(exc: BaseException) -> tuple[str, str] | None:
+    """``(type name, message)`` of the error a DataLoader worker raised (torch re-raises it
+    with the worker's whole traceback in the message), else None."""
+    text = str(exc)
+    if "Original Traceback" not in text:
+        return None
+    last = [line.strip() for line in text.splitlines() if line.strip()][-1]
+    head, sep, rest = last.partition(": ")
+    if sep and " " not in head:  # "dsplug.data.errors.DataError: x.png: ..."
+        return head.rsplit(".", 1)[-1], rest
+    return type(exc).__name__, last
+
+
 def _one_line(exc: BaseException) -> str:
     """The error's message on one line: the original error of a DataLoader worker (not its
     traceback), and disk errors with the path and what to do."""
-    text = str(exc)
-    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep its last line
-        last = [line.strip() for line in text.splitlines() if line.strip()][-1]
-        head, sep, rest = last.partition(": ")
-        if sep and " " not in head:  # "dsplug.data.errors.DataError: x.png: ..."
-            last = rest
-        text = f"in a data worker: {last}"
+    worker = _worker_error(exc)
+    if worker is not None:
+        text = f"in a data worker: {worker[1]}"
     elif isinstance(exc, OSError) and exc.errno in _DISK_HINTS and exc.filename:
         text = f"{exc.filename}: {exc.strerror}; {_DISK_HINTS[exc.errno]}"
+    else:
+        text = str(exc)
     return " ".join(text.split()) or type(exc).__name__
 
 
@@ -544,7 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             text = _one_line(exc)
             usage = isinstance(exc, _USAGE_ERRORS)
-            if not usage and not isinstance(exc, commands.EXPECTED_FAILURES):
+            expected = isinstance(exc, commands.EXPECTED_FAILURES)
+            worker = _worker_error(exc)
+            if worker is not None:  # judged by the worker's own error, not torch's wrapper
+                usage, expected = worker[0] in _WORKER_USAGE, worker[0] in _WORKER_EXPECTED
+            if not usage and not expected:
                 text = f"{type(exc).__name__}: {text} (--debug shows the traceback)"
             print(f"{prog}: error: {text}", file=sys.stderr)
             return 2 if usage else 1

@@ -622,6 +622,12 @@ EVALUATE_FILES = ("cases.csv", "summary.json", "overlays.png")
 COMPARE_FILES = ("compare.md", "compare_metrics.csv", "compare_efficiency.csv")
 
 
+def _run_markers(folder: Path) -> list[str]:
+    """The files that only a training run writes (a report's summary.json is not one)."""
+    markers = ("last.pt", "best.pt", "log.csv", "config.json", "splits.json", "val_cases.csv")
+    return [name for name in markers if (folder / name).exists()]
+
+
 def _report_folder(out: Path, files: tuple[str, ...], overwrite: bool, default: str) -> None:
     """Refuse a run folder as a report's --out, and an existing report without --overwrite.
 
@@ -630,7 +636,7 @@ def _report_folder(out: Path, files: tuple[str, ...], overwrite: bool, default: 
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a folder.")
-    held = _holds_run(out)
+    held = _run_markers(out)
     if held:
         raise ValueError(
             f"--out {out} is a training run's folder ({', '.join(held[:3])}, ...): reports "
@@ -835,7 +841,7 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: a file, not a folder.")
-    run = _holds_run(out)
+    run = _run_markers(out)
     if run:
         raise ValueError(
             f"--out {out} is a training run's folder ({', '.join(run[:3])}, ...); the demo "

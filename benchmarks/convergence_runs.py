@@ -113,6 +113,7 @@ def _wrap(model: torch.nn.Module, variant: Variant, label_mode: str) -> DeepSupe
         label_mode=label_mode,
         schedule=variant.schedule,
         balance=variant.balance,
+        aux_fraction=variant.aux_fraction,
     )
 
 

@@ -45,6 +45,7 @@ class Variant:
     weights: str = "equal"
     schedule: str | None = None
     balance: str = "auto"
+    aux_fraction: float = 1.0
 
 
 VARIANTS: dict[str, Variant] = {
@@ -53,8 +54,16 @@ VARIANTS: dict[str, Variant] = {
         *(Variant(m.value, m.value) for m in Mode if m is not Mode.VAE),
         Variant("hyb-paper", "hyb", balance="paper"),
         Variant("hyb-paper-brats", "hyb", weights="brats", balance="paper"),
+        # the cheaper hyb: its auxiliary branches on part of each batch (issue 19)
+        Variant("hyb-aux50", "hyb", aux_fraction=0.5),
+        Variant("hyb-aux25", "hyb", aux_fraction=0.25),
+        # the schedule's ablation (issue 19)
+        Variant("hyb-constant", "hyb", schedule="constant"),
+        Variant("hyb-linear", "hyb", schedule="linear"),
     )
 }
+#: Variants of hyb's recipe (issue 19), measured on demand (--variants), not in the presets.
+ABLATIONS = ("hyb-aux50", "hyb-aux25", "hyb-constant", "hyb-linear")
 #: The data sets the benchmark knows, in ``../shared/data``.
 DATASETS = ("hippocampus", "isbi2012")
 
@@ -177,7 +186,7 @@ THIN = replace(
     jobs=1,
 )
 QUICK = ConvergenceSettings(
-    variants=tuple(VARIANTS),
+    variants=tuple(v for v in VARIANTS if v not in ABLATIONS),
     seeds=(0,),
     train_cases=6,
     val_cases=3,

@@ -25,6 +25,8 @@ class DSOutput:
         aligned_features: y_k through a learned 1x1 projection to r_k's channels (student side).
         aux_logits: the side heads' logits per level (up, down).
         kl: the KL term of the VAE bottleneck (vae).
+        aux_index: the images of the batch the auxiliary branches ran on (``aux_fraction``
+            < 1): every G-pass and reconstruction output has one row per index; None: all.
     """
 
     logits: torch.Tensor
@@ -38,3 +40,4 @@ class DSOutput:
     aligned_features: dict[int, torch.Tensor] | None = None
     aux_logits: dict[int, torch.Tensor] | None = None
     kl: torch.Tensor | None = None
+    aux_index: torch.Tensor | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +16,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ._checks import ShapeError, UpdateWatch, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
 from .hooks import FeatureHooks
-from .labels import check_label_mode, check_target, mask_as_input
+from .labels import check_label_mode, check_target, dense_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights, epoch_progress
 from .modes import ModeSpec, mode_spec
 from .options import Balance, LabelMode, Mode
@@ -62,6 +63,9 @@ class DeepSupervised(nn.Module):
             passed as the loss functions take it (float (B, C, *) for binary/multilabel,
             int64 (B, *) class indices for multiclass).
         ignore_index: a label value that every term reading labels ignores (a void label).
+        aux_fraction: the share of each training batch that the auxiliary branches (the G
+            pass, the reconstruction decoders) run on, images with foreground first, then in
+            batch order (at least one image); 1.0: every image. Their cost scales with it.
 
     Example:
         >>> ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
@@ -82,8 +86,14 @@ class DeepSupervised(nn.Module):
         balance: str = "auto",
         seg_loss: SegLoss | None = None,
         ignore_index: int | None = None,
+        aux_fraction: float = 1.0,
     ) -> None:
         super().__init__()
+        if isinstance(aux_fraction, bool) or not (
+            isinstance(aux_fraction, int | float) and 0 < aux_fraction <= 1
+        ):
+            raise ValueError(f"aux_fraction must be a number in (0, 1], got {aux_fraction!r}.")
+        self.aux_fraction = float(aux_fraction)
         spec = mode_spec(mode)
         if isinstance(model, DeepSupervised):
             raise TypeError(
@@ -214,6 +224,8 @@ class DeepSupervised(nn.Module):
             "balance": self.criterion.balance.value,
             "schedule": self.criterion.schedule.value,
             "pseudo_labels": self.criterion.pseudo_labels.value,
+            # only when set: the configs (and resume checks) of earlier runs stay as they were
+            **({"aux_fraction": self.aux_fraction} if self.aux_fraction != 1.0 else {}),
         }
 
     def set_progress(self, progress: float) -> None:
@@ -401,6 +413,20 @@ class DeepSupervised(nn.Module):
     ) -> ReconstructionOutput:
         return self.reconstruction(bottleneck, tuple(x.shape), image=image, mask=mask)
 
+    def _aux_index(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The images the auxiliary branches run on (``aux_fraction`` of the batch, those with
+        foreground first, then in batch order), or None for all. No device sync."""
+        batch = y.shape[0]
+        count = max(1, math.ceil(self.aux_fraction * batch - 1e-9))
+        if count >= batch:
+            return None
+        target = dense_target(y, self.label_mode, self._adapter.spatial_dims)
+        foreground = target > 0 if self.label_mode == LabelMode.MULTICLASS else target > 0.5
+        if self.ignore_index is not None:
+            foreground = foreground & (target != self.ignore_index)
+        empty = (~foreground.flatten(1).any(dim=1)).to(torch.uint8)
+        return torch.argsort(empty, stable=True)[:count]
+
     def _anchored(self, logits: torch.Tensor) -> torch.Tensor:
         """Under DDP, ``logits`` plus 0 x every parameter of the wrapper's own: DDP expects a
         gradient for each parameter it holds, also on steps that skip the auxiliary branches."""
@@ -420,6 +446,11 @@ class DeepSupervised(nn.Module):
             out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
         if not (spec.mask_pass or spec.reconstruction):
             return out
+        index = self._aux_index(y)
+        if index is not None:  # the auxiliary branches on part of the batch
+            out.aux_index = index
+            x, y = x.index_select(0, index), y.index_select(0, index)
+            features = {r: f.index_select(0, index) for r, f in features.items()}
         g = mask_as_input(
             y, self.label_mode, a.classes, a.in_channels, a.spatial_dims, self.ignore_index
         ).to(dtype=x.dtype)

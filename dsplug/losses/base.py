@@ -14,8 +14,8 @@ Two recipes, chosen by ``balance``:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import ClassVar
 
 import torch
@@ -92,6 +92,32 @@ class _Context:
     # empty mask is a constant image (a degenerate input: per-image norms divide by their eps),
     # so the terms read from it count only these images (by default; not in the paper's form)
     informative: torch.Tensor
+
+    @cached_property
+    def aux(self) -> _Context:
+        """This context on the images the auxiliary branches ran on (``out.aux_index``)."""
+        index = self.out.aux_index
+        if index is None:
+            return self
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.index_select(0, index)
+
+        out = replace(
+            self.out,
+            logits=pick(self.out.logits),
+            image=pick(self.out.image),
+            features={r: pick(f) for r, f in self.out.features.items()},
+            aux_index=None,  # aligned_features and every auxiliary output are already picked
+        )
+        return replace(
+            self,
+            out=out,
+            target=pick(self.target),
+            valid=pick(self.valid),
+            user_target=pick(self.user_target),
+            informative=pick(self.informative),
+        )
 
     @property
     def g_valid(self) -> torch.Tensor | None:
@@ -206,21 +232,25 @@ def image_term(c: _Context) -> torch.Tensor:
 
 def mask_term(c: _Context) -> torch.Tensor:
     """L_mask = L_BD(y^g, G) (eq. 2)."""
+    c = c.aux
     return seg_loss_vs_target(c, _need(c.out.mask_logits, "mask_logits", "deep"), from_g=True)
 
 
 def seg_term(c: _Context) -> torch.Tensor:
     """L_seg = L_BD(y, target y^g) (eq. 3)."""
+    c = c.aux
     return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.mask_logits, "mask_logits", "deep"))
 
 
 def seg_rec_term(c: _Context) -> torch.Tensor:
     """L_seg' = L_BD(y, target rec_mask(G))."""
+    c = c.aux
     return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.rec_mask, "rec_mask", "rec"))
 
 
 def deep_term(c: _Context) -> torch.Tensor:
     """L_D = Σ_k ω_k MSE(y_k, target y^g_k) (eq. 5)."""
+    c = c.aux
     targets = _need(c.out.mask_features, "mask_features", "deep")
     levels = sorted(c.out.features)
     weights = c.weights.level_weights("omega", len(levels))
@@ -229,6 +259,7 @@ def deep_term(c: _Context) -> torch.Tensor:
 
 def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
     """L_D' = Σ_k σ_k MSE(proj_k(y_k), target r_k(G)), through learned 1x1 projections."""
+    c = c.aux
     targets = _need(c.out.rec_features, "rec_features", "rec")
     levels = sorted(c.out.features)
     students = {**c.out.features, **(c.out.aligned_features or {})}
@@ -243,6 +274,7 @@ def deep_ae_term(c: _Context) -> torch.Tensor:
 
 def rem_term(c: _Context) -> torch.Tensor:
     """L_rem = L_B(rec_mask(G), G) (eq. 8)."""
+    c = c.aux
     rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
     if c.seg_loss is not None:
         return seg_loss_vs_target(c, rec_mask, from_g=True)
@@ -252,6 +284,7 @@ def rem_term(c: _Context) -> torch.Tensor:
 def rei_term(c: _Context) -> torch.Tensor:
     """L_rei: eq. 9's BCE of rec_image(X) against X mapped to [0, 1] per image (default), or
     the raw MSE against the z-scored X (``balance="paper"``)."""
+    c = c.aux
     rec_image = _need(c.out.rec_image, "rec_image", "rec")
     if c.paper:
         return feature_mse(rec_image, c.out.image)

@@ -270,3 +270,27 @@ def test_a_data_worker_error_is_one_line(png_run, tmp_path: Path, monkeypatch, c
         "in a data worker:" in line and "damaged while training" in line
     ), line
     assert "Original Traceback" not in line and 'File "' not in line
+
+
+def test_a_too_small_size_names_the_cli_option(tmp_path: Path, capsys) -> None:
+    root = write_pngs(tmp_path / "d")
+    args = ["train", *png_cli(root), *TINY_CLI, *ONE_EPOCH, "--size", "16", "16"]
+    assert main([*args, "--out", str(tmp_path / "r")]) == 2
+    line = _err_line(capsys, "train")
+    assert "--size H W" in line and "exceed the dataset's size (16, 16)" in line
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    import errno
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", kwargs.get("dir"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    root = write_pngs(tmp_path / "d")
+    args = ["train", *png_cli(root)[:-1], *TINY_CLI, *ONE_EPOCH, "--out", str(tmp_path / "r")]
+    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 1
+    line = _err_line(capsys, "train")
+    assert str(tmp_path / "cache") in line and "Read-only file system" in line
+    assert "--no-cache" in line and "DSPLUG_CACHE" in line and "Errno" not in line

@@ -109,15 +109,22 @@ def test_unconfident_teacher_sends_no_gradient() -> None:
     ds.criterion.set_weights({"alpha": 0.0, "a": 0.0, "b": 0.0, "eta": 0.0})
     loss = ds.loss(out, y)
     assert loss.raw["seg_rec"] == 0.0 and float(loss.total.detach()) == 0.0
+    loss.total.backward(retain_graph=True)  # no gradient anywhere, not only a zero value
+    grads = [p.grad for p in ds.parameters() if p.grad is not None]
+    assert grads and all(float(g.abs().max()) == 0.0 for g in grads)
     ds.criterion.pseudo_labels = "soft"  # the paper's soft labels do teach p = 0.5
     assert ds.loss(out, y).raw["seg_rec"] > 0.5
 
 
-@pytest.mark.parametrize("base", [8, 64])
+@pytest.mark.parametrize("base", [16, 64])
 def test_tied_decoder_starts_at_unit_scale_at_any_width(base: int) -> None:
-    """Without the gain, rec_image's std grows as sqrt(2 x base) (about 11 at base 64)."""
+    """Without the gain, rec_image's std grows as sqrt(2 x base) (about 11 at base 64): the
+    same decoder with ``unit_gain`` off leaves the range (so the check guards the gain)."""
     torch.manual_seed(0)
     x, y = _batch(size=32)
     ds = DeepSupervised(UNet(1, 1, base_channels=base, depth=3), mode="rec").train()
     std = float(ds(x, y).rec_image.detach().std())
     assert 0.2 < std < 3.0, std
+    ds.reconstruction.unit_gain = False
+    plain = float(ds(x, y).rec_image.detach().std())
+    assert plain > 3.0, plain

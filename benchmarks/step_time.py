@@ -101,7 +101,12 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("hyb", "memory", 2.4),
     ("up", "time", 1.15),
     ("down", "time", 1.15),
+    # issue 19: a hyb whose auxiliary branches run on half the batch (aux_fraction=0.5)
+    ("hyb-aux50", "time", 1.8),
+    ("hyb-aux50", "memory", 1.8),
 )
+#: hyb with ``aux_fraction`` < 1, measured beside the modes: (name, fraction).
+AUX_VARIANTS = (("hyb-aux50", 0.5), ("hyb-aux25", 0.25))
 
 
 @dataclass
@@ -135,6 +140,12 @@ def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]
         torch.manual_seed(settings.seed)
         ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
         cases[mode] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+    if "hyb" in settings.modes:
+        for name, fraction in AUX_VARIANTS:
+            torch.manual_seed(settings.seed)
+            ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction)
+            ds = ds.to(device).train()
+            cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
     return cases
 
 

@@ -5,8 +5,10 @@ A node is transposed only if a reconstruction reaches it; its rule, looked up by
 registry assembled from the ``_rules_*`` modules (weighted ops, attention, norms, pointwise ops,
 products, resampling, shape ops; see :mod:`dsplug.tied.graph` for the documented list), says
 which of its inputs receive a contribution and how. :class:`Transposer` holds the analysis and
-the helpers the rules share. Constants (the encoder's weights, buffers, tensors computed from
-them) are described so that the decoder can read them at forward time, never copied.
+the helpers the rules share; the rules see it as :class:`~._rule_protocol.TransposeContext` and
+never import this module (the imports run one way: this module -> the rules -> the protocol).
+Constants (the encoder's weights, buffers, tensors computed from them) are described so that the
+decoder can read them at forward time, never copied.
 """
 
 from __future__ import annotations
@@ -32,16 +34,13 @@ from . import _torch_private as P
 from ._graph_plan import ShapePlan, to_expr
 from ._graph_replay import replay_side_level
 from ._graph_trace import EncoderTrace, TensorSource
-from ._rules import Rule, rule_table
+from ._rule_protocol import GraphTransposeError, Rule
+from ._rules import rule_table
 from ._rules_pointwise import activation
 
 __all__ = ["ConstSpec", "GraphTransposeError", "Program", "Transposer"]
 
 aten = torch.ops.aten
-
-
-class GraphTransposeError(TypeError):
-    """An encoder op that the tied decoder cannot transpose (the message names op and encoder)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,10 @@ class Program:
 
 @dataclass
 class Transposer:
-    """Builds a :class:`Program` from a trace (see the module docstring)."""
+    """Builds a :class:`Program` from a trace (see the module docstring).
+
+    Implements :class:`~._rule_protocol.TransposeContext`, the view of it the rules take.
+    """
 
     trace: EncoderTrace
     plan: ShapePlan

@@ -7,21 +7,17 @@ reconstructions of the tensors it reads; norms there get parameters of their own
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from ._rule_protocol import TransposeContext
 from ._rules_norm import own_norm
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["replay_side_level"]
 
 
-def replay_side_level(t: Transposer, level: fx.Node, reached: set[fx.Node]) -> None:
+def replay_side_level(t: TransposeContext, level: fx.Node, reached: set[fx.Node]) -> None:
     """A level computed off the path to the bottleneck (e.g. DPN's relu(cat(dual paths))):
     its side branch is replayed forward on the reconstructions of the tensors it reads."""
     side: list[fx.Node] = []

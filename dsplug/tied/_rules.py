@@ -1,24 +1,20 @@
 """The registry of transposition rules: ATen op name -> the function that transposes it.
 
-A rule ``rule(transposer, node, name)`` adds the runtime steps that send the reconstruction
-reaching ``node`` to its image-dependent inputs. Each ``_rules_*`` module holds the rules of one
-family of ops and their table (``RULES``); :class:`~._graph_build.Transposer` looks ops up in
-their union.
+A rule ``rule(context, node, name)`` adds the runtime steps that send the reconstruction
+reaching ``node`` to its image-dependent inputs; it sees the builder through
+:class:`~._rule_protocol.TransposeContext` only. Each ``_rules_*`` module holds the rules of one
+family of ops and their table (``RULES``); :mod:`~._graph_build` looks ops up in their union.
+The imports run one way: ``_graph_build`` -> ``_rules_*`` -> this module and
+``_rule_protocol``, never back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
-from torch import fx
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
+from ._rule_protocol import Rule
 
 __all__ = ["Rule", "rule_table"]
-
-Rule = Callable[["Transposer", fx.Node, str], None]
 
 
 def rule_table(*entries: tuple[Iterable[str], Rule]) -> dict[str, Rule]:

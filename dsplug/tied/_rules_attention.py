@@ -4,23 +4,19 @@ with the gate cut; the reconstruction over the query tokens is mapped to the val
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import sympy
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
 from ._graph_plan import to_expr
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "sdpa", "token_map"]
 
 
-def token_map(t: Transposer, node: fx.Node, value: fx.Node, token_dim: int) -> None:
+def token_map(t: TransposeContext, node: fx.Node, value: fx.Node, token_dim: int) -> None:
     """The value path of attention: the reconstruction over the query tokens mapped to the
     value tokens (identity, pooling between token grids, or the mean)."""
     out_shape, v_shape = O.val(node).shape, O.val(value).shape
@@ -47,7 +43,7 @@ def token_map(t: Transposer, node: fx.Node, value: fx.Node, token_dim: int) -> N
     )
 
 
-def _grid(t: Transposer, tokens: sympy.Expr) -> list[sympy.Expr] | None:
+def _grid(t: TransposeContext, tokens: sympy.Expr) -> list[sympy.Expr] | None:
     """Factor a token count into per-spatial-dim sizes, in the input's dim order."""
     in_shape = O.val(t.trace.input_node).shape
     spatial = [to_expr(s) for s in in_shape[2:]]
@@ -73,7 +69,7 @@ def _grid(t: Transposer, tokens: sympy.Expr) -> list[sympy.Expr] | None:
     return [grid[s] for s in symbols]
 
 
-def sdpa(t: Transposer, node: fx.Node, name: str) -> None:
+def sdpa(t: TransposeContext, node: fx.Node, name: str) -> None:
     """scaled_dot_product_attention -> the value path, tokens mapped."""
     a = O.bind(node)
     value = a["value"]

@@ -4,21 +4,17 @@ parameters (a norm before the encoder's first weight is skipped: ``rec_image`` s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx, nn
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "norm", "own_norm"]
 
 
-def norm(t: Transposer, node: fx.Node, name: str) -> None:
+def norm(t: TransposeContext, node: fx.Node, name: str) -> None:
     """A norm -> a fresh norm of the same kind (skipped before the first weight)."""
     x = O.bind(node)["input"]
     dst = t.need(node, x, "input")
@@ -29,7 +25,7 @@ def norm(t: Transposer, node: fx.Node, name: str) -> None:
     t.add(S.NormT(src, node.name, dst=dst, norm=own_norm(t, node, name)))
 
 
-def own_norm(t: Transposer, node: fx.Node, name: str) -> str:
+def own_norm(t: TransposeContext, node: fx.Node, name: str) -> str:
     """A fresh norm of the same kind as ``node`` (the decoder's own parameters); its key."""
     a = O.bind(node)
     shape = O.val(a["input"]).shape

@@ -5,21 +5,17 @@ operands (negated where subtracted, summed over broadcast dims); neg negates.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "activation", "add", "neg"]
 
 
-def activation(t: Transposer, node: fx.Node, name: str) -> None:
+def activation(t: TransposeContext, node: fx.Node, name: str) -> None:
     """An elementwise op of one image-dependent tensor -> re-applied (skipped before the
     first weight)."""
     tensors = [a for a in node.args if t.xdep.get(a, False)]
@@ -44,7 +40,7 @@ def activation(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def add(t: Transposer, node: fx.Node, name: str) -> None:
+def add(t: TransposeContext, node: fx.Node, name: str) -> None:
     """add/sub/rsub -> the reconstruction to each image-dependent operand, scaled by its sign."""
     a = O.bind(node)
     x, y = a["self"], a.get("other")
@@ -61,7 +57,7 @@ def add(t: Transposer, node: fx.Node, name: str) -> None:
     t.add(S.FanOut(t.out_slot(node), node.name, targets=tuple(targets)))
 
 
-def neg(t: Transposer, node: fx.Node, name: str) -> None:
+def neg(t: TransposeContext, node: fx.Node, name: str) -> None:
     """neg -> negated."""
     x = node.args[0]
     t.add(S.ScaleT(t.out_slot(node), node.name, dst=t.slot(x), scalar=-1.0))

@@ -5,21 +5,17 @@ cut and self-gating x * f(x) is re-applied as r * f(r).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "div", "mul"]
 
 
-def mul(t: Transposer, node: fx.Node, name: str, divide: bool = False) -> None:
+def mul(t: TransposeContext, node: fx.Node, name: str, divide: bool = False) -> None:
     """A product (``divide``: a quotient) -> re-applied scaling, or a gate cut (see the module)."""
     x, y = node.args[0], node.args[1]
     src = t.out_slot(node)
@@ -61,12 +57,12 @@ def mul(t: Transposer, node: fx.Node, name: str, divide: bool = False) -> None:
     t.add(step)
 
 
-def div(t: Transposer, node: fx.Node, name: str) -> None:
+def div(t: TransposeContext, node: fx.Node, name: str) -> None:
     """A quotient: see :func:`mul`."""
     mul(t, node, name, divide=True)
 
 
-def _product(t: Transposer, node: fx.Node, x: fx.Node, y: fx.Node) -> None:
+def _product(t: TransposeContext, node: fx.Node, x: fx.Node, y: fx.Node) -> None:
     """A product of two image-dependent tensors: self-gating, a gate cut, or both operands."""
     src = t.out_slot(node)
     for main, gate in ((x, y), (y, x)):
@@ -99,7 +95,7 @@ def _product(t: Transposer, node: fx.Node, x: fx.Node, y: fx.Node) -> None:
     t.add(S.FanOut(src, node.name, targets=targets))
 
 
-def _chain_args(t: Transposer, node: fx.Node) -> tuple:
+def _chain_args(t: TransposeContext, node: fx.Node) -> tuple:
     """The args of a gate-chain op, its tensor argument the running value."""
     tensor = next(a for a in node.args if O.is_tensor_node(a))
     return t.template(tuple(node.args), tensor)

@@ -4,21 +4,17 @@ resizing back, reductions (mean/sum/amax) -> broadcast back over the reduced dim
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "pool", "reduction", "resize"]
 
 
-def _resize_back(t: Transposer, node: fx.Node, mode: str, dims: int) -> None:
+def _resize_back(t: TransposeContext, node: fx.Node, mode: str, dims: int) -> None:
     """A resize of the node's output back to its input's last ``dims`` sizes."""
     x = node.args[0]
     t.add(
@@ -33,18 +29,18 @@ def _resize_back(t: Transposer, node: fx.Node, mode: str, dims: int) -> None:
     )
 
 
-def pool(t: Transposer, node: fx.Node, name: str) -> None:
+def pool(t: TransposeContext, node: fx.Node, name: str) -> None:
     """Pooling -> nearest upsampling to the input's size."""
     _resize_back(t, node, "nearest", int(name[name.index("pool") + 4]) if "pool" in name else 2)
 
 
-def resize(t: Transposer, node: fx.Node, name: str) -> None:
+def resize(t: TransposeContext, node: fx.Node, name: str) -> None:
     """Resizing -> area resizing back to the input's size."""
     digits = [c for c in name if c.isdigit()]
     _resize_back(t, node, "area", int(digits[-1]) if digits else 2)
 
 
-def reduction(t: Transposer, node: fx.Node, name: str) -> None:
+def reduction(t: TransposeContext, node: fx.Node, name: str) -> None:
     """mean/sum/amax/... over dims -> broadcast back over them."""
     a = O.bind(node)
     x = a["self"]

@@ -6,20 +6,16 @@ flips back.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
 from ._graph_plan import to_expr
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
 
 aten = torch.ops.aten
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = [
     "RULES",
@@ -37,7 +33,7 @@ __all__ = [
 ]
 
 
-def identity(t: Transposer, node: fx.Node, name: str) -> None:
+def identity(t: TransposeContext, node: fx.Node, name: str) -> None:
     """Identity-like ops pass the reconstruction through; reshapes reshape it back."""
     src = t.out_slot(node)
     x = node.args[0]
@@ -48,7 +44,7 @@ def identity(t: Transposer, node: fx.Node, name: str) -> None:
         t.add(S.ReshapeT(src, node.name, dst=dst, shape_at=t.shape_at(x)))
 
 
-def permute(t: Transposer, node: fx.Node, name: str) -> None:
+def permute(t: TransposeContext, node: fx.Node, name: str) -> None:
     """permute/transpose -> the inverse permutation."""
     x = node.args[0]
     ndim = len(O.val(x).shape)
@@ -66,7 +62,7 @@ def permute(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def expand(t: Transposer, node: fx.Node, name: str) -> None:
+def expand(t: TransposeContext, node: fx.Node, name: str) -> None:
     """expand -> a sum over the expanded dims."""
     x = node.args[0]
     t.add(
@@ -78,7 +74,7 @@ def expand(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def select(t: Transposer, node: fx.Node, name: str) -> None:
+def select(t: TransposeContext, node: fx.Node, name: str) -> None:
     """select -> scatter into zeros of the input's shape."""
     x, dim, index = node.args[0], int(node.args[1]), node.args[2]
     t.add(
@@ -93,7 +89,7 @@ def select(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def slice_(t: Transposer, node: fx.Node, name: str) -> None:
+def slice_(t: TransposeContext, node: fx.Node, name: str) -> None:
     """slice/narrow -> scatter into zeros of the input's shape."""
     a = O.bind(node)
     x = a["self"]
@@ -120,7 +116,7 @@ def slice_(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def cat(t: Transposer, node: fx.Node, name: str) -> None:
+def cat(t: TransposeContext, node: fx.Node, name: str) -> None:
     """cat/stack -> split/unbind, each image-dependent operand its piece."""
     tensors = node.args[0]
     dim = int(node.args[1]) if len(node.args) > 1 else int(node.kwargs.get("dim", 0))
@@ -134,7 +130,7 @@ def cat(t: Transposer, node: fx.Node, name: str) -> None:
     t.add(S.SplitT(t.out_slot(node), node.name, dim=dim, parts=tuple(parts), stack=stack))
 
 
-def split(t: Transposer, node: fx.Node, name: str) -> None:
+def split(t: TransposeContext, node: fx.Node, name: str) -> None:
     """split/chunk/unbind -> cat of the pieces' reconstructions (zeros where none)."""
     x = node.args[0]
     a = O.bind(node)
@@ -158,7 +154,7 @@ def split(t: Transposer, node: fx.Node, name: str) -> None:
     step.free = not any(s in t.keep for s in srcs if s is not None)
 
 
-def pad(t: Transposer, node: fx.Node, name: str) -> None:
+def pad(t: TransposeContext, node: fx.Node, name: str) -> None:
     """pad -> the crop that undoes it."""
     x = node.args[0]
     a = O.bind(node)
@@ -173,7 +169,7 @@ def pad(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def roll(t: Transposer, node: fx.Node, name: str) -> None:
+def roll(t: TransposeContext, node: fx.Node, name: str) -> None:
     """roll -> roll back."""
     a = O.bind(node)
     shifts = a["shifts"]
@@ -189,7 +185,7 @@ def roll(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def pixel_shuffle(t: Transposer, node: fx.Node, name: str) -> None:
+def pixel_shuffle(t: TransposeContext, node: fx.Node, name: str) -> None:
     """pixel_shuffle <-> pixel_unshuffle."""
     t.add(
         S.PixelShuffleT(
@@ -202,7 +198,7 @@ def pixel_shuffle(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def flip(t: Transposer, node: fx.Node, name: str) -> None:
+def flip(t: TransposeContext, node: fx.Node, name: str) -> None:
     """flip -> flip back."""
     x = node.args[0]
     t.add(

@@ -5,23 +5,19 @@ transpose. A matmul of two image-dependent tensors is attention: see :mod:`._rul
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import fx
 
 from . import _graph_ops as O
 from . import _graph_steps as S
 from ._graph_plan import to_expr
+from ._rule_protocol import TransposeContext
 from ._rules import Rule, rule_table
 from ._rules_attention import token_map
-
-if TYPE_CHECKING:
-    from ._graph_build import Transposer
 
 __all__ = ["RULES", "conv", "linear", "matmul"]
 
 
-def conv(t: Transposer, node: fx.Node, name: str) -> None:
+def conv(t: TransposeContext, node: fx.Node, name: str) -> None:
     """conv -> conv_transpose with the same weight (a forward conv_transpose -> conv)."""
     a = O.bind(node)
     x, w = a["input"], a["weight"]
@@ -68,7 +64,7 @@ def conv(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def linear(t: Transposer, node: fx.Node, name: str) -> None:
+def linear(t: TransposeContext, node: fx.Node, name: str) -> None:
     """linear -> linear with the transposed weight and an own bias."""
     a = O.bind(node)
     x, w = a["input"], a["weight"]
@@ -87,7 +83,7 @@ def linear(t: Transposer, node: fx.Node, name: str) -> None:
     )
 
 
-def matmul(t: Transposer, node: fx.Node, name: str) -> None:
+def matmul(t: TransposeContext, node: fx.Node, name: str) -> None:
     """A matmul with a constant -> with its transpose; with a gate operand -> attention."""
     a, b = node.args[0], node.args[1]
     xa, xb = bool(t.xdep.get(a, False)), bool(t.xdep.get(b, False))
@@ -111,7 +107,7 @@ def matmul(t: Transposer, node: fx.Node, name: str) -> None:
         raise t.error(node, "a product of two image-dependent tensors with no gate")
 
 
-def _batch_reduce(t: Transposer, operand: fx.Node, out: fx.Node) -> tuple[int, ...] | None:
+def _batch_reduce(t: TransposeContext, operand: fx.Node, out: fx.Node) -> tuple[int, ...] | None:
     """The operand's shape when the product broadcast its batch dims, else None."""
     so, sn = O.val(operand).shape, O.val(out).shape
     if len(so) == len(sn) and all(to_expr(x) == to_expr(y) for x, y in zip(so[:-2], sn[:-2])):

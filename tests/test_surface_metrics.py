@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from dsplug.metrics import METRIC_NAMES, CaseMetrics
 from dsplug.metrics.surface import (
     boundary,
     foreground_masks,
@@ -20,6 +22,11 @@ from dsplug.metrics.surface import (
     surface_distances,
     surface_scores,
 )
+
+try:  # an optional extra: the cross-check runs where it is installed (it is in `test`)
+    from monai import metrics as monai_metrics
+except ImportError:  # pragma: no cover
+    monai_metrics = None
 
 
 def square(shape: tuple[int, ...], start: tuple[int, ...], side: int) -> np.ndarray:
@@ -156,10 +163,10 @@ def mask_pairs(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, tuple[float, ..
     return pair[0], pair[1], spacing
 
 
+@pytest.mark.skipif(monai_metrics is None, reason="monai is not installed")
 @given(case=mask_pairs(), tolerance=st.sampled_from([0.0, 1.0, 2.0, 3.0]))
 @settings(max_examples=25, deadline=None)
 def test_hd95_and_nsd_equal_monai(case, tolerance: float) -> None:
-    monai_metrics = pytest.importorskip("monai.metrics")
     pred, truth, spacing = case
     y_pred = torch.from_numpy(pred)[None, None].float()
     y = torch.from_numpy(truth)[None, None].float()
@@ -172,3 +179,102 @@ def test_hd95_and_nsd_equal_monai(case, tolerance: float) -> None:
     got_hd, got_nsd = hd95(pred, truth, spacing), surface_dice(pred, truth, tolerance, spacing)
     np.testing.assert_allclose(got_hd, want_hd, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(got_nsd, want_nsd, rtol=1e-6, atol=1e-6)
+
+
+# --- in the per-case accumulator ------------------------------------------------------------
+
+
+def _batch(pred: np.ndarray, truth: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """counts (1, 1, 3) and (1, 1, *spatial) masks of one binary item."""
+    p, t = torch.from_numpy(pred)[None, None], torch.from_numpy(truth)[None, None]
+    tp = int((p & t).sum())
+    counts = torch.tensor([[[tp, int(p.sum()) - tp, int(t.sum()) - tp]]])
+    return counts, p, t
+
+
+def test_case_metrics_without_surface_is_unchanged() -> None:
+    a = square((8, 8), (2, 2), 3)
+    counts, p, t = _batch(a, a)
+    metrics = CaseMetrics()
+    metrics.update(counts, ["c"], [0])
+    assert set(metrics.summary()) == {*METRIC_NAMES, "cases"}
+    assert set(metrics.state()) == {"eps", "num_classes", "cases", "slices", "counts"}
+    assert set(metrics.per_case_class()["c"][0]) == set(METRIC_NAMES)
+    with pytest.raises(ValueError, match="surface=True"):
+        metrics.update(counts, ["c"], [0], pred=p, truth=t)
+    with pytest.raises(ValueError, match="surface=True"):
+        CaseMetrics(spacing=(1.0, 1.0))
+
+
+def test_case_metrics_scores_each_image_and_skips_nan_in_means() -> None:
+    a = square((16, 16), (4, 3), 5)
+    metrics = CaseMetrics(surface=True, spacing={"shift": (1.0, 0.5), "empty": (1.0, 1.0)})
+    metrics.update(*_batch(a, np.roll(a, 2, axis=1))[:1], ["shift"], [0], **_masks(a, 2))
+    empty = np.zeros_like(a)
+    metrics.update(*_batch(empty, empty)[:1], ["empty"], [0], **_masks(empty, 0))
+    per_case = metrics.per_case()
+    assert per_case["shift"]["hd95"] == pytest.approx(1.0)  # 2 voxels of 0.5 mm
+    assert per_case["shift"]["nsd"] == 1.0  # within the 1 mm default tolerance
+    assert math.isnan(per_case["empty"]["hd95"]) and math.isnan(per_case["empty"]["nsd"])
+    summary = metrics.summary()
+    assert summary["hd95"] == pytest.approx(1.0) and summary["nsd"] == 1.0  # nan skipped
+    assert summary["hd95_nan"] == 1 and summary["nsd_nan"] == 1 and summary["cases"] == 2
+    with pytest.raises(ValueError, match="needs the masks"):
+        metrics.update(*_batch(a, a)[:1], ["other"], [0])
+
+
+def _masks(a: np.ndarray, shift: int) -> dict[str, torch.Tensor]:
+    return {
+        "pred": torch.from_numpy(a)[None, None],
+        "truth": torch.from_numpy(np.roll(a, shift, axis=1))[None, None],
+    }
+
+
+def test_slices_of_a_case_are_scored_as_one_volume() -> None:
+    # Two cubes offset by one slice: per slice the rims agree except at the ends; as a
+    # volume the offset is one slice of 3 mm.
+    pred = square((10, 10, 8), (2, 2, 2), 4)
+    truth = square((10, 10, 8), (2, 2, 3), 4)
+    spacing = (0.5, 0.5, 3.0)
+    metrics = CaseMetrics(surface=True, spacing=spacing, tolerance=2.0)
+    for z in [5, 0, 3, 1, 7, 2, 6, 4]:  # any order: stacked by slice index
+        counts, p, t = _batch(pred[..., z], truth[..., z])
+        metrics.update(counts, ["vol"], [z], pred=p, truth=t)
+    got = metrics.per_case_class()["vol"][0]
+    assert got["hd95"] == pytest.approx(hd95(pred, truth, spacing)) == pytest.approx(3.0)
+    assert got["nsd"] == pytest.approx(surface_dice(pred, truth, 2.0, spacing))
+    assert 0 < got["nsd"] < 1
+
+
+def test_surface_state_round_trips_and_merges() -> None:
+    a = square((12, 12), (3, 3), 4)
+    ranks = [CaseMetrics(surface=True, tolerance=1.5) for _ in range(2)]
+    for rank, case in zip(ranks, ["c0", "c1"]):
+        counts, p, t = _batch(a, np.roll(a, 1 + int(case[1]), axis=1))
+        rank.update(counts, [case], [0], pred=p, truth=t)
+    merged = CaseMetrics(surface=True, tolerance=1.5)
+    for rank in ranks:
+        merged.merge(CaseMetrics.from_state(pickle.loads(pickle.dumps(rank.state()))))
+    assert merged.per_case_class() == {
+        **ranks[0].per_case_class(),
+        **ranks[1].per_case_class(),
+    }
+    assert merged.summary()["hd95"] == pytest.approx(1.5)  # (1 + 2) / 2
+    with pytest.raises(ValueError, match="surface"):
+        merged.merge(CaseMetrics())
+
+
+def test_new_masks_of_a_scored_case_are_rescored() -> None:
+    a = square((12, 12), (3, 3), 4)
+    metrics = CaseMetrics(surface=True)
+    counts, p, t = _batch(a, np.roll(a, 1, axis=1))
+    metrics.update(counts, ["c"], [0], pred=p, truth=t)
+    assert metrics.per_case()["c"]["hd95"] == pytest.approx(1.0)  # scored and cached
+    counts, p, t = _batch(a, np.roll(a, 3, axis=1))
+    metrics.update(counts, ["c"], [0], pred=p, truth=t)  # same key: replaced
+    assert metrics.per_case()["c"]["hd95"] == pytest.approx(3.0)
+    other = CaseMetrics(surface=True)
+    counts, p, t = _batch(a, np.roll(a, 2, axis=1))
+    other.update(counts, ["c"], [0], pred=p, truth=t)
+    metrics.merge(other)
+    assert metrics.per_case()["c"]["hd95"] == pytest.approx(2.0)

@@ -4,6 +4,8 @@ Counts come first: :func:`confusion_counts` turns logits and a target into TP/FP
 (batch item) and foreground class; :func:`scores` turns any counts into eq. 14. Headline figures
 are per case: :class:`CaseMetrics` sums the counts of a case's slices, scores them, averages over
 foreground classes and then over cases. :func:`paired_tests` compares two runs over cases.
+Boundary metrics (HD95, normalised surface Dice; :mod:`dsplug.metrics.surface`) are scored per
+case from masks, in :class:`CaseMetrics` with ``surface=True``.
 
 Label conventions (the same across dsplug):
 
@@ -22,12 +24,22 @@ from .prediction import predict as predict
 from .stats import METRIC_NAMES as METRIC_NAMES
 from .stats import confusion_counts as confusion_counts
 from .stats import scores as scores
+from .surface import SURFACE_METRIC_NAMES as SURFACE_METRIC_NAMES
+from .surface import foreground_masks as foreground_masks
+from .surface import hd95 as hd95
+from .surface import surface_dice as surface_dice
+from .surface import surface_scores as surface_scores
 
 __all__ = [
     "METRIC_NAMES",
+    "SURFACE_METRIC_NAMES",
     "CaseMetrics",
     "confusion_counts",
+    "foreground_masks",
+    "hd95",
     "paired_tests",
     "predict",
     "scores",
+    "surface_dice",
+    "surface_scores",
 ]

@@ -11,8 +11,10 @@ epochs until validation Dice first reaches the best validation Dice of ``none`` 
 seed, converted to time with the step-time ratios measured interleaved in one process on a real
 training batch (so that machine noise between separate runs does not decide it); test DICE,
 PPV, SEN, IoU per case and foreground class with the best-epoch weights. Across seeds: means,
-standard deviations, and paired p-values (Wilcoxon, t-test) of per-case test Dice (the mean over
-seeds per case) against ``none``. The test split is never used for any choice.
+standard deviations, and the comparison with ``none`` with the seed as the unit: per-seed
+differences in mean test Dice, better in k of n seeds, a t-test of the per-seed differences and a
+seeds x cases bootstrap (``convergence_stats.compare_seeds``). The test split is never used for
+any choice.
 
 Splits are by case: a seeded 70/10/20 split of all 200 cases (``splits.json``), from which a
 seeded sample of ``--train-cases`` / ``--val-cases`` / ``--test-cases`` is used. Training drops

@@ -1,5 +1,12 @@
-"""Convergence benchmark statistics: per-variant figures over seeds, paired tests against
-``none``, the paper's ordering, and the duration estimate."""
+"""Convergence benchmark statistics: per-variant figures over seeds, seed-aware comparisons
+against ``none``, the paper's ordering, and the duration estimate.
+
+The comparison with ``none`` (:func:`compare_seeds`) treats the training seed as the unit of
+replication: the per-case values of one seed are not independent of each other (they share one
+trained network), so pooling seed-averaged cases as independent pairs (what
+:func:`dsplug.metrics.paired_tests` does on them, kept as ``pooled_cases`` for reference)
+overstates the evidence: it reported p = 1e-5 for a difference that held in 2 of 3 seeds.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats as _stats
 
 from benchmarks.convergence_settings import PAPER_ORDER, VARIANTS, ConvergenceSettings
 from dsplug.metrics import METRIC_NAMES, paired_tests
 
-__all__ = ["analyse", "estimate_seconds"]
+__all__ = ["analyse", "compare_seeds", "compare_to_none", "estimate_seconds", "upgrade"]
 
 
 def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
@@ -21,6 +29,142 @@ def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
         return {"mean": None, "sd": None, "n": 0}
     sd = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
     return {"mean": float(np.mean(vals)), "sd": sd, "n": len(vals)}
+
+
+P_VALUES = (
+    "seed-aware, against 'none' with the same seeds: p is a two-sided one-sample t-test of the "
+    "per-seed differences in mean test Dice (the seed is the unit, df = seeds - 1); "
+    "k/n: seeds in which the variant's mean test Dice is higher"
+)
+
+
+def compare_seeds(
+    a: Sequence[float] | Sequence[Sequence[float]],
+    b: Sequence[float] | Sequence[Sequence[float]],
+    *,
+    n_boot: int = 10_000,
+    rng_seed: int = 0,
+) -> dict[str, Any]:
+    """Paired comparison of two variants trained with the same seeds: the seed is the unit.
+
+    Row ``s`` of ``a`` and ``b`` belongs to seed ``s``. Per seed, the difference of the means
+    (over cases) is taken; the p-value is Student's two-sided one-sample t-test of these
+    differences against 0 (``scipy.stats.ttest_1samp``, df = seeds - 1), and ``ci95`` its
+    t-interval. Seeds that disagree in sign give a large p however consistent the cases are
+    within each seed (pooling seed-averaged cases as independent pairs would not). With 3 seeds
+    the smallest p needs the 3 differences to be close to each other, as it should.
+
+    When per-case values are given (2-D), a two-level bootstrap adds a CI and p-value that also
+    reflect which test cases were drawn: each replicate resamples the seeds with replacement and
+    the cases with replacement, and averages the differences over the drawn (seed, case) pairs.
+    The same test cases are scored in every seed (cases are crossed with seeds, not nested in
+    them), so one case resample is shared by the drawn seeds: Owen's pigeonhole bootstrap for
+    crossed random effects (A. B. Owen, Ann. Appl. Stat. 1(1), 2007), the crossed counterpart of
+    the hierarchical bootstrap (Saravanan et al., Neurons Behav. Data Anal. Theory 2020). Its p is
+    twice the smaller tail of the replicates at 0 ((count + 1) / (n_boot + 1)), capped at 1;
+    with few seeds the resampled seed sets are few (10 for 3 seeds), so read it beside the t-test
+    and "k of n", not instead of them.
+
+    Args:
+        a: per-seed values of the variant: shape (seeds,) (each seed's mean) or
+            (seeds, cases) (the same cases, in the same order, in every seed).
+        b: the reference's values (``none``), same shape and seed order.
+        n_boot: bootstrap replicates (2-D input only).
+        rng_seed: seed of the bootstrap's generator (``numpy.random.default_rng``): the result
+            is deterministic.
+
+    Returns:
+        ``{"per_seed_diff", "better_seeds" (seeds where a > b), "n_seeds", "mean_diff",
+        "p" (None for one seed), "ci95" ([low, high] or None), "bootstrap" (None for 1-D
+        input, else ``{"p", "ci95", "n_boot", "rng_seed", "cases"}``)}``.
+
+    Raises:
+        ValueError: shapes differ, no seed, or non-finite values.
+
+    Example:
+        >>> r = compare_seeds([0.75, 0.76, 0.73], [0.72, 0.72, 0.74])
+        >>> r["better_seeds"], r["n_seeds"], round(r["p"], 2)
+        (2, 3, 0.32)
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape or x.ndim not in (1, 2) or x.shape[0] < 1 or 0 in x.shape:
+        raise ValueError(
+            f"compare_seeds needs values of the same seeds (and cases) for both variants, got "
+            f"shapes {x.shape} and {y.shape}: (seeds,) or (seeds, cases)."
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("compare_seeds got non-finite values.")
+    diff = x - y
+    per_seed = diff if diff.ndim == 1 else diff.mean(axis=1)
+    n = len(per_seed)
+    mean = float(per_seed.mean())
+    p, ci = None, None
+    if n > 1:
+        se = float(per_seed.std(ddof=1)) / math.sqrt(n)
+        if se == 0.0:  # identical differences: the limits (t = 0 -> p = 1, |t| = inf -> 0)
+            p, ci = (1.0 if mean == 0.0 else 0.0), [mean, mean]
+        else:  # scipy.stats.ttest_1samp(per_seed, 0), written out
+            p = float(2.0 * _stats.t.sf(abs(mean / se), n - 1))
+            half = float(_stats.t.ppf(0.975, n - 1)) * se
+            ci = [mean - half, mean + half]
+    boot = None
+    if diff.ndim == 2:
+        rng = np.random.default_rng(rng_seed)
+        seeds_drawn = rng.integers(0, n, size=(n_boot, n))
+        cases_drawn = rng.integers(0, diff.shape[1], size=(n_boot, diff.shape[1]))
+        reps = diff[seeds_drawn[:, :, None], cases_drawn[:, None, :]].mean(axis=(1, 2))
+        tail = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
+        boot = {
+            "p": min(1.0, 2 * (tail + 1) / (n_boot + 1)),
+            "ci95": [float(v) for v in np.percentile(reps, [2.5, 97.5])],
+            "n_boot": n_boot,
+            "rng_seed": rng_seed,
+            "cases": int(diff.shape[1]),
+        }
+    return {
+        "per_seed_diff": [float(v) for v in per_seed],
+        "better_seeds": int((per_seed > 0).sum()),
+        "n_seeds": n,
+        "mean_diff": mean,
+        "p": p,
+        "ci95": ci,
+        "bootstrap": boot,
+    }
+
+
+def compare_to_none(variant: Mapping[str, Any], none: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`compare_seeds` of a variant's summary against ``none``'s, test Dice, by seed.
+
+    Uses the seeds both ran; the per-case values of each seed when both summaries store them
+    (``seeds[i]["test_per_case_dice"]``, written since the seed-aware statistics), else each
+    seed's mean test Dice. ``pooled_cases`` keeps the former test (paired over the cases'
+    seed-averaged values as if independent), for reference only.
+    """
+    own = {s["seed"]: s for s in variant["seeds"]}
+    ref = {s["seed"]: s for s in none["seeds"]}
+    seeds = sorted(set(own) & set(ref))
+    if not seeds:
+        raise ValueError(f"variant {variant['variant']['name']!r} shares no seed with 'none'.")
+    pairs = [(own[s], ref[s]) for s in seeds]
+    case_sets = {tuple(sorted(r.get("test_per_case_dice") or ())) for p in pairs for r in p}
+    if len(case_sets) == 1 and () not in case_sets:
+        cases = next(iter(case_sets))
+        a = [[o["test_per_case_dice"][c] for c in cases] for o, _ in pairs]
+        b = [[r["test_per_case_dice"][c] for c in cases] for _, r in pairs]
+    else:
+        a = [o["test"]["dice"] for o, _ in pairs]
+        b = [r["test"]["dice"] for _, r in pairs]
+    cases = sorted(variant["test_per_case"])
+    pooled = paired_tests(
+        [variant["test_per_case"][c]["dice"] for c in cases],
+        [none["test_per_case"][c]["dice"] for c in cases],
+    )
+    return {
+        "metric": "dice",
+        "seeds": seeds,
+        **compare_seeds(a, b),
+        "pooled_cases": pooled,
+    }
 
 
 def _first_epoch_reaching(history: Sequence[Mapping[str, Any]], target: float) -> int | None:
@@ -44,6 +188,9 @@ def _seed_figures(
         "best_val_dice": max(row["val_dice"] for row in history),
         "best_val": run["best_val"],
         "test": {m: run["test"]["summary"][m] for m in METRIC_NAMES},
+        "test_per_case_dice": {
+            c: float(v["dice"]) for c, v in sorted(run["test"]["per_case"].items())
+        },
         "target_dice": target,
         "epochs_to_target": reached,
         # time in units of one `none` epoch, and in seconds of this seed's `none` epochs
@@ -87,7 +234,6 @@ def _variant_summary(
     runs: Sequence[Mapping[str, Any]],
     none_runs: Mapping[int, Mapping[str, Any]],
     ratios: Mapping[str, Any],
-    none_cases: Mapping[str, Mapping[str, float]] | None,
 ) -> dict[str, Any]:
     ratio = float(ratios[name]["time"])
     seeds = [_seed_figures(run, none_runs[run["seed"]], ratio) for run in runs]
@@ -125,11 +271,6 @@ def _variant_summary(
         "test_per_case": per_case,
         "test_per_case_class": per_case_class,
     }
-    if none_cases is not None and name != "none":
-        cases = sorted(per_case)
-        summary["p_vs_none"] = paired_tests(
-            [per_case[c]["dice"] for c in cases], [none_cases[c]["dice"] for c in cases]
-        )
     return summary
 
 
@@ -144,7 +285,8 @@ def analyse(
         step: the step-time result (``ratios`` per variant).
 
     Returns:
-        ``{"variants": {name: {...}}, "ordering": {"paper", "observed", "reproduced"}}``.
+        ``{"variants": {name: {...}}, "ordering": {"paper", "observed", "reproduced"}}``;
+        each variant's ``p_vs_none`` is :func:`compare_to_none` (None for ``none``).
     """
     by_variant: dict[str, list[Mapping[str, Any]]] = {}
     for (name, _), run in sorted(records.items(), key=lambda kv: kv[0][1]):
@@ -152,15 +294,13 @@ def analyse(
     if "none" not in by_variant:
         raise ValueError("analyse needs the runs of 'none' (the reference).")
     none_runs = {run["seed"]: run for run in by_variant["none"]}
-    none_cases = _mean_per_case(by_variant["none"])
     variants = {}
     for name in [n for n in VARIANTS if n in by_variant]:
         missing = sorted({r["seed"] for r in by_variant[name]} - set(none_runs))
         if missing:
             raise ValueError(f"variant {name!r} has seeds {missing} without a run of 'none'.")
-        variants[name] = _variant_summary(
-            name, by_variant[name], none_runs, step["ratios"], none_cases
-        )
+        variants[name] = _variant_summary(name, by_variant[name], none_runs, step["ratios"])
+    _compare_all(variants)
     present = [m for m in PAPER_ORDER if m in variants]
     observed = sorted(present, key=lambda m: variants[m]["test"]["dice"])
     return {
@@ -172,6 +312,19 @@ def analyse(
             "reproduced": observed == present,
         },
     }
+
+
+def _compare_all(variants: Mapping[str, dict[str, Any]]) -> None:
+    for name, v in variants.items():
+        v["p_vs_none"] = None if name == "none" else compare_to_none(v, variants["none"])
+
+
+def upgrade(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored ``convergence.json`` with its comparisons recomputed by :func:`compare_to_none`
+    from the figures it already holds (no run is repeated); ``result`` is changed in place."""
+    _compare_all(result["variants"])
+    result["config"]["p_values"] = P_VALUES
+    return result
 
 
 def estimate_seconds(
@@ -198,3 +351,25 @@ def estimate_seconds(
         "total_s": (train_s + eval_s) / settings.jobs,
         "jobs": settings.jobs,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.convergence_stats FILE...``: :func:`upgrade` each stored result in
+    place (the comparisons only; every other figure is left as it was)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    paths = list(sys.argv[1:] if argv is None else argv)
+    if not paths:
+        print("usage: python -m benchmarks.convergence_stats convergence.json ...", file=sys.stderr)
+        return 2
+    for path in map(Path, paths):
+        result = upgrade(json.loads(path.read_text(encoding="utf-8")))
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"{path}: comparisons recomputed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

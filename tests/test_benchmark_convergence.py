@@ -23,7 +23,7 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     setting_name,
 )
-from benchmarks.convergence_stats import analyse
+from benchmarks.convergence_stats import analyse, compare_seeds, upgrade
 from dsplug.metrics import METRIC_NAMES
 from dsplug.options import Mode
 from tests.data.conftest import require_data
@@ -131,8 +131,16 @@ def test_per_case_means_p_values_and_classes(records) -> None:
         v = result[name]
         assert v["test"]["dice"] == pytest.approx(np.mean(list(mean_case.values())))
         a, b = [mean_case[c] for c in CASES], [none_case[c] for c in CASES]
-        assert v["p_vs_none"]["ttest_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-        assert v["p_vs_none"]["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+        pooled = v["p_vs_none"]["pooled_cases"]  # the former test, kept for reference
+        assert pooled["ttest_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+        assert pooled["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+        seed_diff = [
+            records[(name, s)]["test"]["summary"]["dice"]
+            - records[("none", s)]["test"]["summary"]["dice"]
+            for s in (0, 1)
+        ]
+        assert v["p_vs_none"]["per_seed_diff"] == pytest.approx(seed_diff)
+        assert v["p_vs_none"]["p"] < 1e-6  # both seeds moved by the same amount
         assert v["test_per_class"]["Posterior"]["dice"] == pytest.approx(
             v["test_per_class"]["Anterior"]["dice"] / 2
         )
@@ -143,6 +151,103 @@ def test_per_case_means_p_values_and_classes(records) -> None:
         ]
         assert v["test_over_seeds"]["dice"]["n"] == 2
         assert np.mean(per_seed) == pytest.approx(v["test_over_seeds"]["dice"]["mean"])
+
+
+# ------------------------------------------------------- seed-aware comparison (issue 18)
+SEED_SHIFTS = {0: 0.03, 1: 0.04, 2: -0.02}  # hyb - none per seed: the seeds disagree in sign
+
+
+def _disagreeing_seeds() -> dict:
+    """3 seeds x 6 cases; within each seed every case moves the same way (tiny case noise)."""
+    rng = np.random.default_rng(1)
+    base = 0.7 + 0.1 * rng.random(len(CASES))
+    out = {}
+    for seed, shift in SEED_SHIFTS.items():
+        noise = 0.001 * rng.standard_normal(len(CASES))
+        out[("none", seed)] = fake_run("none", seed, [0.6, 0.7], list(base), 10.0)
+        out[("hyb", seed)] = fake_run("hyb", seed, [0.6, 0.7], list(base + shift + noise), 25.0)
+    return out
+
+
+def test_seeds_that_disagree_in_sign_give_a_large_p() -> None:
+    """The former test paired the seed-averaged cases as if independent: every case gains
+    about +0.017, so it gave p ~ 1e-7 although one seed of three lost. The seed-aware p (and
+    the seeds x cases bootstrap) must see the disagreement."""
+    hyb = analyse(_disagreeing_seeds(), STEP)["variants"]["hyb"]["p_vs_none"]
+    assert hyb["pooled_cases"]["ttest_p"] < 1e-4  # what the README used to report
+    assert hyb["p"] > 0.3
+    assert hyb["bootstrap"]["p"] > 0.1
+    assert hyb["ci95"][0] < 0.0 < hyb["ci95"][1]
+    assert hyb["bootstrap"]["ci95"][0] < 0.0 < hyb["bootstrap"]["ci95"][1]
+    assert hyb["better_seeds"] == 2 and hyb["n_seeds"] == 3
+
+
+def test_better_in_k_of_n_seeds_is_counted_by_seed() -> None:
+    """Per-seed differences of the mean test Dice, paired by seed number (not by position);
+    a tie is not "better"; the table cell and the sentence say k/n."""
+    diffs = {3: 0.02, 5: -0.01, 7: 0.0, 9: 0.005}
+    records = {}
+    for seed, d in diffs.items():
+        base = [0.70 + 0.01 * i + 0.001 * seed for i in range(len(CASES))]
+        records[("none", seed)] = fake_run("none", seed, [0.6, 0.7], base, 10.0)
+        records[("hyb", seed)] = fake_run("hyb", seed, [0.6, 0.7], [b + d for b in base], 25.0)
+    records = dict(reversed(list(records.items())))  # order of the records does not matter
+    result = _convergence_json(records)
+    p = result["variants"]["hyb"]["p_vs_none"]
+    assert p["seeds"] == [3, 5, 7, 9]
+    assert p["per_seed_diff"] == pytest.approx(list(diffs.values()), abs=1e-12)
+    assert p["better_seeds"] == 2 and p["n_seeds"] == 4
+    assert p["mean_diff"] == pytest.approx(np.mean(list(diffs.values())))
+    text = report.render_convergence(result)
+    assert "(2/4, p = " in text
+    assert "better in 2 of 4 seeds (+0.0200 (seed 3), -0.0100 (seed 5)" in text
+
+
+def test_compare_seeds_t_test_bootstrap_and_validation() -> None:
+    a = [[0.8, 0.7, 0.9], [0.82, 0.71, 0.93], [0.81, 0.69, 0.92]]
+    b = [[0.7, 0.6, 0.85], [0.7, 0.62, 0.8], [0.75, 0.6, 0.82]]
+    r = compare_seeds(a, b, n_boot=2000, rng_seed=3)
+    per_seed = np.mean(np.subtract(a, b), axis=1)
+    assert r["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)
+    assert r["ci95"][0] > 0.0 and r["better_seeds"] == 3
+    assert r["bootstrap"]["ci95"][0] > 0.0 and r["bootstrap"]["p"] == pytest.approx(2 / 2001)
+    assert compare_seeds(a, b, n_boot=2000, rng_seed=3) == r  # deterministic
+    means = compare_seeds(np.mean(a, axis=1), np.mean(b, axis=1))
+    assert means["bootstrap"] is None and means["p"] == pytest.approx(r["p"])
+    assert compare_seeds([0.7], [0.6])["p"] is None  # one seed: no test
+    assert compare_seeds([0.7, 0.8], [0.7, 0.8])["p"] == 1.0
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_seeds([0.7, 0.8], [0.7])
+    with pytest.raises(ValueError, match="non-finite"):
+        compare_seeds([0.7, math.nan], [0.7, 0.8])
+
+
+def test_stored_results_are_seed_aware() -> None:
+    """The shipped JSON holds the seed-aware comparison, and recomputing it changes nothing."""
+    for path in sorted((ROOT / "benchmarks" / "results").glob("convergence_*.json")):
+        result = json.loads(path.read_text())
+        for name, v in result["variants"].items():
+            p = v["p_vs_none"]
+            if name == "none":
+                assert p is None
+                continue
+            seeds = {s["seed"]: s["test"]["dice"] for s in v["seeds"]}
+            none = {s["seed"]: s["test"]["dice"] for s in result["variants"]["none"]["seeds"]}
+            diff = [seeds[s] - none[s] for s in p["seeds"]]
+            assert p["per_seed_diff"] == pytest.approx(diff), (path.name, name)
+            assert p["better_seeds"] == sum(d > 0 for d in diff)
+        assert upgrade(json.loads(path.read_text())) == result, path.name
+
+
+def test_report_refuses_the_former_pooled_p_values(records, tmp_path: Path, capsys) -> None:
+    conv = _convergence_json(records)
+    for v in conv["variants"].values():
+        if v["p_vs_none"] is not None:
+            v["p_vs_none"] = v["p_vs_none"]["pooled_cases"]  # the former format
+    path = _write(tmp_path, "old.json", conv)
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--convergence", str(path), "--readme", str(tmp_path / "R.md")])
+    assert exc.value.code == 2 and "benchmarks.convergence_stats" in capsys.readouterr().err
 
 
 def test_ordering_verdict(records) -> None:
@@ -370,8 +475,10 @@ def test_quick_run_schema_consistency_and_resume(tmp_path: Path, capsys) -> None
     first = next(row["epoch"] for row in none if row["val_dice"] >= target)
     assert result["variants"]["none"]["seeds"][0]["epochs_to_target"] == first
     p = result["variants"]["hyb"]["p_vs_none"]
-    assert 0.0 <= p["wilcoxon_p"] <= 1.0 and p["n"] == 3
-    assert not math.isnan(p["ttest_p"])
+    assert p["n_seeds"] == 1 and p["p"] is None and p["better_seeds"] in (0, 1)  # one seed
+    assert p["bootstrap"]["cases"] == 3  # per-seed per-case values are stored
+    assert 0.0 <= p["pooled_cases"]["wilcoxon_p"] <= 1.0 and p["pooled_cases"]["n"] == 3
+    assert not math.isnan(p["pooled_cases"]["ttest_p"])
     assert not any((out / "runs").glob("*/last.pt"))  # checkpoints removed after each run
     # a second call reuses every finished run and the step time
     before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}

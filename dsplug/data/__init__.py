@@ -12,6 +12,7 @@ Example:
     (torch.Size([1, 32, 32]), torch.Size([1, 32, 32]), 'binary')
 """
 
+from .augment import PatchAugment as PatchAugment
 from .base import CaseInfo as CaseInfo
 from .base import SliceDataset as SliceDataset
 from .base import make_item as make_item
@@ -32,6 +33,7 @@ from .label_rules import LabelRule as LabelRule
 from .msd import MSDDataset as MSDDataset
 from .nifti import NiftiPairsDataset as NiftiPairsDataset
 from .pairing import pair_files as pair_files
+from .patches import PatchDataset as PatchDataset
 from .preprocess import Augment as Augment
 from .preprocess import Preprocessing as Preprocessing
 from .preprocess import SlicedVolume as SlicedVolume
@@ -56,6 +58,8 @@ __all__ = [
     "LabelRule",
     "MSDDataset",
     "NiftiPairsDataset",
+    "PatchAugment",
+    "PatchDataset",
     "Preprocessing",
     "SliceCache",
     "SliceDataset",

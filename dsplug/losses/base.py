@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property, partial
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -93,9 +93,10 @@ class _Context:
     # so the terms read from it count only these images (by default; not in the paper's form)
     informative: torch.Tensor
 
-    @cached_property
+    @property
     def aux(self) -> _Context:
-        """This context on the images the auxiliary branches ran on (``out.aux_index``)."""
+        """This context on the images the auxiliary branches ran on (``out.aux_index``; a few
+        index_selects per term when it is set, nothing otherwise)."""
         index = self.out.aux_index
         if index is None:
             return self

@@ -1,0 +1,135 @@
+"""``dsplug evaluate``: per-case metrics of a checkpoint on a split of its run's data or on
+a folder, written beside the run (never into it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ...data import dataset_from_config
+from ...data.base import fingerprint_changes
+from ..distributed import DistInfo
+from ..evaluation import evaluate_loader, overlay_samples
+from ..paths import check_writes
+from ..plots import plot_overlays
+from ..predict import load_model
+from ..runlog import write_csv, write_json
+from ._common import EVALUATE_FILES, _report_folder
+
+__all__ = ["evaluate_command"]
+
+
+def _check_recorded_data(config: dict[str, Any], split: str) -> None:
+    """The run's own data is still what it was (evaluate without --data).
+
+    Raises:
+        ValueError: the folder is gone, or its files differ from the checkpoint's record.
+    """
+    root = config.get("root")
+    if root is None:  # synthetic data: generated, nothing to check
+        return
+    if not os.path.isabs(root):  # a checkpoint of an older dsplug
+        here = Path(root).resolve()
+        if not here.is_dir():
+            raise ValueError(
+                f"the run's data folder {root!r} was given relative to the folder training ran "
+                f"in; from here it is {here}, which does not exist; run evaluate from that "
+                "folder, or pass --data DIR."
+            )
+        warnings.warn(
+            f"the run's data folder {root!r} was given relative to the folder training ran in; "
+            f"it is read from {here}, which this checkpoint cannot confirm is the same data.",
+            stacklevel=3,
+        )
+        return
+    if not Path(root).is_dir():
+        raise ValueError(
+            f"the run's data folder {root} no longer exists; pass --data DIR to evaluate "
+            "another folder."
+        )
+    changes = fingerprint_changes(root, config.get("fingerprint") or {})
+    if changes:
+        raise ValueError(
+            f"the run's {split} data in {root} changed since training: {'; '.join(changes)}; "
+            f"restore it, or evaluate the folder as it is now with --data {root}."
+        )
+
+
+def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
+    configs = ckpt.get("data_config") or {}
+    if not configs:
+        raise ValueError(f"{args.checkpoint!r} holds no data configuration to evaluate on.")
+    if args.data is None:
+        split = args.split or "test"
+        if split not in configs:
+            raise ValueError(
+                f"The checkpoint's data has no {split!r} split; available: {sorted(configs)}."
+            )
+        config = configs[split]
+        _check_recorded_data(config, split)
+    else:
+        if args.split is not None:
+            raise ValueError(
+                f"--split {args.split} picks a split of the run's own data, but --data "
+                "evaluates a whole folder instead; drop one."
+            )
+        if not Path(args.data).is_dir():
+            raise ValueError(f"--data {args.data!r}: no such folder.")
+        template = configs.get("val") or next(iter(configs.values()))
+        if "root" not in template:
+            raise ValueError(
+                f"--data needs a checkpoint trained on a folder dataset; its data is "
+                f"{template.get('kind')!r}."
+            )
+        config = {**template, "root": str(args.data), "cases": None, "split": None}
+    return dataset_from_config(config, cache_dir=args.cache_dir, cache=not args.no_cache)
+
+
+def _evaluate_out(args: argparse.Namespace) -> Path:
+    """``--out``, or by default ``RUN/evaluate-<checkpoint>-<split or folder>`` (a subfolder)."""
+    ckpt = Path(args.checkpoint)
+    what = Path(args.data).resolve().name if args.data else (args.split or "test")
+    default = ckpt.parent / f"evaluate-{ckpt.stem}-{what}"
+    out = Path(args.out) if args.out else default
+    _report_folder(out, EVALUATE_FILES, args.overwrite, str(default))
+    return out
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``dsplug evaluate``: per-case metrics of a checkpoint on a split or a folder."""
+    out = _evaluate_out(args)
+    check_writes(
+        [(out / name, f"evaluate's {name}") for name in EVALUATE_FILES],
+        [(args.checkpoint, "the checkpoint")],
+    )
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, ckpt = load_model(args.checkpoint, device)
+    label_mode = ckpt["wrapper_config"]["label_mode"]
+    dataset = _evaluation_dataset(args, ckpt)
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
+    metrics = evaluate_loader(model, loader, label_mode, info, progress=None)
+    summary = {
+        "checkpoint": str(args.checkpoint),
+        "epoch": ckpt["epoch"],
+        "split": "folder" if args.data else (args.split or "test"),
+        "data": str(args.data) if args.data else None,
+        **metrics.summary(),
+    }
+    write_csv(out / "cases.csv", [{"case": c, **m} for c, m in metrics.per_case().items()])
+    write_json(out / "summary.json", summary)
+    samples = overlay_samples(model, dataset, label_mode, device, count=4)
+    if samples:
+        plot_overlays(samples, out / "overlays.png")
+    print(
+        f"{summary['split']}: {summary['cases']} cases  "
+        + "  ".join(f"{k} {summary[k]:.4f}" for k in ("dice", "ppv", "sen", "iou", "avg_m"))
+    )
+    print(f"wrote {out / 'cases.csv'} and {out / 'summary.json'}")
+    return 0

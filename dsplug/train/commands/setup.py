@@ -1,0 +1,191 @@
+"""``dsplug train``'s settings: the options that do not apply, the model settings, and the
+train / val / test datasets (slices) built from the options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ...data import Augment, Preprocessing, build_datasets, detect_kind
+from ..distributed import DistInfo, barrier
+from ..models import SMP_ARCHS, check_encoder
+from ._common import _given, _listed, _synthetic, parse_options
+
+__all__ = ["DEFAULT_ENCODER", "OWN_NET_DEFAULTS", "check_applicable", "model_settings"]
+
+
+#: Own nets' settings when their options are not given (the paper's U-Net).
+OWN_NET_DEFAULTS: dict[str, Any] = {"base_channels": 64, "depth": 5, "norm": "batch"}
+DEFAULT_ENCODER = "resnet34"
+
+
+# File-data options (flag, dest): the preprocessing of volumes and images, and the slice cache.
+_FILE_DATA_OPTIONS = (
+    ("--size", "size"),
+    ("--fit", "fit"),
+    ("--slice-range", "slice_range"),
+    ("--axis", "axis"),
+    ("--no-zscore", "no_zscore"),
+    ("--drop-empty", "drop_empty"),
+    ("--cache-dir", "cache_dir"),
+    ("--no-cache", "no_cache"),
+)
+
+
+def check_applicable(args: argparse.Namespace) -> None:
+    """Refuse ``dsplug train`` options that the chosen data or model would silently ignore.
+
+    Raises:
+        ValueError: the first such combination, naming the options and why they do not apply.
+    """
+    if _synthetic(args):
+        if args.data != "synthetic" or args.kind not in ("auto", "synthetic"):
+            raise ValueError(
+                f"--data {args.data} with --kind {args.kind}: synthetic phantoms read no "
+                "folder; give --data synthetic alone, or a folder with its --kind."
+            )
+        extra = sorted(_given(args, _FILE_DATA_OPTIONS))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'does', 'do')} not apply to --data synthetic: its phantoms are "
+                "generated ready-made in memory (no files, preprocessing or cache; their size "
+                "is --option size=N); drop them."
+            )
+    if args.model in SMP_ARCHS:
+        extra = _given(
+            args, (("--base-channels", "base_channels"), ("--depth", "depth"), ("--norm", "norm"))
+        )
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to dsplug's own nets (--model unet / "
+                f"unetpp); {args.model} takes its widths and depth from --encoder; drop them."
+            )
+    elif args.encoder is not None:
+        raise ValueError(
+            f"--encoder applies to smp models (--model smp-unet, ...); dsplug's own "
+            f"{args.model} has no encoder to choose (use --base-channels / --depth); drop it."
+        )
+    if args.splits is not None:
+        extra = _given(args, (("--split-seed", "split_seed"), ("--contiguous", "contiguous")))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'chooses', 'choose')} how cases are split, but --splits "
+                "gives the split itself; drop one."
+            )
+    if not _synthetic(args) and Path(args.data).is_dir():
+        kind = args.kind
+        if kind == "auto":
+            try:
+                kind = detect_kind(args.data, parse_options(args.option))
+            except ValueError:
+                return  # build_datasets reports it
+        extra = _given(args, (("--slice-range", "slice_range"), ("--axis", "axis")))
+        if kind == "folder" and extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to 3D volumes; --kind folder reads 2D "
+                "images; drop them."
+            )
+
+
+def model_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The model config without the data-dependent ``in_channels`` / ``classes``.
+
+    Raises:
+        ValueError: unknown encoder (smp), or own-net settings out of range.
+    """
+    if args.model in SMP_ARCHS:
+        return {"arch": args.model, "encoder_name": check_encoder(args.encoder or DEFAULT_ENCODER)}
+    settings = {
+        name: default if getattr(args, name, None) is None else getattr(args, name)
+        for name, default in OWN_NET_DEFAULTS.items()
+    }
+    if settings["depth"] < 2:
+        raise ValueError(f"--depth must be >= 2, got {settings['depth']}.")
+    return {"arch": args.model, **settings}
+
+
+def _divisor(settings: dict[str, Any]) -> int:
+    if settings["arch"] in SMP_ARCHS:
+        return 32  # smp encoders of depth 5: output stride 32
+    return 2 ** (settings["depth"] - 1)
+
+
+def _preprocessing(args: argparse.Namespace, divisor: int) -> Preprocessing:
+    return Preprocessing(
+        axis=-1 if args.axis is None else args.axis,
+        zscore=not args.no_zscore,
+        drop_empty=args.drop_empty,
+        slice_range=tuple(args.slice_range) if args.slice_range else None,
+        fit=args.fit or "pad",
+        size=tuple(args.size) if args.size else None,
+        multiple=divisor,
+    )
+
+
+_SPLIT_ADVICE = (
+    "give the split yourself with --splits FILE.json (lists of case ids under train, val and "
+    "test), use --contiguous for the consecutive slices of one stack"
+)
+
+
+def _datasets(
+    args: argparse.Namespace, settings: dict[str, Any], out: Path, info: DistInfo
+) -> dict:
+    synthetic = _synthetic(args)
+    if not synthetic and not Path(args.data).is_dir():
+        raise ValueError(
+            f"--data {args.data!r}: no such folder (give a dataset folder, e.g. "
+            "../shared/data/Task04_Hippocampus, or 'synthetic')."
+        )
+    options = parse_options(args.option)
+    if args.kind == "folder" and not {"image", "mask"} <= set(options):
+        raise ValueError(
+            "--kind folder needs the file names of its images and masks as templates, e.g. "
+            "--option image='images/{id}.png' --option mask='masks/{id}.png'."
+        )
+    if synthetic and args.label_mode is not None:
+        options.setdefault("label_mode", args.label_mode)
+    divisor = _divisor(settings)
+    if synthetic:
+        size = options.get("size", 64)
+        sizes = [size] if isinstance(size, int) else list(size)
+        if any(int(s) % divisor for s in sizes):
+            raise ValueError(
+                f"synthetic size {size} is not a multiple of {divisor}, the stride of "
+                f"{settings['arch']}; pass e.g. --option size={-(-sizes[0] // divisor) * divisor}."
+            )
+    kwargs: dict[str, Any] = {
+        "kind": "synthetic" if synthetic else args.kind,
+        "preprocessing": None if synthetic else _preprocessing(args, divisor),
+        "augment": Augment() if args.augment else None,
+        "splits": args.splits,
+        "seed": args.split_seed or 0,
+        "splits_path": None if args.splits else out / "splits.json",
+        "contiguous": args.contiguous,
+        "cache_dir": args.cache_dir,
+        "cache": not args.no_cache,
+        "options": options,
+    }
+    try:
+        if info.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            sets = build_datasets(args.data, **kwargs)
+        barrier(info)  # rank 0 wrote the splits and the cache; the others reuse them
+        if not info.is_main:
+            sets = build_datasets(args.data, **kwargs)
+    except ValueError as exc:
+        if "too few for a random" not in str(exc):
+            raise
+        count = str(exc).split(" cases", 1)[0]
+        more = ", or generate more phantoms with --option num_cases=10" if synthetic else ""
+        raise ValueError(
+            f"--data {args.data}: {count} cases are too few for the default random 70/10/20 "
+            f"split (at least 10); {_SPLIT_ADVICE}{more}."
+        ) from exc
+    for split in ("train", "val"):
+        if split not in sets:
+            raise ValueError(
+                f"--data {args.data}: the split leaves no {split} cases; {_SPLIT_ADVICE}."
+            )
+    return sets

@@ -1,0 +1,162 @@
+"""``dsplug train``: build data, model and wrapper from the options, fit, print the summary."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...wrapper import DeepSupervised
+from ..config import TrainConfig
+from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
+from ..lock import RunLock
+from ..models import SMP_ARCHS, build_model
+from ..runtime import seed_everything
+from ..trainer import Trainer
+from ._common import _holds_run
+from .run_folder import _out_path, _run_folder
+from .setup import _datasets, check_applicable, model_settings
+
+__all__ = ["train_command"]
+
+
+def _parameters(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _print_start(
+    args: argparse.Namespace, sets: dict, ds: DeepSupervised, trainer: Trainer
+) -> None:
+    train = sets["train"]
+    names = ("train", "val", "test")
+    cases = " / ".join(str(len(getattr(sets[n], "cases", []))) if n in sets else "0" for n in names)
+    slices = " / ".join(str(len(sets[n])) if n in sets else "0" for n in names)
+    model = {k: v for k, v in trainer.model_config.items() if k not in ("arch", "encoder_weights")}
+    bare, extra = _parameters(ds.model), _parameters(ds) - _parameters(ds.model)
+    prog = "dsplug train:"
+    print(
+        f"{prog} data {args.data} ({train.label_mode}, {train.in_channels} channel(s), "
+        f"{train.classes} class(es)); cases train / val / test {cases}; slices {slices}"
+    )
+    print(
+        f"{prog} model {trainer.model_config['arch']} "
+        f"({', '.join(f'{k}={v}' for k, v in model.items())}), {bare:,} parameters "
+        f"(+{extra:,} used in training only); mode {args.mode}, weights {args.weights}, "
+        f"balance {args.balance}, schedule {ds.criterion.schedule}"
+    )
+    start = "resuming" if args.resume or args.resume_from else "new run"
+    print(
+        f"{prog} device {trainer.device}, amp {trainer.amp}; {args.epochs} epochs at most, "
+        f"batch {args.batch_size}; {start} in {trainer.out}"
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``dsplug train``: build data, model and wrapper; fit; print the summary.
+
+    The run folder is locked (:class:`~dsplug.train.lock.RunLock`) by the main process from
+    before it is checked until the run ends: a second ``train`` on it is refused.
+    """
+    check_applicable(args)
+    settings = model_settings(args)
+    info = setup_distributed(args.device)
+    lock: RunLock | None = None
+    try:
+        created = args.out is None or not Path(args.out).exists()
+        out = None
+        if info.is_main:
+            out = _out_path(args)
+            lock = RunLock(out, shlex.join(["dsplug", *(getattr(args, "argv", None) or ["train"])]))
+            lock.acquire()
+            _run_folder(args, out)
+        out = Path(all_gather_objects(out, info)[0])  # rank 0 chose it
+        args.run_folder = str(out)
+        try:
+            summary = _train(args, settings, info, out)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if info.is_main and created and out.is_dir() and not _holds_run(out):
+                shutil.rmtree(out)  # a start that failed leaves no folder behind
+            raise
+        if info.is_main:
+            _print_summary(summary, out)
+        barrier(info)  # every rank done with its collectives before the group is destroyed
+    finally:
+        if lock is not None:
+            lock.release()
+        teardown()
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, out: Path) -> dict:
+    sets = _datasets(args, settings, out, info)
+    train = sets["train"]
+    if args.label_mode is not None and args.label_mode != train.label_mode:
+        raise ValueError(
+            f"--label-mode {args.label_mode!r} does not match the data, which is "
+            f"{train.label_mode!r} (the dataset decides it; drop --label-mode)."
+        )
+    model_config = {**settings, "in_channels": train.in_channels, "classes": train.classes}
+    if settings["arch"] not in SMP_ARCHS:
+        model_config["spatial_dims"] = train.spatial_dims
+    seed_everything(args.seed)
+    ds = DeepSupervised(
+        build_model(model_config),
+        args.mode,
+        weights=args.weights,
+        label_mode=train.label_mode,
+        schedule=args.schedule,
+        balance=args.balance,
+    )
+    config = TrainConfig(
+        max_epochs=args.epochs,
+        min_epochs=min(args.min_epochs, args.epochs),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma,
+        seed=args.seed,
+        num_workers=args.workers,
+        amp=args.amp,
+        channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+        compile=args.compile,
+        deterministic=args.deterministic,
+        target_dice=args.target_dice,
+        progress=not args.quiet,
+        tensorboard=not args.no_tensorboard,
+        plots=not args.no_plots,
+    )
+    trainer = Trainer(
+        ds,
+        train,
+        sets["val"],
+        out=out,
+        config=config,
+        test_data=sets.get("test"),
+        model_config=model_config,
+        device=info.device,
+    )
+    if info.is_main:
+        _print_start(args, sets, ds, trainer)
+    return trainer.fit(resume=args.resume, resume_from=args.resume_from)
+
+
+def _print_summary(summary: dict[str, Any], out: str | Path) -> None:
+    eff = summary["efficiency"]
+    print(
+        f"[{summary['mode']}] best epoch {eff['epoch']} of {eff['epochs_run']}; "
+        f"Avg.T {eff['avg_t_s']:.2f} s/epoch, Tot.T {eff['tot_t_s']:.1f} s"
+    )
+    for split, key in (("val (best epoch)", "best_val"), ("test", "test")):
+        metrics = summary.get(key)
+        if metrics:
+            text = "  ".join(
+                f"{k} {metrics[k]:.4f}" for k in ("dice", "ppv", "sen", "iou", "avg_m")
+            )
+            print(f"[{summary['mode']}] {split}: {text}")
+    print(f"[{summary['mode']}] run folder: {out}")

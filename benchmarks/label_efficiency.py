@@ -1,0 +1,147 @@
+"""Label efficiency: test Dice of each mode against the number of training cases (issue 19).
+
+A thin driver over ``benchmarks/convergence.py``: one convergence run per training-set size
+(the same settings otherwise, the same seeds; each size in its own folder, resumable), then
+one table and one plot of mean test Dice (± sd over seeds) per mode and size, with each mode's
+per-seed differences from ``none``, "better in k of n seeds" and the t-test over seeds
+(``benchmarks.convergence_stats``). Within a size every mode sees the same cases; across sizes
+the test sample differs (it is drawn after the training sample), so compare modes within a
+size.
+
+Usage:
+    python benchmarks/label_efficiency.py --cases 4,8,16 --variants none,up,deep,hyb \\
+        --out runs/label_efficiency --json runs/label_efficiency.json --plot le.png
+    python benchmarks/label_efficiency.py --thin --cases 4,8,15 ...   # ISBI 2012
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import convergence
+
+__all__ = ["collect", "main", "markdown", "plot"]
+
+
+def collect(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{cases: convergence result}`` -> ``{"rows": [...]}``: one row per size and mode."""
+    rows = []
+    for cases, result in sorted(results.items()):
+        for name, v in result["variants"].items():
+            dice = v["test_over_seeds"]["dice"]
+            p = v.get("p_vs_none") or {}
+            rows.append(
+                {
+                    "cases": cases,
+                    "variant": name,
+                    "dice_mean": dice["mean"],
+                    "dice_sd": dice["sd"],
+                    "seeds": dice["n"],
+                    "diff_vs_none": p.get("mean_diff"),
+                    "per_seed_diff": p.get("per_seed_diff"),
+                    "better_seeds": p.get("better_seeds"),
+                    "p": p.get("p"),
+                }
+            )
+    return {"rows": rows}
+
+
+def markdown(table: Mapping[str, Any]) -> str:
+    """The README table: one row per size, one column per mode (Dice, and vs none)."""
+    rows = table["rows"]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    lines = [
+        "| training cases | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
+    for cases in sorted({r["cases"] for r in rows}):
+        cells = []
+        for name in variants:
+            r = next((r for r in rows if r["cases"] == cases and r["variant"] == name), None)
+            if r is None:
+                cells.append("")
+            elif r["diff_vs_none"] is None:
+                cells.append(f"{r['dice_mean']:.3f} ± {r['dice_sd'] or 0:.3f}")
+            else:
+                p = "" if r["p"] is None else f", p = {r['p']:.2g}"
+                cells.append(
+                    f"{r['dice_mean']:.3f} ({r['diff_vs_none']:+.3f}; "
+                    f"{r['better_seeds']}/{r['seeds']}{p})"
+                )
+        lines.append(f"| {cases} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(table: Mapping[str, Any], path: Path, title: str) -> None:
+    """Mean test Dice ± sd over seeds against the number of training cases (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name in dict.fromkeys(r["variant"] for r in table["rows"]):
+        rows = sorted((r for r in table["rows"] if r["variant"] == name), key=lambda r: r["cases"])
+        ax.errorbar(
+            [r["cases"] for r in rows],
+            [r["dice_mean"] for r in rows],
+            yerr=[r["dice_sd"] or 0 for r in rows],
+            marker="o",
+            capsize=3,
+            label=name,
+        )
+    ax.set_xscale("log", base=2)
+    sizes = sorted({r["cases"] for r in table["rows"]})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training cases")
+    ax.set_ylabel("test Dice (mean ± sd over seeds)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", required=True, help="comma-separated training-set sizes")
+    parser.add_argument("--out", type=Path, default=Path("runs/label_efficiency"))
+    parser.add_argument("--plot", type=Path, help="write the PNG here")
+    parser.add_argument("--markdown", type=Path, help="write the README table here")
+    parser.add_argument("--json", type=Path, help="write the table's JSON here")
+    args, rest = parser.parse_known_args(argv)
+    sizes = [int(c) for c in args.cases.split(",")]
+    results = {}
+    for n in sizes:
+        out = args.out / f"cases_{n}"
+        code = convergence.main(
+            [*rest, "--train-cases", str(n), "--out", str(out), "--json", str(out / "result.json")]
+        )
+        if code:
+            return code
+        results[n] = json.loads((out / "result.json").read_text())
+    table = collect(results)
+    dataset = next(iter(results.values()))["config"]["dataset"]
+    text = markdown(table)
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text + "\n")
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=1))
+    if args.plot:
+        plot(table, args.plot, f"Label efficiency: {dataset}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -84,6 +84,36 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0, else a one-line usage error."""
+    value = float(text)
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _nsd_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nsd-tolerance",
+        type=_non_negative_float,
+        default=None,
+        metavar="MM",
+        help="tolerance of the normalised surface Dice in mm, from the image spacing (default: "
+        "1.0). HD95 and NSD follow MONAI: both masks of a class empty: nan (skipped in means); "
+        "one empty: HD95 nan (skipped) and NSD 0; summary.json counts the nan values "
+        "(hd95_nan, nsd_nan)",
+    )
+
+
+def _tta_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="mirror test-time augmentation: the mean logits over all axis flips (2^k forward "
+        "passes per window, k = 2 in 2D, 3 in 3D)",
+    )
+
+
 def _debug_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--debug", action="store_true", help="show the traceback of an error (or DSPLUG_DEBUG=1)"
@@ -279,6 +309,32 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="report the wall time until validation Dice reaches this (default: none)",
     )
     _device_options(g)
+    g = p.add_argument_group(
+        "patches at native resolution",
+        "Train on random patches cut from the images at their own size (no resize), then "
+        "validate and test whole cases by Gaussian sliding windows of the patch, with HD95 "
+        "and surface Dice (NSD) per case; evaluate and predict of the checkpoint do the same.",
+    )
+    g.add_argument(
+        "--patch",
+        type=positive_int,
+        nargs="+",
+        metavar="SIZE",
+        default=None,
+        help="patch size: H W (2D: images, or the slices of volumes) or D H W (3D: whole "
+        "volumes, axes in the files' order; own nets built in 3D); each a multiple of the "
+        "network's stride (default: no patches, whole slices at --size)",
+    )
+    g.add_argument(
+        "--patches-per-image",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="--patch: random patches per image and epoch, a third centred on foreground "
+        "(default: 4); --augment flips, rotates, scales and changes intensities (MONAI, else "
+        "torchvision)",
+    )
+    _nsd_option(g)
     g = p.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     g.add_argument(
@@ -359,6 +415,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a report in --out")
     _cache_options(p)
+    g = p.add_argument_group(
+        "scoring",
+        "Dice, PPV, sensitivity, IoU and avg.m per case; HD95 and NSD per case and class "
+        "(slices of a case are stacked into its volume; a checkpoint trained with --patch is "
+        "scored on whole cases at native resolution by Gaussian sliding windows of its patch).",
+    )
+    _tta_option(g)
+    _nsd_option(g)
     _debug_option(p)
 
     p = sub.add_parser(
@@ -383,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
     p.add_argument("--overwrite", action="store_true", help="replace masks that already exist")
+    g = p.add_argument_group("inference")
+    _tta_option(g)
     _debug_option(p)
 
     p = sub.add_parser(

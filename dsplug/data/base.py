@@ -421,6 +421,15 @@ class SliceDataset(Dataset):
             "size": torch.from_numpy(np.array((h, w), np.int64)),
         }
 
+    def case_slices(self, case: str) -> tuple[np.ndarray, np.ndarray]:
+        """Every preprocessed slice of a selected case, unpadded and read-only: ``image
+        (S, C, h, w)`` float32 and ``mask`` uint8 ``(S, h, w)`` or ``(S, K, h, w)``, in the
+        order of the slicing axis (slice selection not applied)."""
+        if case not in self._selected:
+            raise KeyError(f"case {case!r} is not selected in this dataset.")
+        arrays = self._store[case]
+        return arrays.image, arrays.mask
+
     def case_info(self, case: str) -> CaseInfo:
         """Geometry and files of a selected case (from the cache: no file is re-read)."""
         if case not in self._selected:

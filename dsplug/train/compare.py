@@ -1,8 +1,9 @@
 """Compare finished runs: a metric table with paired p-values and an efficiency table.
 
 Like the paper's Tables 2-5: per-case test metrics (validation metrics of the best epoch when
-a run has no test split) with Wilcoxon and paired t-test p-values of per-case Dice against the
-first run, and Avg.T, Epoch, Tot.T per run.
+a run has no test split; HD95 and NSD too when every run has them, their means skipping nan)
+with Wilcoxon and paired t-test p-values of per-case Dice against the first run, and Avg.T,
+Epoch, Tot.T per run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..metrics import METRIC_NAMES, paired_tests
+from ..metrics import METRIC_NAMES, SURFACE_METRIC_NAMES, paired_tests
 from .runlog import write_csv, write_text_atomic
 
 __all__ = [
@@ -52,10 +53,15 @@ class RunRecord:
 
 
 def _read_cases(path: Path) -> dict[str, dict[str, float]]:
+    """case -> metrics: eq. 14's, and HD95 / NSD where the CSV has them (runs trained with
+    --patch, evaluate reports); other columns (per class) are left out."""
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = set(reader.fieldnames or ())
+    names = METRIC_NAMES + tuple(m for m in SURFACE_METRIC_NAMES if m in columns)
     try:
-        return {row["case"]: {m: float(row[m]) for m in METRIC_NAMES} for row in rows}
+        return {row["case"]: {m: float(row[m]) for m in names} for row in rows}
     except (KeyError, ValueError) as exc:
         raise ValueError(
             f"{str(path)!r} is not a per-case metric CSV (columns case, "
@@ -107,9 +113,25 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _mean(values: Sequence[float]) -> float:
+    """The mean of the non-nan values (HD95 / NSD are nan where a class is absent)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def _metric_names(runs: Sequence[RunRecord]) -> list[str]:
+    """The metrics every run reports (HD95 and NSD only when all have them)."""
+    names = list(METRIC_NAMES + SURFACE_METRIC_NAMES)
+    for run in runs:
+        first = next(iter(run.per_case.values()), {})
+        names = [m for m in names if m in first]
+    return names
+
+
 def _metric_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     base = runs[0]
     cases = sorted(base.per_case)
+    names = _metric_names(runs)
     rows = []
     for run in runs:
         if sorted(run.per_case) != cases:
@@ -119,8 +141,8 @@ def _metric_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
                 f"{missing}); paired tests need the same {run.split} cases."
             )
         row: dict[str, Any] = {"run": run.name, "mode": run.summary.get("mode", "?")}
-        for metric in METRIC_NAMES:
-            row[metric] = sum(run.per_case[c][metric] for c in cases) / len(cases)
+        for metric in names:
+            row[metric] = _mean([run.per_case[c][metric] for c in cases])
         row["cases"] = len(cases)
         if run is base or len(cases) < 2:
             row.update({"dice_diff": None, "p_wilcoxon": None, "p_ttest": None})

@@ -37,6 +37,11 @@ class TrainConfig:
         tensorboard: TensorBoard events when the package is installed.
         plots: learning curves each epoch and prediction overlays at the end (PNG).
         overlays: rows of the overlay figure.
+        patch: the training patch (``[h, w]`` or ``[d, h, w]``) of a model trained on
+            native-resolution patches: validation and test then score whole cases at native
+            resolution by Gaussian sliding windows of it, with HD95 and NSD; None: the data's
+            items as they are.
+        nsd_tolerance: the NSD tolerance in mm (patch runs).
     """
 
     max_epochs: int = 100
@@ -57,6 +62,8 @@ class TrainConfig:
     tensorboard: bool = True
     plots: bool = True
     overlays: int = 4
+    patch: list[int] | None = None
+    nsd_tolerance: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "min_epochs", "batch_size", "lr_step"):
@@ -77,6 +84,13 @@ class TrainConfig:
             raise ValueError(f"val_batch_size must be >= 1, got {self.val_batch_size!r}.")
         if not isinstance(self.overlays, int) or self.overlays < 0:
             raise ValueError(f"overlays must be an int >= 0, got {self.overlays!r}.")
+        if self.patch is not None:
+            patch = [int(p) for p in self.patch]
+            if len(patch) not in (2, 3) or min(patch) < 1:
+                raise ValueError(f"patch must be 2 or 3 sizes >= 1, got {self.patch!r}.")
+            object.__setattr__(self, "patch", patch)  # a plain list in the checkpoint
+        if not (isinstance(self.nsd_tolerance, (int, float)) and self.nsd_tolerance >= 0):
+            raise ValueError(f"nsd_tolerance must be >= 0 (mm), got {self.nsd_tolerance!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict."""

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import CaseMetrics, confusion_counts, predict
+from ..metrics import CaseMetrics, confusion_counts, foreground_masks, predict
 from .distributed import DistInfo, all_gather_objects
 from .plots import OverlaySample, mask_to_labels
 
@@ -72,7 +72,16 @@ def gather_metrics(metrics: CaseMetrics, info: DistInfo) -> CaseMetrics:
     """Merge every rank's counts keyed by (case, slice); padded duplicates count once."""
     if not info.distributed:
         return metrics
-    merged = CaseMetrics(eps=metrics.eps)
+    merged = (
+        CaseMetrics(
+            eps=metrics.eps,
+            surface=True,
+            spacing=metrics.spacing,
+            tolerance=metrics.tolerance,
+        )
+        if metrics.surface
+        else CaseMetrics(eps=metrics.eps)
+    )
     for state in all_gather_objects(metrics.state(), info):
         merged.merge(CaseMetrics.from_state(state))
     return merged
@@ -89,6 +98,7 @@ def evaluate_loader(
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     eps: float = 1.0,
     progress: str | None = None,
+    metrics: CaseMetrics | None = None,
 ) -> CaseMetrics:
     """Run ``forward`` (eval-mode logits) over ``loader`` and count per case.
 
@@ -101,11 +111,14 @@ def evaluate_loader(
         autocast: a context factory for mixed precision.
         eps: eq. 14's smoothing constant.
         progress: a tqdm description, or None for no bar.
+        metrics: the accumulator to fill (default ``CaseMetrics(eps)``); one with
+            ``surface=True`` also gets each item's masks, cropped to its size (a case's slices
+            must all be in ``loader`` to be stacked into its volume).
 
     Returns:
         The merged :class:`CaseMetrics` (identical on every rank).
     """
-    metrics = CaseMetrics(eps=eps)
+    metrics = CaseMetrics(eps=eps) if metrics is None else metrics
     move = prepare or (lambda x: x.to(info.device, non_blocking=True))
     batches = tqdm(loader, desc=progress, leave=False, disable=progress is None)
     for batch in batches:
@@ -113,7 +126,18 @@ def evaluate_loader(
             logits = forward(move(batch["image"]))
         target = batch["mask"].to(logits.device, non_blocking=True)
         counts = batch_counts(logits.float(), target, batch["size"], label_mode)
-        metrics.update(counts, list(batch["case"]), batch["slice"])
+        masks: dict[str, Any] = {}
+        if metrics.surface:
+            pairs = [
+                foreground_masks(
+                    crop_to_size(logits[i : i + 1].float(), size),
+                    crop_to_size(target[i : i + 1], size),
+                    label_mode,
+                )
+                for i, size in enumerate(batch["size"].tolist())
+            ]
+            masks = {"pred": [p[0] for p, _ in pairs], "truth": [t[0] for _, t in pairs]}
+        metrics.update(counts, list(batch["case"]), batch["slice"], **masks)
     return gather_metrics(metrics, info)
 
 

@@ -6,7 +6,9 @@ preprocessed exactly as the training data (``dsplug.data.prediction_input``), sl
 back and stacked into a volume of the input's shape. NIfTI masks keep the input's affine and
 header (data type set to uint8); 2D masks are PNG. Slices larger than the training size are
 segmented with Gaussian-weighted sliding windows of that size overlapping by 50%
-(:mod:`dsplug.train.sliding`); smaller ones are zero-padded to it. Masks are written atomically.
+(:mod:`dsplug.train.sliding`); smaller ones are zero-padded to it. A model trained on patches
+(``--patch``) segments the slices (2D) or the whole volume (3D) at native resolution with
+windows of its patch. ``tta`` adds mirror test-time augmentation. Masks are written atomically.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from .models import build_model
 from .plots import mask_to_labels
 from .sliding import sliding_window_logits
 
-__all__ = ["is_nifti", "load_model", "mask_path", "mask_paths", "predict_file", "predict_slices"]
+__all__ = [
+    "is_nifti",
+    "load_model",
+    "mask_path",
+    "mask_paths",
+    "predict_file",
+    "predict_slices",
+    "predict_volume",
+]
 
 
 def is_nifti(path: str | Path) -> bool:
@@ -102,6 +112,7 @@ def predict_slices(
     label_mode: str,
     batch_size: int = 16,
     window: Sequence[int] | None = None,
+    tta: bool = False,
 ) -> np.ndarray:
     """Hard predictions of slices ``(S, C, H, W)``: uint8 ``(S, H, W)`` for binary and
     multiclass (class indices), ``(S, C, H, W)`` for multilabel.
@@ -114,6 +125,7 @@ def predict_slices(
         window: the training size ``(h, w)``: larger slices are tiled with Gaussian-weighted
             windows of it overlapping by 50%, smaller ones zero-padded to it; None: slices as
             they are.
+        tta: mirror TTA (the mean logits of all 4 flips of each window).
     """
     param = next(model.parameters())
 
@@ -121,9 +133,31 @@ def predict_slices(
         return model(x.to(param.device, param.dtype))
 
     window = tuple(window) if window is not None else tuple(images.shape[-2:])
-    logits = sliding_window_logits(forward, images, window, batch_size=batch_size)
+    logits = sliding_window_logits(forward, images, window, batch_size=batch_size, tta=tta)
     pred = hard_predict(logits, label_mode)
     return (pred[:, 0] if label_mode == "binary" else pred).numpy().astype(np.uint8)
+
+
+@torch.no_grad()
+def predict_volume(
+    model: nn.Module,
+    image: torch.Tensor,
+    label_mode: str,
+    window: Sequence[int],
+    batch_size: int = 4,
+    tta: bool = False,
+) -> np.ndarray:
+    """Hard predictions of one 3D volume ``(C, X, Y, Z)`` by Gaussian-weighted sliding windows
+    of ``window`` (a 3D patch-trained model): uint8 ``(X, Y, Z)`` (binary, multiclass) or
+    ``(K, X, Y, Z)`` (multilabel); ``tta`` averages all 8 mirrors of each window."""
+    param = next(model.parameters())
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x.to(param.device, param.dtype))
+
+    logits = sliding_window_logits(forward, image[None], window, batch_size=batch_size, tta=tta)
+    pred = hard_predict(logits, label_mode)[0]
+    return (pred[0] if label_mode == "binary" else pred).numpy().astype(np.uint8)
 
 
 def _data_config(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +180,7 @@ def predict_file(
     roi: str | Path | None = None,
     batch_size: int = 16,
     target: str | Path | None = None,
+    tta: bool = False,
 ) -> Path:
     """Segment one case (one file, or one file per channel) and write its mask.
 
@@ -157,6 +192,7 @@ def predict_file(
         roi: the ROI mask, for data normalised inside one (BraTS brain mask).
         batch_size: slices per forward pass.
         target: the mask file; default :func:`mask_path` of the first image in ``out``.
+        tta: mirror test-time augmentation (all axis flips, logits averaged).
 
     Returns:
         The mask file: NIfTI with the input's shape, affine and header (uint8; multilabel
@@ -167,12 +203,17 @@ def predict_file(
     label_mode = choose(ckpt["wrapper_config"]["label_mode"], LabelMode, "label_mode")
     config = _data_config(ckpt)
     prep = config.get("preprocessing") or {}
-    window = prep.get("size") if prep.get("fit", "pad") == "pad" else None
+    patch = (ckpt.get("train_config") or {}).get("patch")
+    window = patch or (prep.get("size") if prep.get("fit", "pad") == "pad" else None)
     if window is not None:  # slices at their own size (rounded up to the stride), then tiled
         config = {**config, "preprocessing": {**prep, "size": None}}
     sliced, _ = prediction_input(config, paths, roi=roi)
-    masks = predict_slices(model, sliced.images, label_mode, batch_size, window=window)
-    volume = slices_to_volume(masks, sliced)
+    if patch is not None and len(patch) == 3:  # the whole volume, by 3D windows
+        image = torch.from_numpy(slices_to_volume(sliced.images, sliced))
+        volume = predict_volume(model, image, label_mode, patch, batch_size, tta=tta)
+    else:
+        masks = predict_slices(model, sliced.images, label_mode, batch_size, window, tta=tta)
+        volume = slices_to_volume(masks, sliced)
     target = Path(target) if target is not None else mask_path(paths[0], out)
     if is_nifti(paths[0]):
         source = nib.load(str(paths[0]))

@@ -6,20 +6,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..metrics import CaseMetrics
+from ..data.volumes import NativeCase, native_cases
+from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
 from .config import TrainConfig
 from .distributed import DistInfo, setup_distributed
 from .evaluation import evaluate_loader
 from .loop import SigintFlag, TrainingInterrupted, train_epoch
 from .models import model_config as derive_model_config
+from .native import evaluate_native
 from .reporting import epoch_row, report_epoch, run_summary, write_overlays, write_reports
 from .resume import epoch_state, resume_run, save_epoch
 from .runlog import RunLog, write_json
 from .runtime import Runtime, configure_determinism, make_loader, seed_everything
 from .schedule import EarlyStopping, ds_progress, paper_optimizer, paper_scheduler
+from .sliding import sliding_window_logits
 
 __all__ = ["Trainer"]
 
@@ -100,6 +104,7 @@ class Trainer:
         self._resumed_from: Path | None = None
         self._epochs_here = 0  # epochs finished by the current fit() call
         self._loaders: dict[tuple[int, bool], DataLoader] = {}
+        self._native: dict[int, list[NativeCase]] = {}
 
     @property
     def amp(self) -> str:
@@ -126,6 +131,21 @@ class Trainer:
 
     def _validate(self, data: Dataset, desc: str) -> CaseMetrics:
         self.ds.eval()
+        progress = desc if self.config.progress and self.info.is_main else None
+        patch = self.config.patch
+        if patch is not None:  # whole cases at native resolution, by sliding windows
+            if id(data) not in self._native:
+                self._native[id(data)] = native_cases(data, len(patch))
+            return evaluate_native(
+                self._forward_eval,
+                self._native[id(data)],
+                self.label_mode,
+                self.info,
+                window=patch,
+                batch_size=self.config.val_batch_size or self.config.batch_size,
+                tolerance=self.config.nsd_tolerance,
+                progress=progress,
+            )
         return evaluate_loader(
             self.ds,
             self._loader(data, train=False),
@@ -133,7 +153,7 @@ class Trainer:
             self.info,
             prepare=self.runtime.prepare,
             autocast=self.runtime.autocast,
-            progress=desc if self.config.progress and self.info.is_main else None,
+            progress=progress,
         )
 
     def evaluate(self, data: Dataset) -> CaseMetrics:
@@ -313,6 +333,14 @@ class Trainer:
         summary = run_summary(
             self.ds.config()["mode"], self.model_config, self.history, cfg.target_dice
         )
+        best_val = summary.get("best_val")
+        if best_val is not None and self._best_val_cases:  # HD95 / NSD of patch runs
+            rows = list(self._best_val_cases.values())
+            for name in SURFACE_METRIC_NAMES:
+                if name in rows[0]:
+                    values = np.asarray([row[name] for row in rows], dtype=np.float64)
+                    kept = values[~np.isnan(values)]
+                    best_val[name] = float(kept.mean()) if kept.size else float("nan")
         if self._best_state is not None:
             self.ds.load_state_dict(self._best_state)
         test = None
@@ -321,10 +349,10 @@ class Trainer:
             summary["test"] = test.summary()
         if self.info.is_main:
             write_reports(self.out, summary, self._best_val_cases, test)
-            if cfg.plots and cfg.overlays:
+            if cfg.plots and cfg.overlays and self._overlays_apply():
                 self.ds.eval()
                 write_overlays(
-                    self._forward_eval,
+                    self._forward_overlay,
                     self.val_data,
                     self.label_mode,
                     self.device,
@@ -337,3 +365,13 @@ class Trainer:
     def _forward_eval(self, x: torch.Tensor) -> torch.Tensor:
         with self.runtime.autocast():
             return self.ds(self.runtime.prepare(x))
+
+    def _overlays_apply(self) -> bool:
+        """Overlays show dataset items: not for 3D patches of a 2D-slice dataset."""
+        patch = self.config.patch
+        return patch is None or len(patch) == getattr(self.val_data, "spatial_dims", 2)
+
+    def _forward_overlay(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.patch is None:
+            return self._forward_eval(x)
+        return sliding_window_logits(self._forward_eval, x, self.config.patch).to(x.device)

@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from ...data import dataset_from_config
 from ...data.base import fingerprint_changes
-from ..distributed import DistInfo
-from ..evaluation import evaluate_loader, overlay_samples
+from ..evaluation import overlay_samples
+from ..native import case_rows, score_dataset
 from ..paths import check_writes
 from ..plots import plot_overlays
 from ..predict import load_model
 from ..runlog import write_csv, write_json
+from ..sliding import sliding_window_logits
 from ._common import EVALUATE_FILES, _report_folder
 
 __all__ = ["evaluate_command"]
@@ -112,24 +112,44 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model, ckpt = load_model(args.checkpoint, device)
     label_mode = ckpt["wrapper_config"]["label_mode"]
     dataset = _evaluation_dataset(args, ckpt)
-    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers)
-    info = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
-    metrics = evaluate_loader(model, loader, label_mode, info, progress=None)
+    patch = (ckpt.get("train_config") or {}).get("patch")
+    metrics = score_dataset(
+        model,
+        dataset,
+        label_mode,
+        device,
+        patch=patch,
+        tta=args.tta,
+        tolerance=1.0 if args.nsd_tolerance is None else args.nsd_tolerance,
+        batch_size=args.batch_size,
+        workers=args.workers,
+    )
     summary = {
         "checkpoint": str(args.checkpoint),
         "epoch": ckpt["epoch"],
         "split": "folder" if args.data else (args.split or "test"),
         "data": str(args.data) if args.data else None,
+        "patch": patch,
+        "tta": args.tta,
+        "nsd_tolerance_mm": metrics.tolerance,
         **metrics.summary(),
     }
-    write_csv(out / "cases.csv", [{"case": c, **m} for c, m in metrics.per_case().items()])
+    write_csv(out / "cases.csv", case_rows(metrics))
     write_json(out / "summary.json", summary)
-    samples = overlay_samples(model, dataset, label_mode, device, count=4)
+    samples = []
+    if patch is None:
+        samples = overlay_samples(model, dataset, label_mode, device, count=4)
+    elif len(patch) == getattr(dataset, "spatial_dims", 2):  # items shown whole, tiled
+
+        def tiled(x: torch.Tensor) -> torch.Tensor:
+            return sliding_window_logits(model, x, patch, batch_size=args.batch_size)
+
+        samples = overlay_samples(tiled, dataset, label_mode, device, count=4)
     if samples:
         plot_overlays(samples, out / "overlays.png")
     print(
         f"{summary['split']}: {summary['cases']} cases  "
-        + "  ".join(f"{k} {summary[k]:.4f}" for k in ("dice", "ppv", "sen", "iou", "avg_m"))
+        + "  ".join(f"{k} {summary[k]:.4f}" for k in metrics.metric_names)
     )
     print(f"wrote {out / 'cases.csv'} and {out / 'summary.json'}")
     return 0

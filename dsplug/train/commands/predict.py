@@ -59,6 +59,7 @@ def predict_command(args: argparse.Namespace) -> int:
                 roi=args.roi,
                 batch_size=args.batch_size,
                 target=target,
+                tta=args.tta,
             )
         except (ValueError, OSError) as exc:
             text = " ".join(str(exc).split())

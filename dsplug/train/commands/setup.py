@@ -158,7 +158,8 @@ def _datasets(
     kwargs: dict[str, Any] = {
         "kind": "synthetic" if synthetic else args.kind,
         "preprocessing": None if synthetic else _preprocessing(args, divisor),
-        "augment": Augment() if args.augment else None,
+        # --patch augments its patches (PatchAugment), never the slices patches are cut from
+        "augment": Augment() if args.augment and getattr(args, "patch", None) is None else None,
         "splits": args.splits,
         "seed": args.split_seed or 0,
         "splits_path": None if args.splits else out / "splits.json",

@@ -18,8 +18,9 @@ from ..models import SMP_ARCHS, build_model
 from ..runtime import seed_everything
 from ..trainer import Trainer
 from ._common import _holds_run
+from .patches import check_patch, patch_dataset
 from .run_folder import _out_path, _run_folder
-from .setup import _datasets, check_applicable, model_settings
+from .setup import _datasets, _divisor, check_applicable, model_settings
 
 __all__ = ["train_command"]
 
@@ -49,6 +50,13 @@ def _print_start(
         f"balance {args.balance}, schedule {ds.criterion.schedule}"
     )
     start = "resuming" if args.resume or args.resume_from else "new run"
+    if getattr(args, "patch", None):
+        print(
+            f"{prog} {len(trainer.train_data)} random {len(args.patch)}D patches of "
+            f"{' x '.join(map(str, args.patch))} per epoch at native resolution (a third on "
+            f"foreground{', augmented' if args.augment else ''}); validation and test by "
+            "Gaussian sliding windows, with HD95 and NSD"
+        )
     print(
         f"{prog} device {trainer.device}, amp {trainer.amp}; {args.epochs} epochs at most, "
         f"batch {args.batch_size}; {start} in {trainer.out}"
@@ -63,6 +71,7 @@ def train_command(args: argparse.Namespace) -> int:
     """
     check_applicable(args)
     settings = model_settings(args)
+    check_patch(args, settings, _divisor(settings))
     info = setup_distributed(args.device)
     lock: RunLock | None = None
     try:
@@ -102,8 +111,9 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
             f"{train.label_mode!r} (the dataset decides it; drop --label-mode)."
         )
     model_config = {**settings, "in_channels": train.in_channels, "classes": train.classes}
+    patch = getattr(args, "patch", None)
     if settings["arch"] not in SMP_ARCHS:
-        model_config["spatial_dims"] = train.spatial_dims
+        model_config["spatial_dims"] = len(patch) if patch else train.spatial_dims
     seed_everything(args.seed)
     ds = DeepSupervised(
         build_model(model_config),
@@ -130,11 +140,17 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         progress=not args.quiet,
         tensorboard=not args.no_tensorboard,
         plots=not args.no_plots,
+        patch=patch,
+        nsd_tolerance=1.0 if args.nsd_tolerance is None else args.nsd_tolerance,
     )
+    data_config = {n: d.config() for n, d in sets.items() if callable(getattr(d, "config", None))}
+    if patch:  # the slices' datasets stay for validation, test and the data config
+        train = patch_dataset(args, train)
     trainer = Trainer(
         ds,
         train,
         sets["val"],
+        data_config=data_config,
         out=out,
         config=config,
         test_data=sets.get("test"),
@@ -155,8 +171,7 @@ def _print_summary(summary: dict[str, Any], out: str | Path) -> None:
     for split, key in (("val (best epoch)", "best_val"), ("test", "test")):
         metrics = summary.get(key)
         if metrics:
-            text = "  ".join(
-                f"{k} {metrics[k]:.4f}" for k in ("dice", "ppv", "sen", "iou", "avg_m")
-            )
+            names = ("dice", "ppv", "sen", "iou", "avg_m", "hd95", "nsd")
+            text = "  ".join(f"{k} {metrics[k]:.4f}" for k in names if k in metrics)
             print(f"[{summary['mode']}] {split}: {text}")
     print(f"[{summary['mode']}] run folder: {out}")

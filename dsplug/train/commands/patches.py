@@ -1,0 +1,87 @@
+"""``dsplug train --patch``: the options of patch training checked, and the training set of
+random native-resolution patches (a third centred on foreground, augmented with --augment)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ...data import PatchAugment, PatchDataset
+from ...data.volumes import native_cases
+from ..models import SMP_ARCHS
+from ._common import _given, _listed
+
+__all__ = ["check_patch", "patch_dataset"]
+
+#: The share of patches centred on a foreground voxel (nnU-Net's third).
+FOREGROUND_FRACTION = 1 / 3
+
+
+def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int) -> None:
+    """Refuse patch options that do not fit together (before any data is read).
+
+    Raises:
+        ValueError: --patches-per-image without --patch; a patch of other than 2 or 3
+            sizes, or not a multiple of the network's stride; slice-size options with a
+            patch; a 3D patch for an smp (2D) model.
+    """
+    patch = getattr(args, "patch", None)
+    if patch is None:
+        extra = _given(args, (("--patches-per-image", "patches_per_image"),))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to patch training; add --patch H W "
+                "(2D) or --patch D H W (3D), or drop it."
+            )
+        return
+    if len(patch) not in (2, 3):
+        raise ValueError(
+            f"--patch takes 2 sizes (H W, 2D patches) or 3 (D H W, 3D patches of volumes), "
+            f"got {len(patch)}: {' '.join(map(str, patch))}."
+        )
+    bad = [p for p in patch if p % divisor]
+    if bad:
+        fixed = " ".join(str(-(-p // divisor) * divisor) for p in patch)
+        raise ValueError(
+            f"--patch {' '.join(map(str, patch))}: each size must be a multiple of "
+            f"{divisor}, the stride of {settings['arch']}; pass e.g. --patch {fixed}."
+        )
+    extra = _given(args, (("--size", "size"), ("--fit", "fit")))
+    if extra:
+        raise ValueError(
+            f"{_listed(extra, 'does', 'do')} not apply with --patch: patches are cut from "
+            "the images at native resolution (no resize); drop them."
+        )
+    if len(patch) == 3:
+        if settings["arch"] in SMP_ARCHS:
+            raise ValueError(
+                f"--patch D H W trains 3D networks; {settings['arch']} is 2D only; use "
+                "--model unet or unetpp (dsplug's own nets, built in 3D)."
+            )
+        extra = _given(args, (("--slice-range", "slice_range"), ("--drop-empty", "drop_empty")))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'selects', 'select')} slices, but 3D patches take whole "
+                "volumes; drop them."
+            )
+
+
+def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:
+    """Random patches of the training cases at native resolution.
+
+    Each epoch draws ``--patches-per-image`` patches of every image (2D patches: every
+    served slice or image; 3D: every volume), a third of them centred on foreground.
+    """
+    dims = len(args.patch)
+    cases = native_cases(train, dims)
+    binary = train.label_mode == "binary"
+    return PatchDataset(
+        [c.image for c in cases],
+        [c.mask[0] if binary else c.mask for c in cases],
+        args.patch,
+        label_mode=train.label_mode,
+        patches_per_image=args.patches_per_image or 4,
+        foreground_fraction=FOREGROUND_FRACTION,
+        transform=PatchAugment(dims) if args.augment else None,
+        cases=[c.case for c in cases],
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from dsplug._checks import positive_int
 from dsplug.cli import main as dsplug_main
@@ -33,6 +34,9 @@ class Example:
         weights: the default loss-weight preset.
         base_channels: the default width of the own U-Net (the paper: 64).
         epochs: the default maximum number of epochs.
+        quick: ``dsplug train`` options of ``--quick`` (a run of about a minute on a CPU that
+            shows the recipe works; any option given on the command line still wins); empty:
+            the example has no ``--quick``.
     """
 
     name: str
@@ -42,6 +46,7 @@ class Example:
     weights: str = "equal"
     base_channels: int = 64
     epochs: int = 100
+    quick: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.weights not in PRESETS:
@@ -93,7 +98,45 @@ def build_parser(example: Example) -> argparse.ArgumentParser:
         help=f"maximum epochs (default: {example.epochs})",
     )
     parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    parser.quick = example.quick  # read by the --quick action
+    if example.quick:
+        parser.add_argument(
+            "--quick",
+            nargs=0,
+            action=_Quick,
+            default=False,
+            help=f"about a minute on a CPU: {' '.join(example.quick)} (options given on the "
+            "command line win)",
+        )
     return parser
+
+
+# The example's own options (flag -> dest) that --quick may set.
+_OWN = {"--epochs": "epochs", "--base-channels": "base_channels", "--batch-size": "batch_size"}
+
+
+def _own_pairs(quick: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """``--quick``'s settings of the example's own options, and the rest (train options)."""
+    own, rest, i = {}, [], 0
+    while i < len(quick):
+        if quick[i] in _OWN:
+            own[_OWN[quick[i]]] = int(quick[i + 1])
+            i += 2
+        else:
+            rest.append(quick[i])
+            i += 1
+    return own, rest
+
+
+class _Quick(argparse.Action):
+    """``--quick``: the example's own options it names are set unless given (in any order)."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        namespace.quick = True
+        own, _ = _own_pairs(parser.quick)
+        for dest, value in own.items():
+            if getattr(namespace, dest) == parser.get_default(dest):
+                setattr(namespace, dest, value)
 
 
 def train_argv(
@@ -118,6 +161,7 @@ def train_argv(
         "--seed",
         str(args.seed),
         *example.fixed,
+        *(_own_pairs(example.quick)[1] if getattr(args, "quick", False) else ()),
         *passthrough,
     ]
 

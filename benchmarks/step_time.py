@@ -227,22 +227,31 @@ def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict
 RUN_EPOCHS = (12, 50)
 
 
-def _factor_zero_cost(case: ModeCase, device: torch.device) -> dict[str, Any]:
-    """The step at schedule factor 0 (the last epoch under the default cosine schedule, where
-    no auxiliary branch runs; median of 3), and the whole run's mean step time: every epoch at
-    the amortised step but the last, with ``ds.set_epoch`` (epoch_progress) over ``epochs``."""
-    if case.ds.criterion.schedule == "constant":
-        return {}
-    case.ds.set_progress(1.0)
-    zero = median([time_once(case.step, device)[0] for _ in range(3)])
-    case.ds.set_progress(0.0)
-    return {"time_factor0_s": zero}
+def _factor_zero_ratios(
+    cases: Mapping[str, ModeCase], settings: Settings, device: torch.device
+) -> dict[str, float]:
+    """Each mode's step at schedule factor 0 (the last epoch under the default cosine
+    schedule, where no auxiliary branch runs) over none's, timed interleaved like the main
+    measurement (a third of its rounds)."""
+    for case in cases.values():
+        case.ds.set_progress(1.0)
+    timings = interleaved(
+        {m: c.step for m, c in cases.items()},
+        max(3, settings.repeats // 3),
+        1,
+        device,
+        desc="factor 0",
+    )
+    for case in cases.values():
+        case.ds.set_progress(0.0)
+    reference = median(timings.wall["none"])
+    return {m: _ratio(median(timings.wall[m]), reference) for m in cases}
 
 
-def _whole_run(a: Mapping[str, Any], epochs: int) -> float:
-    """Mean step time over a run of ``epochs`` epochs (the last one at factor 0)."""
-    last = a.get("time_factor0_s", a["time_amortised_s"])
-    return ((epochs - 1) * a["time_amortised_s"] + last) / epochs
+def _whole_run(amortised: float, factor0: float, epochs: int) -> float:
+    """The mean step over an ``epochs``-epoch run, relative to none's: every epoch at the
+    amortised step but the last, at factor 0 (progress epoch / (epochs - 1))."""
+    return round(((epochs - 1) * amortised + factor0) / epochs, 4)
 
 
 def run_step_time(settings: Settings) -> dict[str, Any]:
@@ -282,7 +291,7 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         }
     for mode, case in cases.items():
         absolute[mode].update(_balance_cost(case, absolute[mode]["time_median_s"], device))
-        absolute[mode].update(_factor_zero_cost(case, device))
+    factor0 = _factor_zero_ratios(cases, settings, device)
     ref = absolute["none"]
     ratios = {
         mode: {
@@ -291,11 +300,11 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
             "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
             "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
             "flops": _ratio(a["flops"], ref["flops"]),
-            "time_factor0": _ratio(
-                a.get("time_factor0_s", a["time_median_s"]), ref["time_median_s"]
-            ),
+            "time_factor0": factor0[mode],
             **{
-                f"whole_run_{e}_epochs": _ratio(_whole_run(a, e), _whole_run(ref, e))
+                f"whole_run_{e}_epochs": _whole_run(
+                    a["time_amortised_s"] / ref["time_median_s"], factor0[mode], e
+                )
                 for e in RUN_EPOCHS
             },
         }
@@ -317,8 +326,9 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         "balance='auto' timed in its steady state (no measuring step), 'time_amortised' adds "
         "one measuring step (median of 3) per balance period; 'time_factor0' is the step at "
         "schedule factor 0 (the last epoch under the default cosine schedule: no auxiliary "
-        "branch runs), 'whole_run_E_epochs' the mean step over an E-epoch run (progress "
-        "epoch / (E - 1), so the last epoch is at factor 0) over none's",
+        "branch runs) over none's, timed interleaved too, 'whole_run_E_epochs' the mean step "
+        "over an E-epoch run (progress epoch / (E - 1), so the last epoch is at factor 0) "
+        "over none's",
         "memory_method": (
             "torch.cuda.max_memory_allocated during one step (minus what was allocated before) "
             "+ the mode's parameters, buffers, Adam state and batch"

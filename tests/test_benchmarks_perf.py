@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.step_time import AUX_VARIANTS
 from dsplug import MODES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,9 @@ def _unet_training_flops(config: dict) -> int:
 def test_step_time_quick_schema(tmp_path: Path) -> None:
     result = _run("step_time.py", tmp_path)
     assert set(result) >= {"ratios", "absolute", "config", "targets"}
-    assert set(result["ratios"]) == set(MODES)
-    assert set(result["absolute"]) == set(MODES)
+    measured = set(MODES) | {name for name, _ in AUX_VARIANTS}  # hyb with aux_fraction < 1
+    assert set(result["ratios"]) == measured
+    assert set(result["absolute"]) == measured
     for mode, ratios in result["ratios"].items():
         for field in RATIO_FIELDS:
             assert _is_positive_number(ratios[field]), f"{mode}.{field} = {ratios[field]!r}"
@@ -98,6 +100,11 @@ def test_step_time_quick_schema(tmp_path: Path) -> None:
     # Extra branches cost convolutions and activations; side heads add (almost) none.
     flops = {m: r["flops"] for m, r in result["ratios"].items()}
     assert flops["hyb"] > flops["seg"] > 1.0 and flops["deep"] > 1.0
+    assert 1.0 < flops["hyb-aux50"] < flops["hyb"]  # the auxiliary branches on part of the batch
+    # at schedule factor 0 no auxiliary branch runs: a hyb step is none's (FLOPs aside, timed)
+    assert (
+        result["ratios"]["hyb"]["whole_run_12_epochs"] < result["ratios"]["hyb"]["time_amortised"]
+    )
     assert result["ratios"]["hyb"]["memory"] > 1.0
     # Every target of the issue that applies to the measured modes is reported.
     assert {"hyb time", "hyb memory", "up time", "down time"} <= set(result["targets"])

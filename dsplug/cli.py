@@ -26,7 +26,7 @@ from .losses import PRESETS
 from .options import Amp, Balance, LabelMode, Mode, Schedule
 from .train import commands
 from .train.commands import DEFAULT_ENCODER, OWN_NET_DEFAULTS
-from .train.models import MODEL_ARCHS
+from .train.models import MODEL_ARCHS, MONAI_NET_DEFAULTS
 
 __all__ = ["build_parser", "main"]
 
@@ -144,7 +144,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "--model",
         choices=MODEL_ARCHS,
         default="unet",
-        help="dsplug's own unet / unetpp, or an smp architecture (default: unet)",
+        help="dsplug's own unet / unetpp, an smp architecture (2D), or MONAI's "
+        "monai-dynunet / monai-basicunet (2D and 3D, with the monai extra) (default: unet)",
     )
     g.add_argument(
         "--encoder",
@@ -156,20 +157,23 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "--base-channels",
         type=positive_int,
         default=None,
-        help="own nets only: channels of level 0 "
-        f"(default: {OWN_NET_DEFAULTS['base_channels']}, the paper)",
+        help="own and MONAI nets: channels of level 0 "
+        f"(default: {OWN_NET_DEFAULTS['base_channels']}, the paper; MONAI nets "
+        f"{MONAI_NET_DEFAULTS['base_channels']})",
     )
     g.add_argument(
         "--depth",
         type=positive_int,
         default=None,
-        help=f"own nets only: levels (default: {OWN_NET_DEFAULTS['depth']}, the paper)",
+        help="own nets and monai-dynunet: levels "
+        f"(default: {OWN_NET_DEFAULTS['depth']}, the paper)",
     )
     g.add_argument(
         "--norm",
         choices=("batch", "instance"),
         default=None,
-        help=f"own nets only (default: {OWN_NET_DEFAULTS['norm']})",
+        help=f"own and MONAI nets (default: {OWN_NET_DEFAULTS['norm']}; MONAI nets "
+        f"{MONAI_NET_DEFAULTS['norm']})",
     )
     g = p.add_argument_group("deep supervision")
     g.add_argument(
@@ -322,8 +326,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         default=None,
         help="patch size: H W (2D: images, or the slices of volumes) or D H W (3D: whole "
-        "volumes, axes in the files' order; own nets built in 3D); each a multiple of the "
-        "network's stride (default: no patches, whole slices at --size)",
+        "volumes, axes in the files' order; own and MONAI nets built in 3D); each a multiple "
+        "of the network's stride (default: no patches, whole slices at --size)",
     )
     g.add_argument(
         "--patches-per-image",

@@ -7,12 +7,17 @@ Configs are flat dicts of plain types, stored in checkpoints so that ``evaluate`
   "norm", "spatial_dims"}`` (the net's ``config()`` plus ``arch``);
 - smp 0.6: ``{"arch": "smp-unet" | "smp-unetpp" | "smp-manet" | "smp-linknet" | "smp-fpn",
   "encoder_name", "in_channels", "classes", ...}`` (any other keyword of the smp class);
-  ``encoder_weights`` is always None (nothing is ever downloaded).
+  ``encoder_weights`` is always None (nothing is ever downloaded);
+- MONAI (the optional extra): ``{"arch": "monai-dynunet" | "monai-basicunet", "spatial_dims",
+  "in_channels", "classes", ...}`` (any other keyword of the MONAI class; ``classes`` is its
+  ``out_channels``). :func:`monai_settings` derives the widths from dsplug's own settings
+  (``base_channels``, ``depth``, ``norm``), so one CLI serves all three families in 2D and 3D.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 from torch import nn
@@ -22,11 +27,15 @@ from ..nets import UNet, UNetPlusPlus
 
 __all__ = [
     "MODEL_ARCHS",
+    "MONAI_ARCHS",
+    "MONAI_NET_DEFAULTS",
     "SMP_ARCHS",
     "build_model",
     "check_encoder",
+    "config_divisor",
     "model_config",
     "model_divisor",
+    "monai_settings",
 ]
 
 _OWN: dict[str, type[nn.Module]] = {"unet": UNet, "unetpp": UNetPlusPlus}
@@ -38,13 +47,109 @@ SMP_ARCHS: dict[str, str] = {
     "smp-linknet": "Linknet",
     "smp-fpn": "FPN",
 }
-MODEL_ARCHS: tuple[str, ...] = (*_OWN, *SMP_ARCHS)
+#: CLI / config name -> monai.networks.nets class name.
+MONAI_ARCHS: dict[str, str] = {"monai-dynunet": "DynUNet", "monai-basicunet": "BasicUNet"}
+MODEL_ARCHS: tuple[str, ...] = (*_OWN, *SMP_ARCHS, *MONAI_ARCHS)
+
+#: MONAI nets' settings when not given: MONAI's own defaults (32 channels at level 0, instance
+#: norm with affine) and nnU-Net's five levels for DynUNet. BasicUNet has five levels, fixed.
+MONAI_NET_DEFAULTS: dict[str, Any] = {"base_channels": 32, "depth": 5, "norm": "instance"}
+#: BasicUNet's fixed stride: four 2x max-poolings.
+_BASIC_UNET_DIVISOR = 16
 
 
 def _smp_class(arch: str) -> type[nn.Module]:
     import segmentation_models_pytorch as smp
 
     return getattr(smp, SMP_ARCHS[arch])
+
+
+def _monai_class(arch: str) -> type[nn.Module]:
+    try:
+        from monai.networks import nets
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != "monai":
+            raise
+        raise ValueError(
+            f"model arch {arch!r} needs MONAI, which is not installed; install it with "
+            "pip install 'dsplug[monai]' (or pick --model unet / unetpp / smp-*)."
+        ) from None
+    return getattr(nets, MONAI_ARCHS[arch])
+
+
+def _monai_norm(norm: str) -> str | list[Any]:
+    """dsplug's norm name as MONAI's norm argument (instance norms with affine, as MONAI's)."""
+    if norm == "instance":
+        return ["instance", {"affine": True}]  # a list: the config round-trips through JSON
+    if norm == "batch":
+        return "batch"
+    raise ValueError(f"norm must be 'batch' or 'instance', got {norm!r}.")
+
+
+def monai_settings(
+    arch: str,
+    *,
+    base_channels: int | None = None,
+    depth: int | None = None,
+    norm: str | None = None,
+) -> dict[str, Any]:
+    """A MONAI net's config (without ``in_channels``, ``classes`` and ``spatial_dims``) from
+    dsplug's own settings; None takes :data:`MONAI_NET_DEFAULTS`.
+
+    ``monai-dynunet``: ``depth`` levels of 3-kernels, strides ``[1, 2, ...]`` (stride
+    ``2 ** (depth - 1)``), ``base_channels * 2**k`` channels at level k (capped at 10x, like
+    MONAI's 32 -> 320). ``monai-basicunet``: MONAI's features pattern ``(b, b, 2b, 4b, 8b, b)``
+    for ``b = base_channels``; its five levels are fixed (stride 16), so ``depth`` must be None.
+
+    Raises:
+        ValueError: an arch that is not MONAI's, a depth below 2, a depth for BasicUNet, or
+            an unknown norm.
+
+    Example:
+        >>> monai_settings("monai-dynunet", base_channels=8, depth=3)["filters"]
+        [8, 16, 32]
+    """
+    arch = look_up_option(arch, tuple(MONAI_ARCHS), "MONAI arch")
+    defaults = MONAI_NET_DEFAULTS
+    base = defaults["base_channels"] if base_channels is None else base_channels
+    norm_arg = _monai_norm(defaults["norm"] if norm is None else norm)
+    if arch == "monai-basicunet":
+        if depth is not None:
+            raise ValueError(
+                f"monai-basicunet has five levels, fixed (stride {_BASIC_UNET_DIVISOR}); got "
+                f"depth={depth}. Drop it, or use monai-dynunet for another depth."
+            )
+        features = [base, base, 2 * base, 4 * base, 8 * base, base]
+        return {"arch": arch, "features": features, "norm": norm_arg}
+    depth = defaults["depth"] if depth is None else depth
+    if depth < 2:
+        raise ValueError(f"depth must be >= 2, got {depth}.")
+    return {
+        "arch": arch,
+        "kernel_size": [3] * depth,
+        "strides": [1] + [2] * (depth - 1),
+        "upsample_kernel_size": [2] * (depth - 1),
+        "filters": [min(base * 2**k, 10 * base) for k in range(depth)],
+        "norm_name": norm_arg,
+    }
+
+
+def config_divisor(config: dict[str, Any]) -> int:
+    """The stride of the model a config (or a CLI's settings) describes, without building it:
+    every spatial input size must be a multiple of it.
+
+    Raises:
+        ValueError: unknown arch.
+    """
+    arch = look_up_option(config["arch"], MODEL_ARCHS, "model arch")
+    if arch in SMP_ARCHS:
+        return 32  # smp encoders of depth 5: output stride 32
+    if arch == "monai-basicunet":
+        return _BASIC_UNET_DIVISOR
+    if arch == "monai-dynunet":
+        strides = [s if isinstance(s, int) else max(s) for s in config["strides"]]
+        return math.prod(strides)
+    return 2 ** (config.get("depth", 5) - 1)
 
 
 def check_encoder(name: str) -> str:
@@ -95,8 +200,8 @@ def build_model(config: dict[str, Any]) -> nn.Module:
         The bare model (``model(x)`` returns seg logits).
 
     Raises:
-        ValueError: unknown ``arch``, unknown keys, an unknown encoder, or ``encoder_weights``
-            other than None.
+        ValueError: unknown ``arch``, unknown keys, an unknown encoder, ``encoder_weights``
+            other than None, or a MONAI arch without MONAI installed.
 
     Example:
         >>> net = build_model({"arch": "unet", "in_channels": 1, "classes": 2, "depth": 3})
@@ -110,6 +215,8 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     if arch in _OWN:
         _check_keys(kwargs, _OWN[arch], arch)
         return _OWN[arch](**kwargs)
+    if arch in MONAI_ARCHS:
+        return _build_monai(arch, kwargs)
     import segmentation_models_pytorch as smp
 
     _check_keys(kwargs, _smp_class(arch), arch)
@@ -122,12 +229,70 @@ def build_model(config: dict[str, Any]) -> nn.Module:
     return smp.create_model(SMP_ARCHS[arch], encoder_weights=None, **kwargs)
 
 
+def _build_monai(arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    cls = _monai_class(arch)
+    if "out_channels" in kwargs:
+        raise ValueError(
+            f"The model config of arch {arch!r} names the output channels 'classes' (as every "
+            "dsplug config does), got 'out_channels'; rename it."
+        )
+    params = inspect.signature(cls.__init__).parameters
+    allowed = {n for n in params if n not in ("self", "out_channels")} | {"classes"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValueError(
+            f"Unknown keys {unknown} in the model config of arch {arch!r}; "
+            f"valid keys are {sorted(allowed)}."
+        )
+    kwargs = dict(kwargs)
+    if "classes" in kwargs:
+        kwargs["out_channels"] = kwargs.pop("classes")
+    return cls(**kwargs)
+
+
+_DYNUNET_KEYS = (
+    "spatial_dims",
+    "in_channels",
+    "kernel_size",
+    "strides",
+    "upsample_kernel_size",
+    "filters",
+    "dropout",
+    "norm_name",
+    "act_name",
+    "deep_supervision",
+    "deep_supr_num",
+    "trans_bias",
+)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (configs are stored as JSON)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _monai_model_config(model: nn.Module) -> dict[str, Any] | None:
+    """A DynUNet's config from the constructor arguments it keeps (BasicUNet keeps none)."""
+    if type(model).__name__ != "DynUNet" or not hasattr(model, "norm_name"):
+        return None
+    config = {k: _plain(getattr(model, k)) for k in _DYNUNET_KEYS}
+    from monai.networks.blocks.dynunet_block import UnetResBlock
+
+    config["res_block"] = model.conv_block is UnetResBlock
+    return {"arch": "monai-dynunet", **config, "classes": model.out_channels}
+
+
 def model_config(model: nn.Module) -> dict[str, Any]:
     """The config that rebuilds ``model`` with :func:`build_model`.
 
     Raises:
-        ValueError: the model is neither dsplug's own net nor a supported smp architecture
-            (pass its config to the Trainer explicitly).
+        ValueError: the model is neither dsplug's own net, a supported smp architecture nor
+            a MONAI DynUNet (a BasicUNet keeps no record of its arguments: build it with
+            :func:`build_model`, or pass its config to the Trainer explicitly).
     """
     for arch, cls in _OWN.items():
         if type(model) is cls:
@@ -139,6 +304,9 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         if type(model).__name__ == class_name and isinstance(smp_config, dict):
             plain = {k: list(v) if isinstance(v, tuple) else v for k, v in smp_config.items()}
             return {"arch": arch, **plain, "encoder_weights": None}
+    monai = _monai_model_config(model)
+    if monai is not None:
+        return monai
     raise ValueError(
         f"Cannot derive a config for {type(model).__name__}: build_model knows "
         f"{list(MODEL_ARCHS)}. Pass model_config explicitly, or build the model with "
@@ -150,11 +318,16 @@ def model_divisor(model: nn.Module) -> int:
     """Every spatial input size of ``model`` must be a multiple of this.
 
     Raises:
-        ValueError: the model declares no stride (``divisor`` or ``encoder.output_stride``).
+        ValueError: the model declares no stride (``divisor`` or ``encoder.output_stride``,
+            or a MONAI net's strides).
     """
     divisor = getattr(model, "divisor", None)
     if divisor is None:
         divisor = getattr(getattr(model, "encoder", None), "output_stride", None)
+    if divisor is None and type(model).__name__ in MONAI_ARCHS.values():
+        from ..adapters import adapter_for
+
+        divisor = adapter_for(model).divisor  # from the strides it was built with
     if not isinstance(divisor, int) or divisor < 1:
         raise ValueError(
             f"{type(model).__name__} declares no input divisor (expected an int attribute "

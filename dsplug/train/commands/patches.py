@@ -23,7 +23,8 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
     Raises:
         ValueError: --patches-per-image without --patch; a patch of other than 2 or 3
             sizes, or not a multiple of the network's stride; slice-size options with a
-            patch; a 3D patch for an smp (2D) model.
+            patch; a 3D patch for an smp (2D) model; a patch whose bottleneck is one voxel
+            under instance norm.
     """
     patch = getattr(args, "patch", None)
     if patch is None:
@@ -52,11 +53,18 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"{_listed(extra, 'does', 'do')} not apply with --patch: patches are cut from "
             "the images at native resolution (no resize); drop them."
         )
+    if _instance_norm(settings) and all(p == divisor for p in patch):
+        raise ValueError(
+            f"--patch {' '.join(map(str, patch))}: {settings['arch']}'s bottleneck would be one "
+            f"voxel (stride {divisor}), which instance norm cannot normalise; pass a larger "
+            f"patch (e.g. --patch {' '.join(str(2 * p) for p in patch)}) or --norm batch."
+        )
     if len(patch) == 3:
         if settings["arch"] in SMP_ARCHS:
             raise ValueError(
                 f"--patch D H W trains 3D networks; {settings['arch']} is 2D only; use "
-                "--model unet or unetpp (dsplug's own nets, built in 3D)."
+                "--model unet or unetpp (dsplug's own nets, built in 3D), or monai-dynunet / "
+                "monai-basicunet."
             )
         extra = _given(args, (("--slice-range", "slice_range"), ("--drop-empty", "drop_empty")))
         if extra:
@@ -64,6 +72,13 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
                 f"{_listed(extra, 'selects', 'select')} slices, but 3D patches take whole "
                 "volumes; drop them."
             )
+
+
+def _instance_norm(settings: dict[str, Any]) -> bool:
+    """Whether the net normalises per instance (own nets' ``norm``, MONAI's ``norm(_name)``)."""
+    norm = settings.get("norm", settings.get("norm_name"))
+    name = norm if isinstance(norm, str) else norm[0] if norm else None
+    return isinstance(name, str) and name.lower() == "instance"
 
 
 def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:

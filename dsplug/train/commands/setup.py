@@ -9,7 +9,7 @@ from typing import Any
 
 from ...data import Augment, Preprocessing, build_datasets, detect_kind
 from ..distributed import DistInfo, barrier
-from ..models import SMP_ARCHS, check_encoder
+from ..models import MONAI_ARCHS, SMP_ARCHS, check_encoder, config_divisor, monai_settings
 from ._common import _given, _listed, _synthetic, parse_options
 
 __all__ = ["DEFAULT_ENCODER", "OWN_NET_DEFAULTS", "check_applicable", "model_settings"]
@@ -63,8 +63,13 @@ def check_applicable(args: argparse.Namespace) -> None:
             )
     elif args.encoder is not None:
         raise ValueError(
-            f"--encoder applies to smp models (--model smp-unet, ...); dsplug's own "
-            f"{args.model} has no encoder to choose (use --base-channels / --depth); drop it."
+            f"--encoder applies to smp models (--model smp-unet, ...); {args.model} has no "
+            "encoder to choose (use --base-channels / --depth); drop it."
+        )
+    if args.model == "monai-basicunet" and args.depth is not None:
+        raise ValueError(
+            "--depth does not apply to monai-basicunet: its five levels are fixed (stride 16); "
+            "drop it, or use --model monai-dynunet for another depth."
         )
     if args.splits is not None:
         extra = _given(args, (("--split-seed", "split_seed"), ("--contiguous", "contiguous")))
@@ -96,6 +101,13 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
     """
     if args.model in SMP_ARCHS:
         return {"arch": args.model, "encoder_name": check_encoder(args.encoder or DEFAULT_ENCODER)}
+    if args.model in MONAI_ARCHS:
+        return monai_settings(
+            args.model,
+            base_channels=getattr(args, "base_channels", None),
+            depth=getattr(args, "depth", None),
+            norm=getattr(args, "norm", None),
+        )
     settings = {
         name: default if getattr(args, name, None) is None else getattr(args, name)
         for name, default in OWN_NET_DEFAULTS.items()
@@ -106,9 +118,7 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _divisor(settings: dict[str, Any]) -> int:
-    if settings["arch"] in SMP_ARCHS:
-        return 32  # smp encoders of depth 5: output stride 32
-    return 2 ** (settings["depth"] - 1)
+    return config_divisor(settings)
 
 
 def _preprocessing(args: argparse.Namespace, divisor: int) -> Preprocessing:

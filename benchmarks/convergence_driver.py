@@ -33,7 +33,7 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     setting_name,
 )
-from benchmarks.convergence_stats import P_VALUES, analyse, estimate_seconds
+from benchmarks.convergence_stats import EQUAL_COMPUTE, P_VALUES, analyse, estimate_seconds
 from dsplug.data import MSDDataset
 from dsplug.train.runlog import write_json
 
@@ -308,6 +308,7 @@ def run_convergence(
         "target_rule": "epochs until validation Dice first reaches the best validation Dice "
         "of 'none' with the same seed; time = epochs x step-time ratio x Avg.T of 'none'",
         "p_values": P_VALUES,
+        "equal_compute": EQUAL_COMPUTE,
     }
     result = {
         "config": config,

@@ -20,7 +20,15 @@ from scipy import stats as _stats
 from benchmarks.convergence_settings import PAPER_ORDER, VARIANTS, ConvergenceSettings
 from dsplug.metrics import METRIC_NAMES, paired_tests
 
-__all__ = ["analyse", "compare_seeds", "compare_to_none", "estimate_seconds", "upgrade"]
+__all__ = [
+    "analyse",
+    "best_within",
+    "compare_seeds",
+    "compare_to_none",
+    "equal_compute",
+    "estimate_seconds",
+    "upgrade",
+]
 
 
 def _mean_sd(values: Sequence[float]) -> dict[str, float | None]:
@@ -286,7 +294,8 @@ def analyse(
 
     Returns:
         ``{"variants": {name: {...}}, "ordering": {"paper", "observed", "reproduced"}}``;
-        each variant's ``p_vs_none`` is :func:`compare_to_none` (None for ``none``).
+        each variant's ``p_vs_none`` is :func:`compare_to_none` and its ``equal_compute``
+        :func:`equal_compute` (None for ``none``).
     """
     by_variant: dict[str, list[Mapping[str, Any]]] = {}
     for (name, _), run in sorted(records.items(), key=lambda kv: kv[0][1]):
@@ -301,6 +310,7 @@ def analyse(
             raise ValueError(f"variant {name!r} has seeds {missing} without a run of 'none'.")
         variants[name] = _variant_summary(name, by_variant[name], none_runs, step["ratios"])
     _compare_all(variants)
+    _equal_compute_all(variants, stops=True)  # the trainer's early stopping ends every run
     present = [m for m in PAPER_ORDER if m in variants]
     observed = sorted(present, key=lambda m: variants[m]["test"]["dice"])
     return {
@@ -319,11 +329,171 @@ def _compare_all(variants: Mapping[str, dict[str, Any]]) -> None:
         v["p_vs_none"] = None if name == "none" else compare_to_none(v, variants["none"])
 
 
+EQUAL_COMPUTE = (
+    "validation Dice at equal training compute, from the stored per-epoch curves (no run "
+    "repeated), per seed against 'none' with the same seed: a run's budget is what it used over "
+    "all its epochs, in measured training seconds (the sum of train_s; validation left out) or "
+    "in 'none' epochs (epochs x step-time ratio); a run's value within a budget is its best "
+    "validation Dice among the epochs that ended within it; at none's budget: the variant's "
+    "value within the budget 'none' used, minus none's best; at the variant's budget: the "
+    "variant's best minus none's value within the variant's budget, which is none's best where "
+    "'none' ended first: by its own early stopping (the same recipe would not have used more "
+    "compute) or at the epoch cap (more epochs might have helped it); time to none's best: the "
+    "variant's compute until its validation Dice first reaches none's best, over none's compute "
+    "until its own best; k/n and p as for the test Dice (compare_seeds, the seed is the unit)"
+)
+_TOL = 1e-9  # relative slack for budgets compared with sums of floats
+
+
+def _cumulative_s(curve: Sequence[Mapping[str, Any]]) -> list[float]:
+    return [float(t) for t in np.cumsum([float(row["train_s"]) for row in curve])]
+
+
+def best_within(
+    curve: Sequence[Mapping[str, Any]], budget: float, ratio: float | None = None
+) -> float | None:
+    """A run's best validation Dice among the epochs that ended within ``budget``.
+
+    Args:
+        curve: the run's per-epoch rows (``epoch``, ``val_dice``, ``train_s``), in order.
+        budget: training seconds (cumulative ``train_s``), or ``none`` epochs with ``ratio``.
+        ratio: the run's step-time ratio to ``none``: epoch e then costs e x ratio.
+
+    Returns:
+        The best ``val_dice``, or None when not even the first epoch fits.
+
+    Example:
+        >>> curve = [{"epoch": 1, "val_dice": 0.5, "train_s": 2.0},
+        ...          {"epoch": 2, "val_dice": 0.7, "train_s": 2.0}]
+        >>> best_within(curve, 3.0), best_within(curve, 4.0), best_within(curve, 4.0, ratio=3.0)
+        (0.5, 0.7, 0.5)
+    """
+    costs = _cumulative_s(curve) if ratio is None else [int(row["epoch"]) * ratio for row in curve]
+    limit = budget * (1.0 + _TOL)
+    fits = [float(row["val_dice"]) for row, c in zip(curve, costs, strict=True) if c <= limit]
+    return max(fits) if fits else None
+
+
+def _time_to(curve: Sequence[Mapping[str, Any]], epoch: int | None) -> float | None:
+    return None if epoch is None else _cumulative_s(curve)[epoch - 1]
+
+
+def _none_end(none_seed: Mapping[str, Any], stops: bool) -> str:
+    """How ``none``'s run ended: its early stopping (e >= 2 x best epoch at the last epoch,
+    which is >= min_epochs) or the epoch cap."""
+    stopped = stops and none_seed["epochs_run"] >= 2 * none_seed["epoch"]
+    return "early_stopping" if stopped else "epoch_cap"
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _equal_compute_seed(
+    run: Mapping[str, Any], none_run: Mapping[str, Any], ratio: float, stops: bool
+) -> dict[str, Any]:
+    """One seed's equal-compute figures (see ``EQUAL_COMPUTE``)."""
+    curve, ref = run["val_curve"], none_run["val_curve"]
+    budget_s, none_s = _cumulative_s(curve)[-1], _cumulative_s(ref)[-1]
+    budget_e, none_e = len(curve) * ratio, float(len(ref))
+    to_target_s = _time_to(curve, run["epochs_to_target"])
+    none_to_target_s = _time_to(ref, none_run["epochs_to_target"])
+    return {
+        "seed": run["seed"],
+        "budget_s": budget_s,
+        "none_budget_s": none_s,
+        "budget_none_epochs": budget_e,
+        "none_budget_none_epochs": none_e,
+        "best_val_dice": max(float(r["val_dice"]) for r in curve),
+        "none_best_val_dice": max(float(r["val_dice"]) for r in ref),
+        "val_dice_at_none_budget_s": best_within(curve, none_s),
+        "val_dice_at_none_budget_none_epochs": best_within(curve, none_e, ratio),
+        "none_val_dice_at_budget_s": best_within(ref, budget_s),
+        "none_val_dice_at_budget_none_epochs": best_within(ref, budget_e, 1.0),
+        "none_ended_first_s": none_s < budget_s,
+        "none_ended_first_none_epochs": none_e < budget_e,
+        "none_end": _none_end(none_run, stops),
+        "measured_epoch_ratio": (budget_s / len(curve)) / (none_s / len(ref)),
+        "time_to_target_measured_s": to_target_s,
+        "time_to_target_ratio_s": _ratio(to_target_s, none_to_target_s),
+        "time_to_target_ratio_none_epochs": _ratio(
+            run["time_to_target_none_epochs"], none_run["epochs_to_target"]
+        ),
+    }
+
+
+def _paired(rows: Sequence[Mapping[str, Any]], own: str, ref: str) -> dict[str, Any] | None:
+    """:func:`compare_seeds` of ``rows[own]`` against ``rows[ref]`` over the seeds with both."""
+    kept = [r for r in rows if r[own] is not None and r[ref] is not None]
+    if not kept:
+        return None
+    return {
+        "seeds": [r["seed"] for r in kept],
+        **compare_seeds([r[own] for r in kept], [r[ref] for r in kept]),
+    }
+
+
+def _ended_first(rows: Sequence[Mapping[str, Any]], key: str) -> dict[str, int]:
+    """Seeds where ``none`` ended before the variant's budget, by how it ended."""
+    ended = [r["none_end"] for r in rows if r[key]]
+    return {"early_stopping": ended.count("early_stopping"), "epoch_cap": ended.count("epoch_cap")}
+
+
+def equal_compute(
+    variant: Mapping[str, Any], none: Mapping[str, Any], stops: bool = True
+) -> dict[str, Any]:
+    """Validation Dice of a variant and ``none`` at equal training compute, by seed.
+
+    Computed from the stored per-seed curves of both summaries (``seeds[i]["val_curve"]``);
+    the rules are in ``EQUAL_COMPUTE``.
+
+    Args:
+        variant: the variant's summary (``seeds``, ``step_time_ratio``).
+        none: ``none``'s summary, with the same seeds.
+        stops: whether the runs used early stopping (else every run ended at the cap).
+
+    Returns:
+        ``{"seeds": [per-seed figures], "at_none_budget_s" / "..._none_epochs" and
+        "at_budget_s" / "..._none_epochs": compare_seeds + "seeds" (None without a seed),
+        "none_ended_first_s" / "..._none_epochs": {"early_stopping", "epoch_cap"} counts,
+        "time_to_target_ratio_s" / "..._none_epochs", "measured_epoch_ratio": mean/sd}``.
+    """
+    ref = {s["seed"]: s for s in none["seeds"]}
+    ratio = float(variant["step_time_ratio"])
+    rows = [
+        _equal_compute_seed(s, ref[s["seed"]], ratio, stops)
+        for s in variant["seeds"]
+        if s["seed"] in ref
+    ]
+    if not rows:
+        raise ValueError(f"variant {variant['variant']['name']!r} shares no seed with 'none'.")
+    out: dict[str, Any] = {"seeds": rows}
+    for unit in ("s", "none_epochs"):
+        out[f"at_none_budget_{unit}"] = _paired(
+            rows, f"val_dice_at_none_budget_{unit}", "none_best_val_dice"
+        )
+        out[f"at_budget_{unit}"] = _paired(rows, "best_val_dice", f"none_val_dice_at_budget_{unit}")
+        out[f"none_ended_first_{unit}"] = _ended_first(rows, f"none_ended_first_{unit}")
+        out[f"time_to_target_ratio_{unit}"] = _mean_sd(
+            [r[f"time_to_target_ratio_{unit}"] for r in rows]
+        )
+    out["measured_epoch_ratio"] = _mean_sd([r["measured_epoch_ratio"] for r in rows])
+    return out
+
+
+def _equal_compute_all(variants: Mapping[str, dict[str, Any]], stops: bool) -> None:
+    for name, v in variants.items():
+        v["equal_compute"] = None if name == "none" else equal_compute(v, variants["none"], stops)
+
+
 def upgrade(result: dict[str, Any]) -> dict[str, Any]:
     """A stored ``convergence.json`` with its comparisons recomputed by :func:`compare_to_none`
-    from the figures it already holds (no run is repeated); ``result`` is changed in place."""
+    and its equal-compute figures (:func:`equal_compute`) from the figures it already holds (no
+    run is repeated); ``result`` is changed in place."""
     _compare_all(result["variants"])
+    _equal_compute_all(result["variants"], stops="min_epochs" in result["config"])
     result["config"]["p_values"] = P_VALUES
+    result["config"]["equal_compute"] = EQUAL_COMPUTE
     return result
 
 
@@ -355,7 +525,7 @@ def estimate_seconds(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m benchmarks.convergence_stats FILE...``: :func:`upgrade` each stored result in
-    place (the comparisons only; every other figure is left as it was)."""
+    place (the comparisons and equal-compute figures only; every other figure is left as it was)."""
     import json
     import sys
     from pathlib import Path
@@ -367,7 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in map(Path, paths):
         result = upgrade(json.loads(path.read_text(encoding="utf-8")))
         path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"{path}: comparisons recomputed", file=sys.stderr)
+        print(f"{path}: comparisons and equal-compute figures recomputed", file=sys.stderr)
     return 0
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "main",
     "render",
     "render_convergence",
+    "render_equal_compute",
     "render_inference",
     "render_step_time",
     "replace_section",
@@ -315,7 +316,8 @@ def _ordering_sentence(ordering: Mapping[str, Any]) -> str:
 
 
 def render_convergence(result: Mapping[str, Any], with_paper: bool = True) -> str:
-    """The ablation on real data: accuracy, p-values, efficiency; the paper's beside it."""
+    """The ablation on real data: accuracy, p-values, efficiency, equal compute; the paper's
+    beside it (and the equal-compute rules in full) when ``with_paper``."""
     variants = result["variants"]
     none_tot = variants.get("none", {}).get("tot_t_ratio_s", {}).get("mean")
     rows = []
@@ -391,6 +393,8 @@ def render_convergence(result: Mapping[str, Any], with_paper: bool = True) -> st
     if len(classes) > 1:
         parts += ["Per foreground class (test Dice):", _table(["variant", *classes], class_rows)]
     parts.append(_ordering_sentence(result["ordering"]))
+    if any(v.get("equal_compute") for v in variants.values()):
+        parts.append(render_equal_compute(result, full_caption=with_paper))
     if with_paper:
         parts += [
             f"The paper's figures ({PAPER}, Tables 4-5; † Tables 2-3), for comparison "
@@ -398,6 +402,130 @@ def render_convergence(result: Mapping[str, Any], with_paper: bool = True) -> st
             _table(paper_headers, paper_rows),
         ]
     return "\n\n".join(parts)
+
+
+def _cmp(c: Mapping[str, Any] | None) -> str:
+    """A table cell from a compare_seeds result: mean difference (k/n seeds, p)."""
+    if c is None:
+        return "-"
+    return f"{c['mean_diff']:+.4f} ({c['better_seeds']}/{c['n_seeds']}, p = {_p(c['p'])})"
+
+
+def _ended_first(counts: Mapping[str, int]) -> str:
+    return f"{counts['early_stopping']} / {counts['epoch_cap']}"
+
+
+def _reached(stat: Mapping[str, Any], n: int) -> str:
+    return f"{_mean_sd(stat, 2)} ({stat.get('n', 0)}/{n})"
+
+
+def _equal_compute_caption(result: Mapping[str, Any], full: bool = True) -> str:
+    """The rules (``full``, else a pointer to the first table) and this data set's caveats."""
+    ratios = [
+        r["measured_epoch_ratio"]
+        for v in result["variants"].values()
+        if v.get("equal_compute")
+        for r in v["equal_compute"]["seeds"]
+    ]
+    val = len(result["config"].get("cases", {}).get("val", [])) or "?"
+    here = (
+        f"Validation has {val} cases here; a variant's measured epoch time over `none`'s ranges "
+        f"{min(ratios):.2f}-{max(ratios):.2f}x across seeds and variants."
+    )
+    if not full:
+        return f"Columns as in the first equal-compute table. {here}"
+    return (
+        "Validation Dice at equal training compute, per seed against `none` with the same "
+        "seed, from the stored per-epoch validation curves (no run repeated; "
+        "`python -m benchmarks.convergence_stats FILE` adds them to a stored JSON). A run's "
+        "budget is what it used over all its epochs: measured training seconds (the sum of "
+        "its epochs' training time, validation left out) or `none` epochs (epochs × step "
+        "ratio). A run's value within a budget is its best validation Dice among the epochs "
+        "that ended within it. *At none's budget*: the variant within what `none` used, minus "
+        "`none`'s best. *At the variant's budget*: the variant's best minus `none`'s best "
+        "within the variant's budget; `none` had ended before in the seeds counted in the next "
+        "column, by its own early stopping (the same recipe would not have used more compute) "
+        "or at the epoch cap (more epochs might have helped it, so there the difference favours "
+        "the variant). *Compute to none's best*: the variant's compute until its validation "
+        "Dice first reaches `none`'s best, over `none`'s compute until its own best (seeds that "
+        "reached it). k/n: seeds in which the variant is higher; p: t-test over seeds. Test "
+        "Dice is measured once per run (at its best epoch), so only the equal-epochs column is "
+        "on the test set. The measured seconds come from runs sharing a 2-core machine, so "
+        f"they vary with its load; the step ratio (interleaved, one batch) is the steadier unit. "
+        f"{here}"
+    )
+
+
+def _hyb_equal_compute_sentence(variants: Mapping[str, Any], cap: Any) -> str:
+    """hyb at equal compute, per seed, in ``none`` epochs."""
+    ec = variants.get("hyb", {}).get("equal_compute")
+    if not ec or ec["at_none_budget_none_epochs"] is None:
+        return ""
+    a, b = ec["at_none_budget_none_epochs"], ec["at_budget_none_epochs"]
+    ended = ec["none_ended_first_none_epochs"]
+
+    def seeds(c: Mapping[str, Any]) -> str:
+        pairs = zip(c["seeds"], c["per_seed_diff"], strict=True)
+        return ", ".join(f"{d:+.4f} (seed {s})" for s, d in pairs)
+
+    return (
+        f"`hyb` − `none` in validation Dice, in `none` epochs: at `none`'s budget "
+        f"{a['mean_diff']:+.4f}, better in {a['better_seeds']} of {a['n_seeds']} seeds "
+        f"({seeds(a)}; p = {_p(a['p'])}); at `hyb`'s budget {b['mean_diff']:+.4f}, better in "
+        f"{b['better_seeds']} of {b['n_seeds']} seeds ({seeds(b)}; p = {_p(b['p'])}), where "
+        f"`none` had ended first in {ended['early_stopping'] + ended['epoch_cap']} seeds "
+        f"({ended['early_stopping']} by its early stopping, {ended['epoch_cap']} at the "
+        f"{cap}-epoch cap)."
+    )
+
+
+def render_equal_compute(result: Mapping[str, Any], full_caption: bool = True) -> str:
+    """The equal-compute table of one convergence result (validation Dice, compute to target);
+    ``full_caption=False`` refers to the first table for the rules."""
+    variants, c = result["variants"], result["config"]
+    rows = []
+    for name, v in variants.items():
+        ec = v.get("equal_compute")
+        if ec is None:
+            continue
+        n = len(ec["seeds"])
+        rows.append(
+            [
+                f"`{name}`",
+                _f(v["step_time_ratio"], 2),
+                _mean_sd(ec["measured_epoch_ratio"], 2),
+                _vs_none(v.get("p_vs_none")),
+                _cmp(ec["at_none_budget_s"]),
+                _cmp(ec["at_none_budget_none_epochs"]),
+                _cmp(ec["at_budget_s"]),
+                _cmp(ec["at_budget_none_epochs"]),
+                f"{_ended_first(ec['none_ended_first_s'])} · "
+                f"{_ended_first(ec['none_ended_first_none_epochs'])}",
+                _reached(ec["time_to_target_ratio_s"], n),
+                _reached(ec["time_to_target_ratio_none_epochs"], n),
+            ]
+        )
+    headers = [
+        "variant",
+        "step ×none",
+        "measured epoch ×none",
+        "test Dice vs none, equal epochs (k/n, p)",
+        "val Dice at none's budget (s)",
+        "same (none epochs)",
+        "val Dice at the variant's budget (s)",
+        "same (none epochs)",
+        "none ended first: stopped / capped (s · none epochs)",
+        "compute to none's best ×none (s)",
+        "same (none epochs)",
+    ]
+    parts = [
+        f"#### Equal compute on {c.get('dataset', '?')} (setting {c.get('setting', '?')}, at "
+        f"most {c.get('epochs', '?')} epochs)",
+        _equal_compute_caption(result, full_caption),
+        _table(headers, rows),
+        _hyb_equal_compute_sentence(variants, c.get("epochs", "?")),
+    ]
+    return "\n\n".join(p for p in parts if p)
 
 
 def _check_comparison(p: Mapping[str, Any]) -> None:

@@ -1,0 +1,242 @@
+"""The README's "Which mode when" table, generated from the benchmarks' JSON (issue 19).
+
+One row per (regime, mode) measurement: the test Dice difference from ``none`` with its seeds
+("k/n" beat ``none``, the t-test over seeds), the step time and memory (``step_time.py``), the
+validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
+equal-compute figures of ``convergence_stats``), and a verdict that follows from those figures
+by the rule in :func:`verdict` (nothing typed by hand). The section of README.md between
+``<!-- guidance:start -->`` and ``<!-- guidance:end -->`` is replaced.
+
+Usage:
+    python benchmarks/guidance.py            # rewrite the README section
+    python benchmarks/guidance.py --print    # print it
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ROWS", "Row", "main", "render", "row_figures", "verdict"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
+LEVEL = 0.005  # a mean difference smaller than this is "level"
+GAIN = 0.01  # the gain issue 19 asks of a regime with scarce labels
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement: a regime, the JSON it comes from, the mode and its step-time entry."""
+
+    regime: str
+    file: str
+    variant: str
+    step: tuple[str, str] | None  # (step-time JSON, its variant), or None for wall-clock
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "scarce labels, own U-Net: Task04, 6 training cases",
+        "convergence_hippocampus_aux.json",
+        "hyb",
+        ("step_time_aux.json", "hyb"),
+    ),
+    Row(
+        "same", "convergence_hippocampus_aux.json", "hyb-aux50", ("step_time_aux.json", "hyb-aux50")
+    ),
+    Row(
+        "same", "convergence_hippocampus_aux.json", "hyb-aux25", ("step_time_aux.json", "hyb-aux25")
+    ),
+    Row("same", "convergence_hippocampus.json", "up", ("step_time.json", "up")),
+    Row("same", "convergence_hippocampus.json", "down", ("step_time.json", "down")),
+    Row("same", "convergence_hippocampus.json", "deep", ("step_time.json", "deep")),
+    Row(
+        "same, up to 80 epochs",
+        "convergence_hippocampus_long.json",
+        "hyb",
+        ("step_time.json", "hyb"),
+    ),
+    Row(
+        "thin structures: ISBI 2012, 15 training slices",
+        "convergence_isbi2012.json",
+        "hyb",
+        ("step_time.json", "hyb"),
+    ),
+    Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
+    Row(
+        "your own loop: smp Unet/resnet18 from scratch, Task04 with empty slices kept, "
+        "8 training cases, 6 epochs",
+        "own_loop_hippocampus.json",
+        "hyb",
+        None,
+    ),
+    Row("same, 12 epochs", "own_loop_hippocampus_12epochs.json", "hyb", None),
+    Row("same, 20 epochs", "own_loop_hippocampus_20epochs.json", "hyb", None),
+)
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def row_figures(row: Row) -> dict[str, Any] | None:
+    """The figures of one row from its JSON (None when the file is absent)."""
+    result = _load(row.file)
+    if result is None:
+        return None
+    if "variants" in result:  # a convergence benchmark
+        v = result["variants"][row.variant]
+        p = v["p_vs_none"]
+        equal = v.get("equal_compute", {}).get("at_none_budget_none_epochs") or {}
+        figures = {
+            "diffs": p["per_seed_diff"],
+            "p": p["p"],
+            "at_none_compute": equal.get("per_seed_diff"),
+            "to_best": v["time_to_target_none_epochs"]["mean"],
+            "to_best_none": result["variants"]["none"]["time_to_target_none_epochs"]["mean"],
+            "reached": v["seeds_reaching_target"],
+        }
+    else:  # the README's own loop: the last epoch's model, no validation
+        figures = {
+            "diffs": result["difference_per_seed"],
+            "p": None,
+            "at_none_compute": None,
+            "to_best": None,
+            "to_best_none": None,
+            "reached": None,
+            "wall": result.get("time_ratio") or _median(result.get("time_ratio_per_seed")),
+        }
+    if row.step is not None:
+        step = (_load(row.step[0]) or {}).get("ratios", {}).get(row.step[1])
+        figures["step"] = None if step is None else (step["time"], step["memory"])
+    return figures
+
+
+def _median(values: Sequence[float] | None) -> float | None:
+    return None if not values else sorted(values)[len(values) // 2]
+
+
+def verdict(f: Mapping[str, Any]) -> str:
+    """The "use it?" cell, from the figures alone.
+
+    Worse than ``none`` on average: no. Within ``LEVEL`` of it: level, not worth its cost.
+    Better: "for accuracy" and, when its validation Dice at ``none``'s compute is below
+    ``none``'s in most seeds, "not for time"; a gain of >= ``GAIN`` in every seed is said so.
+    """
+    diffs = f["diffs"]
+    mean = sum(diffs) / len(diffs)
+    if mean <= -LEVEL:
+        return "**no**: use `none`"
+    if mean < LEVEL:
+        return "level with `none`: not worth its cost"
+    every = all(d > 0 for d in diffs)
+    text = "yes, for accuracy" if mean >= GAIN and every else "for accuracy (not in every seed)"
+    equal = f.get("at_none_compute")
+    if equal is not None and sum(d < 0 for d in equal) > len(equal) / 2:
+        text += "; not at equal compute"
+    return text
+
+
+def _diff_cell(f: Mapping[str, Any]) -> str:
+    diffs = f["diffs"]
+    mean = sum(diffs) / len(diffs)
+    better = sum(d > 0 for d in diffs)
+    p = "" if f["p"] is None else f", p = {f['p']:.2g}"
+    seeds = ", ".join(f"{d:+.3f}" for d in diffs)
+    return f"{mean:+.3f} ({better}/{len(diffs)}{p}; {seeds})"
+
+
+def _equal_cell(f: Mapping[str, Any]) -> str:
+    equal = f.get("at_none_compute")
+    if not equal:
+        return ""
+    mean = sum(equal) / len(equal)
+    return f"{mean:+.3f} ({sum(d > 0 for d in equal)}/{len(equal)})"
+
+
+def _cost_cell(f: Mapping[str, Any]) -> str:
+    step = f.get("step")
+    if step is not None:
+        return f"{step[0]:.2f}x / {step[1]:.2f}x"
+    return "" if f.get("wall") is None else f"{f['wall']:.1f}x (wall)"
+
+
+def _best_cell(f: Mapping[str, Any]) -> str:
+    if f["reached"] is None:
+        return ""
+    if not f["reached"]:
+        return "never (0 seeds)"
+    seeds = "seed" if f["reached"] == 1 else "seeds"
+    return f"{f['to_best']:.1f} vs {f['to_best_none']:.1f} ({f['reached']} {seeds})"
+
+
+def render() -> str:
+    """The section: a caption and one table row per measurement found."""
+    lines = [
+        "Measured, per regime (3 seeds each). Test Dice vs `none`: the mean difference, in how "
+        "many seeds the mode beat `none`, the t-test over seeds and each seed's difference. Step "
+        "time / memory: `benchmarks/step_time.py`, own U-Net base 16, depth 5, batch 8 of 96². "
+        "At `none`'s compute: validation Dice after the training compute `none` used (in epochs "
+        "of `none`), minus `none`'s. To `none`'s best: compute, in epochs of `none`, until "
+        "validation Dice first reaches `none`'s best. The verdict follows from the figures "
+        f"(`benchmarks/guidance.py`: worse by {LEVEL} or more: no; within {LEVEL}: level; a gain "
+        f"of {GAIN} or more in every seed: yes). Generated by `python benchmarks/guidance.py` "
+        "from `benchmarks/results/`.",
+        "",
+        "| regime (JSON) | mode | test Dice vs `none` | step time / memory | at `none`'s compute "
+        "| to `none`'s best | use it? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in ROWS:
+        f = row_figures(row)
+        if f is None:
+            continue
+        regime = row.regime if row.regime == "same" else f"{row.regime} (`{row.file}`)"
+        mode = row.variant.replace("hyb-aux50", "hyb, aux_fraction=0.5").replace(
+            "hyb-aux25", "hyb, aux_fraction=0.25"
+        )
+        cells = (
+            regime,
+            f"`{mode}`",
+            _diff_cell(f),
+            _cost_cell(f),
+            _equal_cell(f),
+            _best_cell(f),
+            verdict(f),
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("| plentiful labels | any | not measured yet | | | | |")
+    return "\n".join(lines)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with the guidance section replaced (the markers must be present)."""
+    if START not in text or END not in text:
+        raise ValueError(f"README.md has no {START} ... {END} section to replace.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{section}\n{END}{tail}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--print", action="store_true", help="print instead of writing README")
+    args = parser.parse_args(argv)
+    section = render()
+    if args.print:
+        print(section)
+    else:
+        README.write_text(replace_section(README.read_text(), section))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

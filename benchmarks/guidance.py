@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.convergence_stats import compare_seeds
+
 __all__ = ["ROWS", "Row", "main", "render", "row_figures", "verdict"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,9 +110,14 @@ def row_figures(row: Row) -> dict[str, Any] | None:
             "reached": v["seeds_reaching_target"],
         }
     else:  # the README's own loop: the last epoch's model, no validation
+        seeds = sorted(result["per_seed"])
+        compared = compare_seeds(
+            [result["per_seed"][s][row.variant] for s in seeds],
+            [result["per_seed"][s]["bare"] for s in seeds],
+        )
         figures = {
-            "diffs": result["difference_per_seed"],
-            "p": None,
+            "diffs": compared["per_seed_diff"],
+            "p": compared["p"],
             "at_none_compute": None,
             "to_best": None,
             "to_best_none": None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -136,16 +137,13 @@ def row_figures(row: Row) -> dict[str, Any] | None:
             "to_best": None,
             "to_best_none": None,
             "reached": None,
-            "wall": result.get("time_ratio") or _median(result.get("time_ratio_per_seed")),
+            "wall": result.get("time_ratio")
+            or statistics.median(result.get("time_ratio_per_seed") or [None]),
         }
     if row.step is not None:
         step = (_load(row.step[0]) or {}).get("ratios", {}).get(row.step[1])
         figures["step"] = None if step is None else (step["time"], step["memory"])
     return figures
-
-
-def _median(values: Sequence[float] | None) -> float | None:
-    return None if not values else sorted(values)[len(values) // 2]
 
 
 def verdict(f: Mapping[str, Any]) -> str:

@@ -117,10 +117,6 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"arch": args.model, **settings}
 
 
-def _divisor(settings: dict[str, Any]) -> int:
-    return config_divisor(settings)
-
-
 def _preprocessing(args: argparse.Namespace, divisor: int) -> Preprocessing:
     return Preprocessing(
         axis=-1 if args.axis is None else args.axis,
@@ -156,7 +152,7 @@ def _datasets(
         )
     if synthetic and args.label_mode is not None:
         options.setdefault("label_mode", args.label_mode)
-    divisor = _divisor(settings)
+    divisor = config_divisor(settings)
     if synthetic:
         size = options.get("size", 64)
         sizes = [size] if isinstance(size, int) else list(size)

@@ -14,13 +14,13 @@ from ...wrapper import DeepSupervised
 from ..config import TrainConfig
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from ..lock import RunLock
-from ..models import SMP_ARCHS, build_model
+from ..models import SMP_ARCHS, build_model, config_divisor
 from ..runtime import seed_everything
 from ..trainer import Trainer
 from ._common import _holds_run
 from .patches import check_patch, patch_dataset
 from .run_folder import _out_path, _run_folder
-from .setup import _datasets, _divisor, check_applicable, model_settings
+from .setup import _datasets, check_applicable, model_settings
 
 __all__ = ["train_command"]
 
@@ -71,7 +71,7 @@ def train_command(args: argparse.Namespace) -> int:
     """
     check_applicable(args)
     settings = model_settings(args)
-    check_patch(args, settings, _divisor(settings))
+    check_patch(args, settings, config_divisor(settings))
     info = setup_distributed(args.device)
     lock: RunLock | None = None
     try:

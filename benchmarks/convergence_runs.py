@@ -55,10 +55,11 @@ def build_sets(
 
     Only the sampled cases are read. The full split is written to (and reused from)
     ``out/splits.json``. ISBI 2012: contiguous 15 / 3 / 12 slices of the stack, membrane (raw
-    value 0) as the foreground, resized to ``settings.size``.
+    value 0) as the foreground, resized to ``settings.size``; training on the first
+    ``settings.train_cases`` of the 15 (a contiguous block, as an annotator would label).
     """
     if settings.dataset == "isbi2012":
-        return build_datasets(
+        sets = build_datasets(
             source,
             kind="folder",
             preprocessing=Preprocessing(
@@ -74,6 +75,14 @@ def build_sets(
                 "labels": LabelRule.binary((0, 255), foreground=(0,)),
             },
         )
+        train = sets["train"].cases
+        if settings.train_cases > len(train):
+            raise ValueError(
+                f"{settings.train_cases} train cases asked for, but the train split has "
+                f"{len(train)}."
+            )
+        sets["train"] = sets["train"].subset(train[: settings.train_cases], split="train")
+        return sets
     meta = read_msd_json(source)
     ids = [nifti_case_id(entry["image"]) for entry in meta["training"]]
     splits = make_splits(ids, settings.split_seed, path=out / "splits.json")

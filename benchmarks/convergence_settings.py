@@ -179,6 +179,7 @@ THIN = replace(
     FULL,
     variants=("none", "deep", "hyb", "hyb-paper"),
     dataset="isbi2012",
+    train_cases=15,  # every slice of the contiguous training block
     size=(128, 128),
     batch=4,
     epochs=40,

@@ -4,14 +4,20 @@ A thin driver over ``benchmarks/convergence.py``: one convergence run per traini
 (the same settings otherwise, the same seeds; each size in its own folder, resumable), then
 one table and one plot of mean test Dice (± sd over seeds) per mode and size, with each mode's
 per-seed differences from ``none``, "better in k of n seeds" and the t-test over seeds
-(``benchmarks.convergence_stats``). Within a size every mode sees the same cases; across sizes
-the test sample differs (it is drawn after the training sample), so compare modes within a
-size.
+(``benchmarks.convergence_stats``). Every size is tested on the same cases and validated on
+the same cases (the samples are drawn from one seeded permutation per split), and the training
+sets are nested: the cases of a smaller size are among those of a larger one. ISBI 2012 trains
+on the first n slices of its contiguous training block.
 
-Usage:
-    python benchmarks/label_efficiency.py --cases 4,8,16 --variants none,up,deep,hyb \\
-        --out runs/label_efficiency --json runs/label_efficiency.json --plot le.png
-    python benchmarks/label_efficiency.py --thin --cases 4,8,15 ...   # ISBI 2012
+With ``--equal-steps`` the epoch cap and the minimum epochs of a size are scaled by (largest
+size / size): at equal epochs a quarter of the data would also be a quarter of the optimiser
+steps, and the smallest sets would stop before they converge.
+
+Usage (the stored results, 3 seeds each):
+    python benchmarks/label_efficiency.py --cases 2,4,8 --variants none,up,hyb --equal-steps \\
+        --out runs/le_hippocampus --json benchmarks/results/label_efficiency_hippocampus.json \\
+        --plot benchmarks/results/label_efficiency_hippocampus.png
+    python benchmarks/label_efficiency.py --thin --cases 4,8,15 --jobs 2 ... # ISBI 2012
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks import convergence
 
-__all__ = ["collect", "main", "markdown", "plot"]
+__all__ = ["collect", "main", "markdown", "plot", "scaled_epochs"]
 
 
 def collect(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -111,6 +117,19 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def scaled_epochs(epochs: int, min_epochs: int, cases: int, largest: int) -> tuple[int, int]:
+    """The epoch cap and minimum for ``cases`` training cases that give about the optimiser
+    steps ``epochs`` (and ``min_epochs``) give the ``largest`` size: a small training set is
+    not also a short training run.
+
+    Example:
+        >>> scaled_epochs(40, 8, 4, 15)
+        (150, 30)
+    """
+    factor = largest / cases
+    return round(epochs * factor), round(min_epochs * factor)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -119,14 +138,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="write the PNG here")
     parser.add_argument("--markdown", type=Path, help="write the README table here")
     parser.add_argument("--json", type=Path, help="write the table's JSON here")
+    parser.add_argument(
+        "--equal-steps",
+        action="store_true",
+        help="scale the epoch cap and the minimum epochs by (largest size / size), so that "
+        "every size may take about as many optimiser steps as the largest",
+    )
     args, rest = parser.parse_known_args(argv)
     sizes = [int(c) for c in args.cases.split(",")]
+    preset = convergence.settings_from_args(convergence.build_parser().parse_args(rest))
     results = {}
     for n in sizes:
         out = args.out / f"cases_{n}"
-        code = convergence.main(
-            [*rest, "--train-cases", str(n), "--out", str(out), "--json", str(out / "result.json")]
-        )
+        cap = []
+        if args.equal_steps:
+            epochs, least = scaled_epochs(preset.epochs, preset.min_epochs, n, max(sizes))
+            cap = ["--epochs", str(epochs), "--min-epochs", str(least)]
+        where = ["--out", str(out), "--json", str(out / "result.json")]
+        code = convergence.main([*rest, *cap, "--train-cases", str(n), *where])
         if code:
             return code
         results[n] = json.loads((out / "result.json").read_text())

@@ -5,7 +5,9 @@ One row per (regime, mode) measurement: the test Dice difference from ``none`` w
 validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
 equal-compute figures of ``convergence_stats``), and a verdict that follows from those figures
 by the rule in :func:`verdict` (nothing typed by hand). The section of README.md between
-``<!-- guidance:start -->`` and ``<!-- guidance:end -->`` is replaced.
+``<!-- guidance:start -->`` and ``<!-- guidance:end -->`` is replaced, and the label-efficiency
+section (plots and tables of ``label_efficiency_*.json``) between
+``<!-- label-efficiency:start -->`` and ``<!-- label-efficiency:end -->``.
 
 Usage:
     python benchmarks/guidance.py            # rewrite the README section
@@ -28,11 +30,12 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.convergence_stats import compare_seeds
 
-__all__ = ["ROWS", "Row", "main", "render", "row_figures", "verdict"]
+__all__ = ["ROWS", "Row", "main", "render", "render_label_efficiency", "row_figures", "verdict"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
+LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end -->"
 LEVEL = 0.005  # a mean difference smaller than this is "level"
 GAIN = 0.01  # the gain issue 19 asks of a regime with scarce labels
 
@@ -76,6 +79,16 @@ ROWS: tuple[Row, ...] = (
         ("step_time.json", "hyb"),
     ),
     Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
+    *(
+        Row(regime if mode == "hyb" else "same", f"label_efficiency_{data}.json@{n}", mode, step)
+        for data, what, sizes in (
+            ("hippocampus", "Task04, {} training cases", (2, 4, 8)),
+            ("isbi2012", "ISBI 2012, {} training slices", (4, 8, 15)),
+        )
+        for n in sizes
+        for regime in [f"label efficiency, own U-Net: {what.format(n)} (equal steps)"]
+        for mode, step in (("hyb", ("step_time.json", "hyb")), ("up", ("step_time.json", "up")))
+    ),
     Row(
         "your own loop: smp Unet/resnet18 from scratch, Task04 with empty slices kept, "
         "8 training cases, 6 epochs",
@@ -97,21 +110,31 @@ ROWS: tuple[Row, ...] = (
 
 
 def _load(name: str) -> dict[str, Any] | None:
-    """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``."""
+    """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``, and
+    ``file.json@n`` (a label-efficiency table) its rows for ``n`` training cases."""
     name, _, part = name.partition("#")
+    name, _, cases = name.partition("@")
     path = RESULTS / name
     if not path.exists():
         return None
     result = json.loads(path.read_text())
+    if cases:
+        return {"size": {r["variant"]: r for r in result["rows"] if r["cases"] == int(cases)}}
     return {**result, **result["epochs"][part]} if part else result
 
 
 def row_figures(row: Row) -> dict[str, Any] | None:
-    """The figures of one row from its JSON (None when the file is absent)."""
+    """The figures of one row from its JSON (None when the file or the row is absent)."""
     result = _load(row.file)
     if result is None:
         return None
-    if "variants" in result:  # a convergence benchmark
+    if "size" in result:  # one training-set size of a label-efficiency table
+        r = result["size"].get(row.variant)
+        if r is None:
+            return None
+        figures = {k: r[k] for k in ("at_none_compute", "to_best", "to_best_none", "reached")}
+        figures.update(diffs=r["per_seed_diff"], p=r["p"])
+    elif "variants" in result:  # a convergence benchmark
         v = result["variants"][row.variant]
         p = v["p_vs_none"]
         equal = v.get("equal_compute", {}).get("at_none_budget_none_epochs") or {}
@@ -240,24 +263,51 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def replace_section(text: str, section: str) -> str:
-    """``text`` with the guidance section replaced (the markers must be present)."""
-    if START not in text or END not in text:
-        raise ValueError(f"README.md has no {START} ... {END} section to replace.")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{section}\n{END}{tail}"
+def render_label_efficiency() -> str:
+    """The label-efficiency section: per data set, its plot and its table (from the JSON)."""
+    from benchmarks.label_efficiency import markdown
+
+    lines = []
+    for data in ("hippocampus", "isbi2012"):
+        path = RESULTS / f"label_efficiency_{data}.json"
+        if not path.exists():
+            continue
+        table = json.loads(path.read_text())
+        caps = sorted({(r["cases"], r["epochs_cap"]) for r in table["rows"]})
+        steps = "scaled to equal optimiser steps" if table.get("equal_steps") else "equal"
+        lines += [
+            f"**{table['dataset']}** (epoch caps {steps}: "
+            + ", ".join(f"{n} cases: {e}" for n, e in caps)
+            + "). Each cell: mean test Dice; for a mode, its difference from `none`, the seeds "
+            "in which it beat `none` and the t-test over seeds.",
+            "",
+            f"![label efficiency, {table['dataset']}](benchmarks/results/{path.stem}.png)",
+            "",
+            markdown(table),
+            "",
+        ]
+    return "\n".join(lines).rstrip() or "No label-efficiency result is stored yet."
+
+
+def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:
+    """``text`` with the section between ``start`` and ``end`` replaced (both must be there)."""
+    if start not in text or end not in text:
+        raise ValueError(f"README.md has no {start} ... {end} section to replace.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{section}\n{end}{tail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--print", action="store_true", help="print instead of writing README")
     args = parser.parse_args(argv)
-    section = render()
+    section, curves = render(), render_label_efficiency()
     if args.print:
-        print(section)
+        print(section, curves, sep="\n\n")
     else:
-        README.write_text(replace_section(README.read_text(), section))
+        text = replace_section(README.read_text(), section)
+        README.write_text(replace_section(text, curves, LE_START, LE_END))
     return 0
 
 

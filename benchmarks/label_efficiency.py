@@ -41,9 +41,11 @@ def collect(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """``{cases: convergence result}`` -> ``{"rows": [...]}``: one row per size and mode."""
     rows = []
     for cases, result in sorted(results.items()):
+        none = result["variants"]["none"]
         for name, v in result["variants"].items():
             dice = v["test_over_seeds"]["dice"]
             p = v.get("p_vs_none") or {}
+            equal = (v.get("equal_compute") or {}).get("at_none_budget_none_epochs") or {}
             rows.append(
                 {
                     "cases": cases,
@@ -55,6 +57,12 @@ def collect(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
                     "per_seed_diff": p.get("per_seed_diff"),
                     "better_seeds": p.get("better_seeds"),
                     "p": p.get("p"),
+                    "at_none_compute": equal.get("per_seed_diff"),
+                    "to_best": (v.get("time_to_target_none_epochs") or {}).get("mean"),
+                    "to_best_none": (none.get("time_to_target_none_epochs") or {}).get("mean"),
+                    "reached": v.get("seeds_reaching_target"),
+                    "epochs_cap": result["config"].get("epochs"),
+                    "epochs_run": [s.get("epochs_run") for s in v.get("seeds", [])],
                 }
             )
     return {"rows": rows}
@@ -161,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[n] = json.loads((out / "result.json").read_text())
     table = collect(results)
     dataset = next(iter(results.values()))["config"]["dataset"]
+    table.update(dataset=dataset, equal_steps=args.equal_steps, arguments=list(rest))
     text = markdown(table)
     print(text)
     if args.markdown:

@@ -28,7 +28,7 @@ def test_verdict_follows_the_figures(diffs, equal, expected):
 
 def test_every_row_reads_its_json():
     """Each listed JSON that is stored yields its row's figures (a renamed key fails here)."""
-    stored = [row for row in guidance.ROWS if (guidance.RESULTS / row.file).exists()]
+    stored = [row for row in guidance.ROWS if guidance.row_figures(row) is not None]
     assert len(stored) >= 10
     for row in stored:
         figures = guidance.row_figures(row)
@@ -42,6 +42,52 @@ def test_readme_section_is_the_generated_one():
     """README.md holds what `python benchmarks/guidance.py` writes (regenerate after a run)."""
     text = README.read_text()
     assert guidance.replace_section(text, guidance.render()) == text
+    curves = guidance.render_label_efficiency()
+    assert guidance.replace_section(text, curves, guidance.LE_START, guidance.LE_END) == text
+
+
+def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
+    """A label-efficiency table feeds one guidance row per (size, mode) and the README
+    section (plot link and table) for its data set."""
+    import json
+
+    def row(cases: int, variant: str, diffs: list[float] | None) -> dict:
+        return {
+            "cases": cases,
+            "variant": variant,
+            "dice_mean": 0.7,
+            "dice_sd": 0.01,
+            "seeds": 3,
+            "diff_vs_none": None if diffs is None else sum(diffs) / 3,
+            "per_seed_diff": diffs,
+            "better_seeds": None if diffs is None else sum(d > 0 for d in diffs),
+            "p": None if diffs is None else 0.1,
+            "at_none_compute": None if diffs is None else [-0.1, -0.2, 0.1],
+            "to_best": 30.0,
+            "to_best_none": 20.0,
+            "reached": 2,
+            "epochs_cap": 120 if cases == 2 else 30,
+            "epochs_run": [30, 30, 30],
+        }
+
+    table = {
+        "dataset": "Task04_Hippocampus",
+        "equal_steps": True,
+        "rows": [row(2, "none", None), row(2, "hyb", [0.02, 0.01, 0.03]), row(8, "none", None)],
+    }
+    (tmp_path / "label_efficiency_hippocampus.json").write_text(json.dumps(table))
+    monkeypatch.setattr(guidance, "RESULTS", tmp_path)
+    figures = guidance.row_figures(
+        guidance.Row("r", "label_efficiency_hippocampus.json@2", "hyb", None)
+    )
+    assert figures["diffs"] == [0.02, 0.01, 0.03] and figures["at_none_compute"][1] == -0.2
+    assert guidance.verdict(figures) == "yes, for accuracy; not at equal compute"
+    absent = guidance.Row("r", "label_efficiency_hippocampus.json@8", "hyb", None)
+    assert guidance.row_figures(absent) is None
+    section = guidance.render_label_efficiency()
+    assert "(benchmarks/results/label_efficiency_hippocampus.png)" in section
+    assert "2 cases: 120, 8 cases: 30" in section
+    assert "| 2 | 0.700 ± 0.010 | 0.700 (+0.020; 3/3, p = 0.1) |" in section
 
 
 def test_replace_section_needs_its_markers():

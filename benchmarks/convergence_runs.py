@@ -118,7 +118,7 @@ def _wrap(model: torch.nn.Module, variant: Variant, label_mode: str) -> DeepSupe
     return DeepSupervised(
         model,
         variant.mode,
-        weights=variant.weights,
+        weights=variant.weights if isinstance(variant.weights, str) else dict(variant.weights),
         label_mode=label_mode,
         schedule=variant.schedule,
         balance=variant.balance,

@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(table, indent=1))
     if args.plot:
-        plot(table, args.plot, f"Label efficiency: {dataset}")
+        budget = "equal optimiser steps" if args.equal_steps else "equal epochs"
+        plot(table, args.plot, f"Label efficiency: {dataset} ({budget})")
     return 0
 
 

@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(table, indent=1))
     if args.plot:
         budget = "equal optimiser steps" if args.equal_steps else "equal epochs"
-        plot(table, args.plot, f"Label efficiency: {dataset} ({budget})")
+        plot(table, args.plot, f"Label efficiency: {dataset}\n({budget})")
     return 0
 
 

@@ -61,7 +61,7 @@ def collect(results: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
                     "to_best": (v.get("time_to_target_none_epochs") or {}).get("mean"),
                     "to_best_none": (none.get("time_to_target_none_epochs") or {}).get("mean"),
                     "reached": v.get("seeds_reaching_target"),
-                    "epochs_cap": result["config"].get("epochs"),
+                    "epochs_cap": result.get("config", {}).get("epochs"),
                     "epochs_run": [s.get("epochs_run") for s in v.get("seeds", [])],
                 }
             )

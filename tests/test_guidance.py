@@ -18,6 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ([0.001, -0.004, 0.008], None, "level with `none`: not worth its cost"),
         ([0.02, 0.03, 0.009], None, "yes, for accuracy"),
         ([0.02, 0.03, -0.002], None, "for accuracy (not in every seed)"),
+        ([0.008, 0.009, 0.002], None, "for a small gain (under 0.01)"),
         ([0.02, 0.03, 0.009], [-0.1, -0.2, 0.1], "yes, for accuracy; not at equal compute"),
         ([0.02, 0.03, 0.009], [0.1, -0.2, 0.1], "yes, for accuracy"),
     ],
@@ -86,7 +87,7 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
     assert guidance.row_figures(absent) is None
     section = guidance.render_label_efficiency()
     assert "(benchmarks/results/label_efficiency_hippocampus.png)" in section
-    assert "2 cases: 120, 8 cases: 30" in section
+    assert "2 cases: 120, 8 cases: 30; 3 of 9 runs ended at the cap" in section
     assert "| 2 | 0.700 ± 0.010 | 0.700 (+0.020; 3/3, p = 0.1) |" in section
 
 

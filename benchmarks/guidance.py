@@ -7,7 +7,9 @@ equal-compute figures of ``convergence_stats``), and a verdict that follows from
 by the rule in :func:`verdict` (nothing typed by hand). The section of README.md between
 ``<!-- guidance:start -->`` and ``<!-- guidance:end -->`` is replaced, and the label-efficiency
 section (plots and tables of ``label_efficiency_*.json``) between
-``<!-- label-efficiency:start -->`` and ``<!-- label-efficiency:end -->``.
+``<!-- label-efficiency:start -->`` and ``<!-- label-efficiency:end -->``, and the recipe
+ablation (``convergence_hippocampus_recipe.json``: each term family of hyb left out, against
+hyb and none seed by seed) between ``<!-- recipe:start -->`` and ``<!-- recipe:end -->``.
 
 Usage:
     python benchmarks/guidance.py            # rewrite the README section
@@ -30,12 +32,22 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.convergence_stats import compare_seeds
 
-__all__ = ["ROWS", "Row", "main", "render", "render_label_efficiency", "row_figures", "verdict"]
+__all__ = [
+    "ROWS",
+    "Row",
+    "main",
+    "render",
+    "render_label_efficiency",
+    "render_recipe",
+    "row_figures",
+    "verdict",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
 LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end -->"
+RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
 LEVEL = 0.005  # a mean difference smaller than this is "level"
 GAIN = 0.01  # the gain issue 19 asks of a regime with scarce labels
 
@@ -294,6 +306,49 @@ def render_label_efficiency() -> str:
     return "\n".join(lines).rstrip() or "No label-efficiency result is stored yet."
 
 
+RECIPE = "convergence_hippocampus_recipe.json"
+#: What each ablated variant leaves out of hyb's recipe.
+LEFT_OUT = {
+    "hyb": "nothing (the default)",
+    "rec": "the G pass (L_mask, L_seg, L_D: hyb is μ-Net-Rec plus these)",
+    "hyb-no-rec-x": "L_rei (reconstruction of X)",
+    "hyb-no-rec-g": "L_rem (reconstruction of G)",
+    "hyb-no-pseudo": "the pseudo-label terms (L_seg, L_seg')",
+    "hyb-no-features": "the feature terms (L_D, L_D')",
+}
+
+
+def render_recipe() -> str:
+    """The recipe ablation: each variant's test Dice against hyb and none, seed by seed."""
+    path = RESULTS / RECIPE
+    if not path.exists():
+        return "No recipe ablation is stored yet."
+    result = json.loads(path.read_text())
+    variants, ratios = result["variants"], result["step_time"]["ratios"]
+
+    def per_seed(name: str) -> list[float]:
+        return [s["test"]["dice"] for s in sorted(variants[name]["seeds"], key=lambda s: s["seed"])]
+
+    lines = [
+        "| left out of `hyb` | variant | test Dice | vs `hyb` | vs `none` | step time |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in variants:
+        if name == "none":
+            continue
+        dice = per_seed(name)
+        cells = [LEFT_OUT.get(name, name), f"`{name}`", f"{statistics.mean(dice):.4f}"]
+        for reference in ("hyb", "none"):
+            if name == reference or reference not in variants:
+                cells.append("")
+                continue
+            f = compare_seeds(dice, per_seed(reference))
+            cells.append(_diff_cell({"diffs": f["per_seed_diff"], "p": f["p"]}))
+        cells.append(f"{ratios[name]['time']:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:
     """``text`` with the section between ``start`` and ``end`` replaced (both must be there)."""
     if start not in text or end not in text:
@@ -307,12 +362,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--print", action="store_true", help="print instead of writing README")
     args = parser.parse_args(argv)
-    section, curves = render(), render_label_efficiency()
+    section, curves, recipe = render(), render_label_efficiency(), render_recipe()
     if args.print:
-        print(section, curves, sep="\n\n")
+        print(section, curves, recipe, sep="\n\n")
     else:
         text = replace_section(README.read_text(), section)
-        README.write_text(replace_section(text, curves, LE_START, LE_END))
+        text = replace_section(text, curves, LE_START, LE_END)
+        README.write_text(replace_section(text, recipe, RECIPE_START, RECIPE_END))
     return 0
 
 

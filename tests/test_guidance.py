@@ -45,6 +45,10 @@ def test_readme_section_is_the_generated_one():
     assert guidance.replace_section(text, guidance.render()) == text
     curves = guidance.render_label_efficiency()
     assert guidance.replace_section(text, curves, guidance.LE_START, guidance.LE_END) == text
+    recipe = guidance.render_recipe()
+    assert (
+        guidance.replace_section(text, recipe, guidance.RECIPE_START, guidance.RECIPE_END) == text
+    )
 
 
 def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
@@ -94,3 +98,30 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
 def test_replace_section_needs_its_markers():
     with pytest.raises(ValueError, match="guidance:start"):
         guidance.replace_section("no markers", "x")
+
+
+def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monkeypatch):
+    """The recipe ablation's rows: per-seed differences from hyb and from none."""
+    import json
+
+    def variant(dice: list[float]) -> dict:
+        return {"seeds": [{"seed": s, "test": {"dice": d}} for s, d in enumerate(dice)]}
+
+    result = {
+        "variants": {
+            "none": variant([0.70, 0.71, 0.72]),
+            "hyb": variant([0.72, 0.73, 0.73]),
+            "hyb-no-pseudo": variant([0.71, 0.74, 0.73]),
+        },
+        "step_time": {
+            "ratios": {n: {"time": t} for n, t in [("hyb", 2.8), ("hyb-no-pseudo", 2.5)]}
+        },
+    }
+    (tmp_path / guidance.RECIPE).write_text(json.dumps(result))
+    monkeypatch.setattr(guidance, "RESULTS", tmp_path)
+    rows = guidance.render_recipe().splitlines()[2:]
+    assert len(rows) == 2 and rows[0].startswith("| nothing (the default) | `hyb` | 0.7267 |")
+    pseudo = rows[1].split(" | ")
+    assert pseudo[1] == "`hyb-no-pseudo`"
+    assert pseudo[3].startswith("+0.000 (1/3") and "-0.010, +0.010, +0.000" in pseudo[3]
+    assert pseudo[4].startswith("+0.017 (3/3") and pseudo[5] == "2.50x |"

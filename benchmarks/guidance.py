@@ -75,6 +75,7 @@ ROWS: tuple[Row, ...] = (
     Row(
         "same", "convergence_hippocampus_aux.json", "hyb-aux25", ("step_time_aux.json", "hyb-aux25")
     ),
+    Row("same", "convergence_hippocampus_recipe.json", "rec", ("step_time.json", "rec")),
     Row("same", "convergence_hippocampus.json", "up", ("step_time.json", "up")),
     Row("same", "convergence_hippocampus.json", "down", ("step_time.json", "down")),
     Row("same", "convergence_hippocampus.json", "deep", ("step_time.json", "deep")),
@@ -91,6 +92,7 @@ ROWS: tuple[Row, ...] = (
         ("step_time.json", "hyb"),
     ),
     Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
+    Row("same, `rec` beside them", "isbi2012_rec.json@15", "rec", ("step_time.json", "rec")),
     *(
         Row(regime if mode == "hyb" else "same", f"label_efficiency_{data}.json@{n}", mode, step)
         for data, what, sizes in (

@@ -17,7 +17,7 @@ Usage (the stored results, 3 seeds each):
     python benchmarks/label_efficiency.py --cases 2,4,8 --variants none,up,hyb --equal-steps \\
         --out runs/le_hippocampus --json benchmarks/results/label_efficiency_hippocampus.json \\
         --plot benchmarks/results/label_efficiency_hippocampus.png
-    python benchmarks/label_efficiency.py --thin --cases 4,8,15 --jobs 2 ... # ISBI 2012
+    python benchmarks/label_efficiency.py --thin --cases 4,8,15 --jobs 2 --equal-steps ...  # ISBI
 """
 
 from __future__ import annotations

@@ -27,6 +27,12 @@ class DSOutput:
         kl: the KL term of the VAE bottleneck (vae).
         aux_index: the images of the batch the auxiliary branches ran on (``aux_fraction``
             < 1): every G-pass and reconstruction output has one row per index; None: all.
+        target: an unlabelled batch's pseudo-target from a teacher (``ds.unlabeled``), in the
+            form ``ds.loss`` takes a target; None for a labelled batch (``ds(x, y)``) and for
+            an unlabelled one without a teacher.
+        target_valid: (B, 1, *) 1 where ``target`` counts (the teacher is confident).
+        labeled: False for the output of ``ds.unlabeled``: ``ds.loss(out)`` then takes no
+            target and gives the label-free part of the mode's loss.
     """
 
     logits: torch.Tensor
@@ -41,3 +47,6 @@ class DSOutput:
     aux_logits: dict[int, torch.Tensor] | None = None
     kl: torch.Tensor | None = None
     aux_index: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    target_valid: torch.Tensor | None = None
+    labeled: bool = True

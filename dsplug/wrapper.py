@@ -21,6 +21,7 @@ from .losses import LOSSES, LossBreakdown, LossWeights, epoch_progress
 from .modes import ModeSpec, mode_spec
 from .options import Balance, LabelMode, Mode
 from .output import DSOutput
+from .semi import flip_noise, pseudo_target
 from .tied.base import ReconstructionOutput
 
 __all__ = ["DeepSupervised"]
@@ -244,8 +245,9 @@ class DeepSupervised(nn.Module):
         self.criterion.set_weights(weights)
         self._check_level_weights()
 
-    def loss(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
-        """The mode's loss of ``out`` (from ``ds(x, y)``) against the target ``y``."""
+    def loss(self, out: DSOutput, y: torch.Tensor | None = None) -> LossBreakdown:
+        """The mode's loss of ``out`` (from ``ds(x, y)``) against the target ``y``; without
+        ``y``, the label-free part of an unlabelled batch's (from ``ds.unlabeled(x)``)."""
         if not isinstance(out, DSOutput):
             raise TypeError(
                 f"ds.loss(out, y) needs the DSOutput of ds(x, y), got {type(out).__name__}: "
@@ -253,6 +255,56 @@ class DeepSupervised(nn.Module):
                 "returns the bare model's output."
             )
         return self.criterion(out, y)
+
+    def unlabeled(
+        self, x: torch.Tensor, teacher: Callable | None = None, *, noise: float = 0.1
+    ) -> DSOutput:
+        """The branches of an unlabelled batch (no mask), for ``ds.loss(out)`` without a target.
+
+        With ``teacher`` (a :class:`dsplug.semi.EMATeacher`, or any callable returning logits),
+        its confident predictions on ``x`` are a pseudo-mask G̃, and every branch of the mode
+        runs on a perturbed X (Gaussian noise of ``noise`` x the image's sd, random flips; G̃
+        flipped alike) with G̃ as its mask, as ``ds(x, G̃)`` would: the loss counts the
+        confident pixels only. Without a teacher, the μ-Net modes run the tied decoder on X
+        alone (L_rei); modes with no label-free term refuse in one line.
+        """
+        if self._stripped:
+            raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
+        if self.validate:
+            self._check_image(x)
+        self._watch_updates()
+        if teacher is not None:
+            target, sure = pseudo_target(teacher(x), self.label_mode)
+            x, dims = flip_noise(x, noise)
+            if dims:  # class-index targets have no channel axis: flip the same spatial axes
+                sure = torch.flip(sure, dims)
+                target = torch.flip(
+                    target, dims if target.dim() == x.dim() else [d - 1 for d in dims]
+                )
+            out = self._supervised_forward(x, target)
+            out.target, out.target_valid, out.labeled = target, sure, False
+            return out
+        if not self.criterion.label_free_terms:
+            raise ValueError(
+                f"Mode {self.mode.value!r} has no term that learns without a mask: pass a "
+                "teacher (ds.unlabeled(x, teacher=dsplug.semi.EMATeacher(ds))), or use a μ-Net "
+                "mode (seg, rec, hyb), whose tied decoder reconstructs unlabelled images."
+            )
+        if not self.criterion.auxiliary_active:
+            return DSOutput(logits=self.model(x), image=x, labeled=False)
+        a = self._adapter
+        logits, features = self._tapped(x)
+        out = DSOutput(logits=logits, image=x, features=features, labeled=False)
+        bottleneck = (
+            a.encode(self.ae_encoder, x)[-1]
+            if self.spec.reconstruction == "ae"
+            else features[self.reductions[-1]]
+        )
+        rec_x = self._reconstruct(bottleneck, x, image=True, mask=False)
+        out.rec_image = rec_x.rec_image
+        if self.spec.reconstruction == "vae":
+            out.kl = rec_x.kl
+        return out
 
     def strip(self) -> nn.Module:
         """Remove the hooks and return the original model object (for saving and export)."""
@@ -342,6 +394,17 @@ class DeepSupervised(nn.Module):
     # --- the branches ------------------------------------------------------------------------
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
         a = self._adapter
+        self._check_image(x)
+        check_target(
+            y,
+            (x.shape[0], a.classes, *x.shape[2:]),
+            self.label_mode,
+            check_values=not torch.compiler.is_compiling(),
+            ignore_index=self.ignore_index,
+        )
+
+    def _check_image(self, x: torch.Tensor) -> None:
+        a = self._adapter
         if x.dim() != a.spatial_dims + 2 or x.shape[1] != a.in_channels:
             raise ShapeError(
                 f"Image batch has shape {tuple(x.shape)}; {type(self.model).__name__} expects "
@@ -364,16 +427,8 @@ class DeepSupervised(nn.Module):
             )
         check_divisible(tuple(x.shape[2:]), a.divisor, "image batch")
         # Value checks read the data (a device sync, a graph break): eager mode only.
-        values = not torch.compiler.is_compiling()
-        if values:
+        if not torch.compiler.is_compiling():
             check_finite(x, "image batch")
-        check_target(
-            y,
-            (x.shape[0], a.classes, *x.shape[2:]),
-            self.label_mode,
-            check_values=values,
-            ignore_index=self.ignore_index,
-        )
 
     def _tapped(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """model(x) and the decoder levels it computed."""

@@ -136,13 +136,15 @@ TermFn = Callable[[_Context], torch.Tensor]
 class Term:
     """One loss term: its name in ``LossBreakdown.terms``, its weight field and how to compute it.
 
-    ``scheduled`` terms are scaled by the deep-supervision schedule (every term but L_image).
+    ``scheduled`` terms are scaled by the deep-supervision schedule (every term but L_image);
+    ``label_free`` terms read no mask (L_rei, the VAE's KL): they also train on unlabelled images.
     """
 
     name: str
     weight: str
     compute: TermFn
     scheduled: bool = True
+    label_free: bool = False
 
 
 def _need(value: object, field_name: str, mode: str) -> object:
@@ -437,13 +439,17 @@ class DeepSupervisionLoss(nn.Module):
         )
 
     # --- the loss ------------------------------------------------------------------------------
-    def _context(self, out: DSOutput, y: torch.Tensor) -> _Context:
+    def _context(
+        self, out: DSOutput, y: torch.Tensor, confident: torch.Tensor | None = None
+    ) -> _Context:
         target = dense_target(y, self.label_mode, self.spatial_dims)
         valid = None
         if self.ignore_index is not None:
             keep = target != self.ignore_index
             valid = (keep if self.label_mode == "multiclass" else keep.all(1)).unsqueeze(1).float()
             target = torch.where(keep, target, torch.zeros_like(target))
+        if confident is not None:  # a teacher's pseudo-target: its confident pixels only
+            valid = _and(valid, confident.float())
         return _Context(
             out=out,
             target=target,
@@ -453,28 +459,52 @@ class DeepSupervisionLoss(nn.Module):
             weights=self.weights,
             paper=self.balance == "paper",
             confident=self.pseudo_labels == "confident",
-            seg_loss=self.seg_loss,
+            # the user's loss cannot leave a teacher's unsure pixels out: L_BD on pseudo-targets
+            seg_loss=self.seg_loss if confident is None else None,
             user_target=y,
             informative=_informative_images(target, valid, self.label_mode == "multiclass"),
         )
 
-    def forward(self, out: DSOutput, y: torch.Tensor) -> LossBreakdown:
+    @property
+    def label_free_terms(self) -> tuple[str, ...]:
+        """The terms that read no mask (they train on unlabelled images without a teacher)."""
+        return tuple(t.name for t in self.terms if t.label_free)
+
+    def forward(self, out: DSOutput, y: torch.Tensor | None = None) -> LossBreakdown:
         """The loss of ``out`` against the target ``y`` (see ``dsplug.labels``).
 
         When the schedule's factor is 0 only L_image is computed (the other terms read 0).
+        Without ``y``, ``out`` is an unlabelled batch's (``DeepSupervised.unlabeled``): every
+        term against the teacher's pseudo-target on its confident pixels, or, without a
+        teacher, the label-free terms alone. An unlabelled batch never measures the gradient
+        balance: it uses the scales measured on labelled batches.
         """
+        measure, confident = True, None
+        if y is None or not out.labeled:
+            if y is not None or out.labeled:
+                raise ValueError(
+                    "ds.loss(out, y) takes the output of ds(x, y) with its mask y, and "
+                    "ds.loss(out) (no mask) the output of ds.unlabeled(x): got "
+                    f"{'a mask with an unlabelled' if y is not None else 'no mask for a labelled'}"
+                    " batch's output."
+                )
+            if out.target is None:
+                return self._label_free(out)
+            y, confident, measure = out.target, out.target_valid, False
         if y.shape[0] == 0 or out.logits.shape[0] == 0:
             raise ValueError(
                 f"An empty batch has no loss: got images of shape {tuple(out.logits.shape)} and "
                 f"targets of shape {tuple(y.shape)}; skip batches with B = 0."
             )
-        c = self._context(out, y)
+        c = self._context(out, y, confident)
         factor = self.factor
         aux = [t for t in self.terms if t.scheduled]
         active = self.terms if factor > 0 else tuple(t for t in self.terms if not t.scheduled)
         raw = {term.name: term.compute(c) for term in active}
         scales: Mapping[str, torch.Tensor | float] = {}
-        if self.balancer is not None and factor > 0:
+        if self.balancer is not None and factor > 0 and not measure:
+            scales = self.balancer.scales()
+        elif self.balancer is not None and factor > 0:
             self.balancer.update(
                 raw[self.terms[0].name],
                 {t.name: raw[t.name] for t in aux},
@@ -492,6 +522,47 @@ class DeepSupervisionLoss(nn.Module):
             if term.scheduled:
                 weight *= factor * share
             part = weight * scales.get(term.name, 1.0) * raw[term.name]
+            parts[term.name] = part.detach()
+            total = total + part
+        return LossBreakdown(
+            total=total, tensors=parts, raw_tensors={k: v.detach() for k, v in raw.items()}
+        )
+
+    def _label_free(self, out: DSOutput) -> LossBreakdown:
+        """The label-free terms of an unlabelled batch without a teacher (L_rei: the tied
+        decoder reconstructs X), weighted as in a labelled step; every other term reads 0."""
+        if not self.label_free_terms:
+            raise ValueError(
+                f"Mode {self.mode!r} has no term that learns without a mask: pass a teacher "
+                "(ds.unlabeled(x, teacher=EMATeacher(ds))) to train on its pseudo-masks."
+            )
+        c = _Context(
+            out=out,
+            target=out.logits.new_zeros(()),
+            valid=None,
+            multiclass=self.label_mode == "multiclass",
+            label_mode=self.label_mode,
+            weights=self.weights,
+            paper=self.balance == "paper",
+            confident=self.pseudo_labels == "confident",
+            seg_loss=None,
+            user_target=out.logits.new_zeros(()),
+            informative=out.logits.new_zeros(out.logits.shape[0]),
+        )
+        factor = self.factor
+        aux = [t for t in self.terms if t.scheduled]
+        share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
+        scales = self.balancer.scales() if self.balancer is not None else {}
+        total = out.logits.new_zeros((), dtype=torch.float32)
+        parts: dict[str, torch.Tensor] = {}
+        raw: dict[str, torch.Tensor] = {}
+        for term in self.terms:
+            if not (term.label_free and factor > 0):
+                raw[term.name] = parts[term.name] = total.new_zeros(())
+                continue
+            raw[term.name] = value = term.compute(c)
+            weight = float(getattr(self.weights, term.weight)) * factor * share
+            part = weight * scales.get(term.name, 1.0) * value
             parts[term.name] = part.detach()
             total = total + part
         return LossBreakdown(

@@ -42,7 +42,7 @@ MASK = Term("mask", "beta", mask_term)
 SEG = Term("seg", "gamma", seg_term)
 DEEP = Term("deep", "lam", deep_term)
 REM = Term("rem", "a", rem_term)
-REI = Term("rei", "b", rei_term)
+REI = Term("rei", "b", rei_term, label_free=True)
 SEG_REC = Term("seg_rec", "xi", seg_rec_term)
 DEEP_REC = Term("deep_rec", "eta", deep_rec_term)
 
@@ -114,7 +114,7 @@ class VAELoss(DeepSupervisionLoss):
     """μ-Net with a VAE decoder: the terms of Rec plus kl · KL."""
 
     mode = Mode.VAE
-    terms = (*RecLoss.terms, Term("kl", "kl", kl_term))
+    terms = (*RecLoss.terms, Term("kl", "kl", kl_term, label_free=True))
 
 
 LOSSES: dict[str, type[DeepSupervisionLoss]] = {

@@ -18,19 +18,20 @@ def _export_out(args: argparse.Namespace) -> Path:
     """``--out`` (a folder: the default file name inside it), or beside the checkpoint.
 
     Raises:
-        ValueError: ``--out`` names a file that a run or a report writes (its folder's
-            ``splits.json``, ``summary.json``, ``log.csv``, ...).
+        ValueError: ``--out`` is a checkpoint, or a file that a run or a report writes (its
+            folder's ``splits.json``, ``summary.json``, ``log.csv``, ...).
     """
     ckpt = Path(args.checkpoint)
     name = f"{ckpt.stem}.{args.format}"
     out = Path(args.out) if args.out else ckpt.with_name(name)
+    if out.is_dir():  # as cp does: the file goes inside the folder
+        out = out / name
+    check_writes([(out, f"the {args.format} export")], [(ckpt, "the checkpoint")])
     if out.name in _OTHERS_FILES:
         raise ValueError(
             f"--out {out}: {out.name} is a file that dsplug train / evaluate / compare write; "
             f"export never replaces one; give another file name, e.g. {out.with_name(name)}."
         )
-    if out.is_dir():  # as cp does: the file goes inside the folder
-        out = out / name
     return out
 
 
@@ -40,7 +41,6 @@ def export_command(args: argparse.Namespace) -> int:
 
     ckpt = Path(args.checkpoint)
     out = _export_out(args)
-    check_writes([(out, f"the {args.format} export")], [(ckpt, "the checkpoint")])
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it, or --out FILE.")
     print(f"wrote {export_checkpoint(ckpt, out, args.format)}")

@@ -180,7 +180,7 @@ class Trainer:
             resume_from: continue from this checkpoint instead (any of the run's, e.g.
                 ``best.pt``, or one of another folder with the same settings); implies resume.
             on_start: called by the main process once the run is accepted (a resume's checks
-                passed), before the run writes its first file into ``out``.
+                passed), before ``config.json`` and the epochs' files are written.
 
         Returns:
             The summary also written to ``out/summary.json``.

@@ -209,7 +209,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--data",
         default="synthetic",
-        help="dataset folder (MSD task, BraTS, image folder) or 'synthetic' (default: synthetic)",
+        help="dataset folder (MSD task, BraTS, image folder) or 'synthetic' (default: synthetic); "
+        "a resume accepts the folder its data moved to when the files match the run's record",
     )
     g.add_argument("--kind", choices=KINDS, default="auto", help="folder layout (default: auto)")
     g.add_argument(
@@ -414,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default=None,
         help="evaluate on this folder instead of a split (same layout and preprocessing as "
-        "the run)",
+        "the run); with --split: where the run's data set moved (its files are checked "
+        "against the run's record)",
     )
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace a report in --out")
@@ -507,8 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=None,
-        help="the file to write (default: beside the checkpoint, "
-        "<name>.safetensors or <name>.onnx)",
+        help="the file to write, or a folder to write <name>.safetensors / <name>.onnx into "
+        "(default: beside the checkpoint); never a run's or a report's file",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     _debug_option(p)

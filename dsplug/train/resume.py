@@ -28,7 +28,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import DistInfo, all_gather_objects
-from .schedule import EarlyStopping
+from .schedule import EarlyStopping, ds_progress
 
 __all__ = [
     "FREE_ON_RESUME",
@@ -126,7 +126,12 @@ def save_epoch(state: dict[str, Any], out: Path, improved: bool) -> None:
 
 def _comparable(stored: Any, now: Any) -> Any:
     """A stored data config as this dsplug writes it: an older checkpoint's relative root made
-    absolute and its missing fingerprint taken as the current one (other values as stored)."""
+    absolute and its missing fingerprint taken as the current one (other values as stored).
+
+    A data set that moved is the same data: the root of a config whose recorded fingerprint
+    equals the current one (the same files, by their names under the root) is taken as the
+    current root. The fingerprint decides, never the path.
+    """
     if not (isinstance(stored, dict) and isinstance(now, dict)):
         return stored
     if all(isinstance(v, dict) for v in stored.values()):  # {split: config}
@@ -135,6 +140,8 @@ def _comparable(stored: Any, now: Any) -> Any:
     root = stored.get("root")
     if isinstance(root, str) and not os.path.isabs(root):
         stored["root"] = os.path.abspath(root)
+    if stored.get("fingerprint") and stored.get("fingerprint") == now.get("fingerprint"):
+        stored["root"] = now.get("root", stored.get("root"))  # moved: the same files
     if "fingerprint" in now and "fingerprint" not in stored:
         stored["fingerprint"] = now["fingerprint"]
     return stored
@@ -232,6 +239,47 @@ def _last_as_best(
     return stopper, {}
 
 
+def _nothing_left(
+    ckpt: Mapping[str, Any], now: Mapping[str, Any], stopper: EarlyStopping, path: Path
+) -> bool:
+    """Whether the checkpoint's run has no epoch left to train (warned once when so)."""
+    epoch = int(ckpt["epoch"])
+    if epoch < now["max_epochs"] and not stopper.should_stop(epoch):
+        return False
+    if epoch >= now["max_epochs"]:
+        why = f"it ends epoch {epoch} and max_epochs (--epochs) is {now['max_epochs']}"
+        advice = f"raise --epochs above {epoch}"
+    else:
+        why = (
+            f"early stopping ended it at epoch {epoch} (best epoch {stopper.best_epoch}, "
+            f"min_epochs {now['min_epochs']})"
+        )
+        advice = f"raise --min-epochs and --epochs above {epoch}"
+    warnings.warn(
+        f"nothing left to train from {path}: {why}; no epoch is trained, the best weights are "
+        f"tested and the summary written again; to train on, resume with {advice}.",
+        stacklevel=4,
+    )
+    return True
+
+
+def _warn_rescaled(ckpt: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Say that another max_epochs stretches or shrinks the deep-supervision schedule."""
+    before, after = int(ckpt["train_config"]["max_epochs"]), int(now["max_epochs"])
+    schedule = ckpt["wrapper_config"].get("schedule", "constant")
+    if before == after or schedule == "constant":
+        return
+    epoch = int(ckpt["epoch"])
+    warnings.warn(
+        f"max_epochs (--epochs) {after} differs from the checkpoint's {before}: the {schedule} "
+        f"deep-supervision schedule is rescaled to end at epoch {after} instead of {before} "
+        f"(progress {ds_progress(epoch, before):.2f} at epoch {epoch}, "
+        f"{ds_progress(epoch + 1, after):.2f} at epoch {epoch + 1}), so the run differs from "
+        f"one started with --epochs {after}.",
+        stacklevel=4,
+    )
+
+
 def resume_run(
     path: Path,
     ds: torch.nn.Module,
@@ -248,6 +296,11 @@ def resume_run(
     The best weights come from ``path`` itself when it is the best epoch (``best.pt`` in
     ``out`` is rewritten from it: a crash may have left it behind), else from the ``best.pt``
     next to ``path`` (copied into ``out`` when that is another folder).
+
+    A checkpoint with nothing left to train (its epoch reaches ``max_epochs``, or early
+    stopping ended it) is warned about, and written to ``out/last.pt`` when it is not that
+    file, so that ``out`` can be resumed later with more epochs. Another ``max_epochs`` than
+    the checkpoint's is warned about when it changes the deep-supervision schedule.
 
     Args:
         out: the run folder that continues.
@@ -294,6 +347,11 @@ def resume_run(
             best_state = best["wrapper_state"]
             if info.is_main and best_path.resolve() != (out / "best.pt").resolve():
                 save_checkpoint(best, out / "best.pt")  # a new folder gets the best too
+    if _nothing_left(ckpt, now, stopper, path):
+        if info.is_main and path.resolve() != (out / "last.pt").resolve():
+            save_checkpoint(ckpt, out / "last.pt")  # the folder can be resumed later
+    else:
+        _warn_rescaled(ckpt, now)
     rng = ckpt["rng"]
     restore_rng(rng[info.rank] if info.rank < len(rng) else rng[0])
     return Resumed(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +163,12 @@ class Trainer:
         return self._validate(data, "evaluate")
 
     # --- the loop ----------------------------------------------------------------------------
-    def fit(self, resume: bool = False, resume_from: str | Path | None = None) -> dict[str, Any]:
+    def fit(
+        self,
+        resume: bool = False,
+        resume_from: str | Path | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Train until early stopping or ``max_epochs``; then test and summarise.
 
         Ctrl-C (SIGINT, outside DDP) stops at the next safe point, between optimiser steps:
@@ -173,6 +179,8 @@ class Trainer:
             resume: continue the run in ``out`` from ``last.pt`` exactly where it stopped.
             resume_from: continue from this checkpoint instead (any of the run's, e.g.
                 ``best.pt``, or one of another folder with the same settings); implies resume.
+            on_start: called by the main process once the run is accepted (a resume's checks
+                passed), before ``config.json`` and the epochs' files are written.
 
         Returns:
             The summary also written to ``out/summary.json``.
@@ -202,6 +210,8 @@ class Trainer:
         main = self.info.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if on_start is not None:
+                on_start()
             write_json(self.out / "config.json", self._configs())
         log = RunLog(self.out, tensorboard=cfg.tensorboard and main, first_epoch=start)
         train_loader = self._loader(self.train_data, train=True)

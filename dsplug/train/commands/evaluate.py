@@ -50,8 +50,9 @@ def _check_recorded_data(config: dict[str, Any], split: str) -> None:
         return
     if not Path(root).is_dir():
         raise ValueError(
-            f"the run's data folder {root} no longer exists; pass --data DIR to evaluate "
-            "another folder."
+            f"the run's data folder {root} no longer exists; if it moved, pass --split {split} "
+            "--data NEW_FOLDER (its files are checked against the run's record), or --data DIR "
+            "alone to evaluate a whole folder."
         )
     changes = fingerprint_changes(root, config.get("fingerprint") or {})
     if changes:
@@ -59,6 +60,36 @@ def _check_recorded_data(config: dict[str, Any], split: str) -> None:
             f"the run's {split} data in {root} changed since training: {'; '.join(changes)}; "
             f"restore it, or evaluate the folder as it is now with --data {root}."
         )
+
+
+def _moved_split(configs: dict[str, Any], split: str, root: str) -> dict[str, Any]:
+    """The run's ``split`` read from ``root``, where its data set moved (``--split --data``).
+
+    Raises:
+        ValueError: no such split or folder, data without a folder or a recorded fingerprint,
+            or files under ``root`` that differ from the run's record.
+    """
+    if split not in configs:
+        raise ValueError(
+            f"The checkpoint's data has no {split!r} split; available: {sorted(configs)}."
+        )
+    config = configs[split]
+    if "root" not in config or not config.get("fingerprint"):
+        what = "records no fingerprint of its files" if "root" in config else "has no folder"
+        raise ValueError(
+            f"--split {split} --data {root}: the run's data ({config.get('kind')!r}) {what}, so "
+            "a moved copy cannot be checked; evaluate the whole folder with --data alone."
+        )
+    if not Path(root).is_dir():
+        raise ValueError(f"--data {root!r}: no such folder.")
+    changes = fingerprint_changes(root, config["fingerprint"])
+    if changes:
+        raise ValueError(
+            f"--data {root} is not the run's {split} data (recorded in {config['root']}): "
+            f"{'; '.join(changes)}; give the folder the run's data moved to, or --data alone "
+            "to evaluate a whole folder."
+        )
+    return {**config, "root": str(Path(root).resolve())}
 
 
 def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
@@ -73,12 +104,9 @@ def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
             )
         config = configs[split]
         _check_recorded_data(config, split)
+    elif args.split is not None:
+        config = _moved_split(configs, args.split, args.data)
     else:
-        if args.split is not None:
-            raise ValueError(
-                f"--split {args.split} picks a split of the run's own data, but --data "
-                "evaluates a whole folder instead; drop one."
-            )
         if not Path(args.data).is_dir():
             raise ValueError(f"--data {args.data!r}: no such folder.")
         template = configs.get("val") or next(iter(configs.values()))
@@ -94,7 +122,7 @@ def _evaluation_dataset(args: argparse.Namespace, ckpt: dict[str, Any]) -> Any:
 def _evaluate_out(args: argparse.Namespace) -> Path:
     """``--out``, or by default ``RUN/evaluate-<checkpoint>-<split or folder>`` (a subfolder)."""
     ckpt = Path(args.checkpoint)
-    what = Path(args.data).resolve().name if args.data else (args.split or "test")
+    what = args.split or (Path(args.data).resolve().name if args.data else "test")
     default = ckpt.parent / f"evaluate-{ckpt.stem}-{what}"
     out = Path(args.out) if args.out else default
     _report_folder(out, EVALUATE_FILES, args.overwrite, str(default))
@@ -127,7 +155,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     summary = {
         "checkpoint": str(args.checkpoint),
         "epoch": ckpt["epoch"],
-        "split": "folder" if args.data else (args.split or "test"),
+        "split": args.split or ("folder" if args.data else "test"),
         "data": str(args.data) if args.data else None,
         "patch": patch,
         "tta": args.tta,

@@ -4,6 +4,9 @@ train / val / test datasets (slices) built from the options."""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +132,18 @@ def _preprocessing(args: argparse.Namespace, divisor: int) -> Preprocessing:
     )
 
 
+def _splits_path(
+    args: argparse.Namespace, out: Path, info: DistInfo, scratch: Path | None
+) -> Path | None:
+    """Where the splits are saved (and reused from): none for --splits; in ``scratch`` on rank
+    0 and nowhere on the others (they make the same seeded splits) while a resume is pending."""
+    if args.splits:
+        return None
+    if scratch is None:
+        return out / "splits.json"
+    return scratch / "splits.json" if info.is_main else None
+
+
 _SPLIT_ADVICE = (
     "give the split yourself with --splits FILE.json (lists of case ids under train, val and "
     "test), use --contiguous for the consecutive slices of one stack"
@@ -137,7 +152,34 @@ _SPLIT_ADVICE = (
 
 def _datasets(
     args: argparse.Namespace, settings: dict[str, Any], out: Path, info: DistInfo
+) -> tuple[dict, dict[str, Any] | None]:
+    """The train / val / test datasets, and the splits a resume writes once it is accepted.
+
+    A new run writes ``out/splits.json`` now; a resume into a folder without one writes
+    nothing before its checkpoint is accepted: the splits are made in a scratch folder and
+    returned (rank 0) to be saved into ``out`` then (:func:`dsplug.data.splits.save_splits`).
+    """
+    staged = bool(args.resume or args.resume_from) and not (out / "splits.json").exists()
+    scratch = Path(tempfile.mkdtemp(prefix="dsplug-splits-")) if staged else None
+    try:
+        sets = _build(args, settings, out, info, scratch)
+        pending = None
+        if scratch is not None and (scratch / "splits.json").is_file():
+            pending = json.loads((scratch / "splits.json").read_text())
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return sets, pending
+
+
+def _build(
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    out: Path,
+    info: DistInfo,
+    scratch: Path | None,
 ) -> dict:
+    """The datasets; the splits saved in ``out``, or in ``scratch`` (rank 0) when given."""
     synthetic = _synthetic(args)
     if not synthetic and not Path(args.data).is_dir():
         raise ValueError(
@@ -168,7 +210,7 @@ def _datasets(
         "augment": Augment() if args.augment and getattr(args, "patch", None) is None else None,
         "splits": args.splits,
         "seed": args.split_seed or 0,
-        "splits_path": None if args.splits else out / "splits.json",
+        "splits_path": _splits_path(args, out, info, scratch),
         "contiguous": args.contiguous,
         "cache_dir": args.cache_dir,
         "cache": not args.no_cache,

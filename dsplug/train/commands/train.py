@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ...data.splits import save_splits
 from ...wrapper import DeepSupervised
 from ..config import TrainConfig
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
@@ -103,7 +105,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, out: Path) -> dict:
-    sets = _datasets(args, settings, out, info)
+    sets, pending_splits = _datasets(args, settings, out, info)
+    splits = out / "splits.json"
     train = sets["train"]
     if args.label_mode is not None and args.label_mode != train.label_mode:
         raise ValueError(
@@ -159,7 +162,9 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
     )
     if info.is_main:
         _print_start(args, sets, ds, trainer)
-    return trainer.fit(resume=args.resume, resume_from=args.resume_from)
+    # a resume writes its splits once its checkpoint is accepted
+    on_start = None if pending_splits is None else partial(save_splits, pending_splits, splits)
+    return trainer.fit(resume=args.resume, resume_from=args.resume_from, on_start=on_start)
 
 
 def _print_summary(summary: dict[str, Any], out: str | Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -33,6 +35,7 @@ class UNet(nn.Module):
     """
 
     decoder_type: type[nn.Module] = UNetDecoder
+    __jit_unused_properties__: ClassVar[tuple[str, ...]] = ("divisor",)  # Python-side only
 
     def __init__(
         self,
@@ -69,6 +72,7 @@ class UNet(nn.Module):
             "spatial_dims": self.spatial_dims,
         }
 
+    @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ShapeError unless ``x`` is (B, in_channels, *spatial) with divisible sizes."""
         expected_dims = 2 + self.spatial_dims
@@ -82,5 +86,33 @@ class UNet(nn.Module):
         check_divisible(tuple(x.shape[2:]), self.divisor, "input")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+        if torch.jit.is_scripting():
+            _check_scripted_input(x, self.in_channels, self.spatial_dims, self.depth)
+        else:
+            self.check_input(x)
         return self.head(self.decoder(self.encoder(x)))
+
+
+def _check_scripted_input(x: torch.Tensor, in_channels: int, spatial_dims: int, depth: int) -> None:
+    """:meth:`UNet.check_input` in the TorchScript subset (same conditions, a plain message)."""
+    if x.dim() != 2 + spatial_dims or x.shape[1] != in_channels:
+        raise ValueError(
+            "UNet expected input of shape (B, "
+            + str(in_channels)
+            + ", *spatial["
+            + str(spatial_dims)
+            + "]), got "
+            + str(x.shape)
+        )
+    divisor = 1
+    for _ in range(depth - 1):
+        divisor *= 2
+    for size in x.shape[2:]:
+        if size % divisor != 0:
+            raise ValueError(
+                "input has spatial size "
+                + str(x.shape[2:])
+                + ", but every spatial size must be divisible by "
+                + str(divisor)
+                + " (2^(depth-1) for this network)"
+            )

@@ -10,6 +10,7 @@ from torch import nn
 from ..._checks import ShapeError, check_divisible
 from ..blocks import check_net_args, init_weights, resolve_ops
 from ..encoder import UNetEncoder
+from ..freeze import set_frozen, set_norms_training
 from .decoder import UNetDecoder
 
 __all__ = ["UNet"]
@@ -54,6 +55,7 @@ class UNet(nn.Module):
         self.encoder = UNetEncoder(ops, in_channels, base_channels, depth)
         self.decoder = self.decoder_type(ops, self.encoder.channels)
         self.head = ops.conv(base_channels, classes, kernel_size=1)
+        self._encoder_frozen = False
         init_weights(self)
 
     @property
@@ -71,6 +73,27 @@ class UNet(nn.Module):
             "norm": self.norm,
             "spatial_dims": self.spatial_dims,
         }
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder (as smp's ``freeze_encoder``): its parameters get
+        ``requires_grad=False`` and its normalisation layers stay in eval mode across
+        ``.train()`` (running statistics fixed); the decoder and head train on."""
+        set_frozen(self.encoder, True, self.training)
+        self._encoder_frozen = True
+
+    def unfreeze_encoder(self) -> None:
+        """Undo :meth:`freeze_encoder`: the encoder trains again, its normalisation layers in
+        the network's current mode."""
+        set_frozen(self.encoder, False, self.training)
+        self._encoder_frozen = False
+
+    def train(self, mode: bool = True) -> UNet:
+        """``nn.Module.train``, except that a frozen encoder's normalisation layers stay in eval
+        mode (:meth:`freeze_encoder`)."""
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):  # absent on networks pickled before it
+            set_norms_training(self.encoder, False)
+        return self
 
     @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:

@@ -140,9 +140,10 @@ class LossWeights:
             return tuple(0.5**k if k < levels - 1 else 0.0 for k in range(1, levels + 1))
         if isinstance(value, tuple):
             if len(value) != levels:
+                what = "side outputs" if name == "aux_levels" else "levels"
                 raise ValueError(
                     f"LossWeights.{name} has {len(value)} values but the model has {levels} "
-                    f"levels (shallowest first, bottleneck last); give one scalar or {levels} "
+                    f"{what} (shallowest first, bottleneck last); give one scalar or {levels} "
                     "values."
                 )
             return value
@@ -160,6 +161,7 @@ PRESETS: dict[str, LossWeights] = {
     "spleen": _paper(3, 5, 2, 2, 8, 6),
     "liver": _paper(6, 1, 3, 1, 9, 6),
     # nnU-Net's deep supervision for `down` (and `up`): side outputs at 1/2^k of the
-    # full-resolution output's weight, the lowest-resolution one and the bottleneck's at 0
+    # full-resolution output's weight, the lowest-resolution one and the bottleneck's at 0;
+    # alpha = aux = nnunet_weights(depth)[0] in addition gives nnU-Net's sum of 1
     "nnunet": LossWeights(aux_levels="nnunet"),
 }

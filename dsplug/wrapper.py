@@ -19,6 +19,7 @@ from .hooks import FeatureHooks
 from .labels import check_label_mode, check_target, dense_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights, epoch_progress
 from .modes import ModeSpec, mode_spec
+from .nets.freeze import set_frozen, set_norms_training
 from .options import Balance, LabelMode, Mode
 from .output import DSOutput
 from .semi import flip_noise, pseudo_target
@@ -131,6 +132,7 @@ class DeepSupervised(nn.Module):
         self._hooks: FeatureHooks | None = None
         self._batch_norms: list[_BatchNorm] = []
         self._stripped = False
+        self._encoder_frozen = False  # by freeze_encoder() here, for models without their own
         self._update_watch = UpdateWatch()
         self.train(model.training)
 
@@ -306,6 +308,32 @@ class DeepSupervised(nn.Module):
             out.kl = rec_x.kl
         return out
 
+    def freeze_encoder(self) -> None:
+        """Stop training the model's encoder: its parameters get ``requires_grad=False`` and
+        its normalisation layers stay in eval mode (running statistics fixed) across
+        ``ds.train()``; the decoder, the heads and the wrapper's branches train on.
+
+        Calls the model's own ``freeze_encoder()`` where it has one (smp, dsplug's nets), else
+        freezes the encoder its adapter names (MONAI: the down path and the bottleneck). The
+        balance then measures on the model's trainable weights.
+        """
+        self._set_encoder_frozen(True)
+
+    def unfreeze_encoder(self) -> None:
+        """Undo :meth:`freeze_encoder`: the encoder trains again, its normalisation layers in
+        the wrapper's current mode."""
+        self._set_encoder_frozen(False)
+
+    def _set_encoder_frozen(self, frozen: bool) -> None:
+        own = getattr(self.model, "freeze_encoder" if frozen else "unfreeze_encoder", None)
+        if callable(own):
+            own()
+            self._encoder_frozen = False  # the model keeps the state
+        else:
+            set_frozen(self._adapter.encoder(), frozen, self.training)
+            self._encoder_frozen = frozen
+        self.train(self.training)  # smp's unfreeze puts the norms in training mode even in eval
+
     def strip(self) -> nn.Module:
         """Remove the hooks and return the original model object (for saving and export)."""
         self._detach_hooks()
@@ -316,6 +344,8 @@ class DeepSupervised(nn.Module):
         """Training mode keeps the decoder hooks registered (so ``torch.compile`` traces them);
         eval mode removes them, so ``ds(x)`` is the bare model with no hook at all."""
         super().train(mode)
+        if self.__dict__.get("_encoder_frozen", False):  # absent on wrappers pickled before it
+            set_norms_training(self._adapter.encoder(), False)
         if mode and not self._stripped:
             self._attach_hooks()
         else:

@@ -252,3 +252,71 @@ def test_a_loss_used_alone_balances_by_value():
     loss = HybLoss().train()(ds(x, y), y)
     aux = [v for k, v in loss.terms.items() if k != "image"]
     assert aux == pytest.approx([loss.raw["image"] / len(aux)] * len(aux), rel=1e-4)
+
+
+def _nnunet_list(stages: int) -> list[float]:
+    """nnunetv2's nnUNetTrainer._build_loss: one output per stage but the bottleneck, 1/2^i,
+    the lowest-resolution one at 0, normalised to sum 1."""
+    weights = [1 / 2**i for i in range(stages - 1)]
+    weights[-1] = 0
+    return [w / sum(weights) for w in weights]
+
+
+@pytest.mark.parametrize("depth", [4, 5])
+def test_nnunet_preset_weighs_down_as_nnunet(depth):
+    """weights="nnunet" for `down`: the full-resolution output (alpha) and the side heads weigh
+    as nnU-Net's normalised list (the bottleneck's head, which nnU-Net lacks, at 0)."""
+    from dsplug import UNet
+    from dsplug.losses.weights import nnunet_weights
+
+    expected = [*_nnunet_list(depth), 0.0]  # levels 0 .. depth-1, the bottleneck last
+    assert list(nnunet_weights(depth)) == pytest.approx(expected[:-1], abs=1e-12)
+    torch.manual_seed(0)
+    net = UNet(1, 1, base_channels=4, depth=depth)
+    ds = DeepSupervised(net, "down", weights="nnunet", balance="paper").train()
+    x, y = make_batch("binary", 1, size=32)
+    out = ds(x, y)
+    heads = depth - 1
+    # each head's own loss, read through a one-hot level weight
+    per_head = []
+    for k in range(heads):
+        ds.set_weights({"aux_levels": tuple(float(i == k) for i in range(heads))})
+        per_head.append(float(ds.loss(out, y).raw["aux"]))
+    assert all(v > 0 for v in per_head) and len(set(per_head)) == heads
+    ds.set_weights("nnunet")
+    loss = ds.loss(out, y)
+    used = [ds.criterion.weights.alpha, *ds.criterion.weights.level_weights("aux_levels", heads)]
+    assert [w / sum(used) for w in used] == pytest.approx(expected, abs=1e-12)
+    relative = [w / expected[0] for w in expected[1:]]  # the heads' weights, alpha = 1
+    assert float(loss.raw["aux"]) == pytest.approx(
+        sum(w * v for w, v in zip(relative, per_head)), rel=1e-6
+    )
+    assert float(loss.total.detach()) == pytest.approx(
+        float(loss.raw["image"]) + float(loss.raw["aux"]), rel=1e-6
+    )
+    # alpha = aux = nnU-Net's first weight: exactly nnU-Net's sum of weights 1
+    w0 = expected[0]
+    ds.set_weights({"aux_levels": "nnunet", "alpha": w0, "aux": w0})
+    exact = ds.loss(out, y)
+    assert float(exact.total.detach()) == pytest.approx(
+        expected[0] * float(exact.raw["image"])
+        + sum(w * v for w, v in zip(expected[1:], per_head)),
+        rel=1e-6,
+    )
+
+
+def test_nnunet_preset_is_refused_where_it_means_nothing():
+    from dsplug import UNet
+
+    for mode in ("none", "deep", "hyb"):
+        with pytest.raises(ValueError, match=r"\['aux_levels'\] \(preset 'nnunet'\) are not used"):
+            DeepSupervised(UNet(1, 1, base_channels=4, depth=3), mode, weights="nnunet")
+    ds = DeepSupervised(UNet(1, 1, base_channels=4, depth=3), "up", weights="nnunet").train()
+    x, y = make_batch("binary", 1, size=32)
+    assert torch.isfinite(ds.loss(ds(x, y), y).total)
+    with pytest.raises(ValueError, match=r"aux_levels rule 'nnnet'"):
+        LossWeights(aux_levels="nnnet")
+    # configs of earlier runs compare equal: the default is not written
+    assert "aux_levels" not in LossWeights().to_dict()
+    preset = LossWeights.preset("nnunet")
+    assert LossWeights(**preset.to_dict()) == preset

@@ -1,3 +1,5 @@
+import io
+
 import pytest
 import torch
 
@@ -51,3 +53,30 @@ def test_wrong_channels_is_refused():
     net = UNet(in_channels=1, base_channels=8, depth=3)
     with pytest.raises(ShapeError, match=r"got \(1, 3, 32, 32\)"):
         net(torch.randn(1, 3, 32, 32))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.(script|load)` is deprecated:FutureWarning")
+@pytest.mark.parametrize("cls", [UNet, UNetPlusPlus])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_torch_jit_script_equals_eager(cls, spatial_dims):
+    """The own nets script (README: ``torch.jit.script(ds.eval())``), bare and wrapped, and
+    the scripted module computes exactly the eager output, also after a save/load."""
+    from dsplug import DeepSupervised
+
+    torch.manual_seed(0)
+    net = cls(in_channels=1, classes=2, base_channels=4, depth=3, spatial_dims=spatial_dims)
+    x = torch.randn(2, 1, *([16] * spatial_dims))
+    scripted = torch.jit.script(net.eval())
+    torch.testing.assert_close(scripted(x), net(x), rtol=0, atol=0)
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    buffer.seek(0)
+    torch.testing.assert_close(torch.jit.load(buffer)(x), net(x), rtol=0, atol=0)
+
+    ds = DeepSupervised(net, "hyb")
+    wrapped = torch.jit.script(ds.eval())
+    torch.testing.assert_close(wrapped(x), ds(x), rtol=0, atol=0)
+    with pytest.raises(torch.jit.Error, match="divisible by 4"):
+        wrapped(torch.randn(1, 1, *([18] * spatial_dims)))
+    with pytest.raises(torch.jit.Error, match=r"expected input of shape \(B, 1"):
+        wrapped(torch.randn(1, 3, *([16] * spatial_dims)))

@@ -379,14 +379,17 @@ class DeepSupervisionLoss(nn.Module):
             ValueError: an explicitly given field that this mode does not use.
         """
         new = LossWeights.from_any(weights)
-        if not isinstance(weights, str):
+        if isinstance(weights, str):  # a preset: its named level rules need a mode reading them
+            given, source = new.rule_fields(), f" (preset {weights!r})"
+        else:
             given = weights.keys() if isinstance(weights, Mapping) else new.non_default_fields()
-            unused = sorted(set(given) - self.used_fields())
-            if unused:
-                raise ValueError(
-                    f"Weights {unused} are not used by mode {self.mode!r}, whose terms read "
-                    f"{sorted(self.used_fields())} ({', '.join(t.name for t in self.terms)})."
-                )
+            source = ""
+        unused = sorted(set(given) - self.used_fields())
+        if unused:
+            raise ValueError(
+                f"Weights {unused}{source} are not used by mode {self.mode!r}, whose terms read "
+                f"{sorted(self.used_fields())} ({', '.join(t.name for t in self.terms)})."
+            )
         self.weights = new
 
     def attach(self, shared: Callable[[], list[nn.Parameter]] | Iterable[nn.Parameter]) -> None:
@@ -427,6 +430,8 @@ class DeepSupervisionLoss(nn.Module):
             used.add("omega")
         if "eta" in used:
             used.add("sigma")
+        if "aux" in used:  # up / down: per side output
+            used.add("aux_levels")
         if any(t.compute is deep_ae_term for t in self.terms):
             used.add("omega")
         return used

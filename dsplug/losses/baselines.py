@@ -12,30 +12,38 @@ from .terms import cross_entropy
 __all__ = ["down_term", "up_term"]
 
 
+def _weighted_heads(c: _Context, mode: str) -> list[tuple[float, int, torch.Tensor]]:
+    """The side outputs, shallowest first, each with its ``aux_levels`` weight (a weight of 0
+    still computes its term, so that every head stays in the graph, as DDP expects)."""
+    aux = _need(c.out.aux_logits, "aux_logits", mode)
+    heads = sorted(aux.items())  # by reduction: level 1 first, the bottleneck last
+    weights = c.weights.level_weights("aux_levels", len(heads))
+    return [(w, reduction, logits) for w, (reduction, logits) in zip(weights, heads)]
+
+
 def up_term(c: _Context) -> torch.Tensor:
-    """Σ_k L_BD(upsample(head_k(y_k)), G): side outputs upsampled to the input size (the user's
-    ``seg_loss`` in place of L_BD when given)."""
-    aux = _need(c.out.aux_logits, "aux_logits", "up")
+    """Σ_k w_k L_BD(upsample(head_k(y_k)), G): side outputs upsampled to the input size (the
+    user's ``seg_loss`` in place of L_BD when given); w_k from ``aux_levels``."""
     size = c.out.logits.shape[2:]
     mode = "bilinear" if len(size) == 2 else "trilinear"
     total = c.out.logits.new_zeros(())
-    for logits in aux.values():
+    for w, _, logits in _weighted_heads(c, "up"):
         up = F.interpolate(logits, size=size, mode=mode, align_corners=False)
-        total = total + seg_loss_vs_target(c, up)
+        total = total + w * seg_loss_vs_target(c, up)
     return total
 
 
 def down_term(c: _Context) -> torch.Tensor:
-    """Σ_k L_B(head_k(y_k), maxpool_k(G)) at each level's native size, multi-label targets."""
-    aux = _need(c.out.aux_logits, "aux_logits", "down")
+    """Σ_k w_k L_B(head_k(y_k), maxpool_k(G)) at each level's native size, multi-label
+    targets; w_k from ``aux_levels``."""
     target = one_hot(c.target, c.out.logits.shape[1]) if c.multiclass else c.target
     pool = F.max_pool2d if target.dim() == 4 else F.max_pool3d
     total = c.out.logits.new_zeros(())
-    for reduction, logits in aux.items():
+    for w, reduction, logits in _weighted_heads(c, "down"):
         pooled = pool(target, kernel_size=reduction, stride=reduction)
         # a pooled pixel counts when every pixel under it does
         valid = (
             None if c.valid is None else -pool(-c.valid, kernel_size=reduction, stride=reduction)
         )
-        total = total + cross_entropy(logits, pooled, False, valid)
+        total = total + w * cross_entropy(logits, pooled, False, valid)
     return total

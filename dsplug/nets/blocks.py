@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import nn
 
@@ -48,6 +49,9 @@ def resolve_ops(spatial_dims: int, norm: str) -> Ops:
 
 class ConvNormAct(nn.Sequential):
     """3x3 convolution (no bias: the norm follows), norm, ReLU."""
+
+    # Python-side only: TorchScript would compile the property and fail on its annotation
+    __jit_unused_properties__: ClassVar[tuple[str, ...]] = ("conv",)
 
     def __init__(self, ops: Ops, in_channels: int, out_channels: int) -> None:
         super().__init__(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -70,3 +71,15 @@ def test_predict_writes_the_masks_that_evaluate_scores_for_a_2d_patch_model(
     for case, counts in scored.case_counts().items():
         assert torch.equal(written.case_counts()[case], counts), case
     assert written.summary()["dice"] == scored.summary()["dice"]
+
+
+def test_an_empty_prediction_of_foreground_scores_ppv_zero_not_one() -> None:
+    metrics = CaseMetrics()  # eps = 1, the paper's smoothing
+    metrics.update(torch.tensor([[[0, 0, 12]]]), ["missed"], [0])  # nothing predicted
+    metrics.update(torch.tensor([[[0, 7, 0]]]), ["invented"], [0])  # nothing to find
+    metrics.update(torch.tensor([[[0, 0, 0]]]), ["empty"], [0])  # both empty: right
+    cases = metrics.per_case()
+    assert cases["missed"]["ppv"] == 0.0 and cases["missed"]["sen"] == pytest.approx(1 / 13)
+    assert cases["invented"]["sen"] == 0.0 and cases["invented"]["ppv"] == pytest.approx(1 / 8)
+    assert cases["empty"] == dict.fromkeys(cases["empty"], 1.0)
+    assert cases["missed"]["avg_m"] < 0.1

@@ -4,6 +4,7 @@ empty prediction is not a perfect PPV, and silent degenerate training is named."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from dsplug.cli import main
 from dsplug.data import build_datasets
 from dsplug.metrics import CaseMetrics
+from dsplug.train.compare import compare_runs
 from dsplug.train.native import score_dataset
 from dsplug.train.predict import predict_file
+from dsplug.train.runlog import write_csv, write_json
 
 
 def _write_pngs(root: Path, shape: tuple[int, int] = (40, 52), n: int = 4) -> Path:
@@ -83,3 +87,92 @@ def test_an_empty_prediction_of_foreground_scores_ppv_zero_not_one() -> None:
     assert cases["invented"]["sen"] == 0.0 and cases["invented"]["ppv"] == pytest.approx(1 / 8)
     assert cases["empty"] == dict.fromkeys(cases["empty"], 1.0)
     assert cases["missed"]["avg_m"] < 0.1
+
+
+# --------------------------------------------------------------------------- compare
+def _fake_run(folder: Path, data: dict, tolerance: float = 1.0, nsd: bool = False) -> Path:
+    """A finished run's files: summary, 12 per-case rows (c0..c11) and config.json."""
+    folder.mkdir(parents=True)
+    write_json(folder / "summary.json", {"mode": "none", "efficiency": {"epoch": 1}})
+    rows = []
+    for i in range(12):
+        row = {"case": f"c{i}", "dice": 0.5 + 0.01 * i, "ppv": 0.5, "sen": 0.5, "iou": 0.5}
+        rows.append({**row, "avg_m": 0.5, **({"hd95": 2.0, "nsd": 0.4} if nsd else {})})
+    write_csv(folder / "test_cases.csv", rows)
+    config = {"data_config": {"test": data}, "train_config": {"nsd_tolerance": tolerance}}
+    write_json(folder / "config.json", config)
+    return folder
+
+
+def _folder_data(root: str, contents: int = 7) -> dict:
+    prints = {f"images/{i}.png": [100, contents] for i in range(12)}
+    labels = {"label_mode": "binary", "values": [0, 255], "foreground": [255]}
+    return {"kind": "folder", "root": root, "fingerprint": prints, "labels": labels}
+
+
+def test_compare_refuses_runs_on_other_data_with_the_same_case_names(
+    tmp_path: Path, capsys
+) -> None:
+    a = _fake_run(tmp_path / "a", _folder_data("/data/A"))
+    b = _fake_run(tmp_path / "b", _folder_data("/data/B", contents=8))
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dsplug compare: error: run 'b' was scored on")
+    assert "other test data than 'a'" in err[0] and "/data/B and /data/A" in err[0]
+    assert "12 have other contents (images/0.png" in err[0]
+    assert not (tmp_path / "cmp" / "compare.md").exists()
+    relabelled = _folder_data("/data/A")
+    relabelled["labels"] = {**relabelled["labels"], "foreground": [0]}
+    c = _fake_run(tmp_path / "c", relabelled)
+    with pytest.raises(ValueError, match="another label rule"):
+        compare_runs([a, c])
+    synthetic = {"kind": "synthetic", "num_cases": 60, "size": [32, 32], "seed": 0}
+    d = _fake_run(tmp_path / "d", synthetic)
+    e = _fake_run(tmp_path / "e", {**synthetic, "seed": 1, "augment": {"flip": True}})
+    with pytest.raises(ValueError, match="seed 1 vs 0"):
+        compare_runs([d, e])
+
+
+def test_compare_pairs_the_same_files_read_from_another_folder(tmp_path: Path) -> None:
+    a = _fake_run(tmp_path / "a", _folder_data("/data/A"))
+    b = _fake_run(tmp_path / "b", {**_folder_data("/moved/A"), "preprocessing": {"size": None}})
+    assert "| b | none |" in compare_runs([a, b])
+
+
+def test_compare_shows_the_nsd_tolerance_and_leaves_a_mix_out(tmp_path: Path) -> None:
+    data = _folder_data("/data/A")
+    a = _fake_run(tmp_path / "a", data, tolerance=1.0, nsd=True)
+    b = _fake_run(tmp_path / "b", data, tolerance=1.0, nsd=True)
+    c = _fake_run(tmp_path / "c", data, tolerance=2.0, nsd=True)
+    text = compare_runs([a, b], tmp_path / "ab")
+    assert "nsd | nsd_tolerance_mm" in text and "| 0.4000 | 1.0000 |" in text
+    with pytest.warns(UserWarning, match="NSD is left out") as record:
+        text = compare_runs([a, c], tmp_path / "ac")
+    assert "'a' at 1 mm, 'c' at 2 mm" in str(record[0].message)
+    header = text.splitlines()[2]
+    assert "hd95" in header and "nsd" not in header
+    assert "Warning: NSD is left out" in text
+
+
+def test_evaluate_scores_nsd_at_the_runs_own_tolerance(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data", "synthetic", "--option", "num_cases=10", "--option", "size=32"]
+    argv += [
+        "--patch",
+        "32",
+        "32",
+        "--nsd-tolerance",
+        "3",
+        "--mode",
+        "none",
+        "--base-channels",
+        "4",
+    ]
+    argv += ["--depth", "3", "--quiet", "--no-tensorboard", "--no-plots", "--epochs", "1"]
+    assert main([*argv, "--min-epochs", "1", "--out", str(run)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "best.pt"), "--out", str(out), "--no-cache"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nsd_tolerance_mm"] == 3.0
+    trained = json.loads((run / "summary.json").read_text())["test"]
+    assert summary["nsd"] == pytest.approx(trained["nsd"], abs=1e-12)  # one number, twice

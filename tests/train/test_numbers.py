@@ -15,10 +15,14 @@ from PIL import Image
 from dsplug.cli import main
 from dsplug.data import build_datasets
 from dsplug.metrics import CaseMetrics
+from dsplug.train import Trainer
+from dsplug.train.absent import ForegroundTally, unpredicted_classes
 from dsplug.train.compare import compare_runs
 from dsplug.train.native import score_dataset
 from dsplug.train.predict import predict_file
 from dsplug.train.runlog import write_csv, write_json
+
+from .conftest import tiny_config, tiny_ds, tiny_sets
 
 
 def _write_pngs(root: Path, shape: tuple[int, int] = (40, 52), n: int = 4) -> Path:
@@ -176,3 +180,52 @@ def test_evaluate_scores_nsd_at_the_runs_own_tolerance(tmp_path: Path) -> None:
     assert summary["nsd_tolerance_mm"] == 3.0
     trained = json.loads((run / "summary.json").read_text())["test"]
     assert summary["nsd"] == pytest.approx(trained["nsd"], abs=1e-12)  # one number, twice
+
+
+# --------------------------------------------------------------------------- silent training
+class _Relabelled(torch.utils.data.Dataset):
+    """A dataset whose masks lose class ``drop`` (set to background), as a label rule may."""
+
+    def __init__(self, data, drop: int) -> None:
+        self.data, self.drop = data, drop
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.data[i])
+        item["mask"] = torch.where(item["mask"] == self.drop, 0, item["mask"])
+        return item
+
+
+def test_a_class_in_no_mask_and_a_class_never_predicted_each_get_one_warning(
+    tmp_path: Path,
+) -> None:
+    data = tiny_sets(num_cases=10, label_mode="multiclass")  # classes 1 and 2
+    ds = tiny_ds("none", data["train"])
+    with torch.no_grad():
+        ds.model.head.bias[1] = -1e4  # class 1 is never the argmax
+    trainer = Trainer(
+        ds, _Relabelled(data["train"], drop=2), data["val"], out=tmp_path, config=tiny_config()
+    )
+    with pytest.warns(UserWarning) as record:
+        trainer.fit()
+    lines = [str(w.message) for w in record if w.category is UserWarning]
+    empty = [m for m in lines if "no training mask" in m]
+    missed = [m for m in lines if "in no validation case" in m]
+    assert empty == [
+        "no training mask of epoch 1 holds class 2: the model learns only background there; "
+        "check the masks and their label rule (--option labels=...), and that images and "
+        "masks are paired right."
+    ]
+    assert len(missed) == 1 and missed[0].startswith("the best epoch (")
+    assert "predicted class 1 in no validation case" in missed[0]
+
+
+def test_foreground_tally_and_unpredicted_classes() -> None:
+    tally = ForegroundTally("multilabel")
+    tally.add(torch.tensor([[[[0, 1]], [[0, 0]], [[1, 0]]]]))
+    assert tally.absent(3) == [2]
+    metrics = CaseMetrics()
+    metrics.update(torch.tensor([[[0, 0, 5], [3, 1, 0], [0, 0, 0]]]), ["a"], [0])
+    assert unpredicted_classes(metrics) == [1]  # class 3: nothing to predict, no warning

@@ -99,9 +99,9 @@ def _nsd_option(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="MM",
         help="tolerance of the normalised surface Dice in mm, from the image spacing (default: "
-        "1.0). HD95 and NSD follow MONAI: both masks of a class empty: nan (skipped in means); "
-        "one empty: HD95 nan (skipped) and NSD 0; summary.json counts the nan values "
-        "(hd95_nan, nsd_nan)",
+        "1.0 for train; evaluate: the run's own). HD95 and NSD follow MONAI: both masks of a "
+        "class empty: nan (skipped in means); one empty: HD95 nan (skipped) and NSD 0; "
+        "summary.json counts the nan values (hd95_nan, nsd_nan)",
     )
 
 

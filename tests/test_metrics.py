@@ -29,12 +29,13 @@ LABEL_MODES = [mode.value for mode in LabelMode]
 
 
 def eq14(tp: int, fp: int, fn: int, eps: Fraction = Fraction(1)) -> dict[str, Fraction]:
-    """Eq. 14 written out by hand with exact fractions (the oracle for the small cases)."""
+    """Eq. 14 written out by hand with exact fractions (the oracle for the small cases); an
+    empty prediction of foreground has PPV 0, a prediction of an empty truth SEN 0."""
     t, p = tp + fn, tp + fp
     values = {
         "dice": (2 * tp + eps) / (t + p + eps),
-        "ppv": (tp + eps) / (tp + fp + eps),
-        "sen": (tp + eps) / (tp + fn + eps),
+        "ppv": (tp + eps) / (tp + fp + eps) if p or not t else Fraction(0),
+        "sen": (tp + eps) / (tp + fn + eps) if t or not p else Fraction(0),
         "iou": (tp + eps) / (t + p - tp + eps),
     }
     values["avg_m"] = sum(values.values()) / 4
@@ -135,7 +136,7 @@ def test_empty_prediction_and_truth_score_one_everywhere() -> None:
 def test_eps_zero_leaves_undefined_scores_nan() -> None:
     got = scores(torch.tensor([[0, 0, 0], [0, 2, 0]]), eps=0.0)
     assert torch.isnan(got["dice"][0]) and torch.isnan(got["iou"][0])
-    assert got["dice"][1].item() == 0.0 and torch.isnan(got["sen"][1])
+    assert got["dice"][1].item() == 0.0 and got["sen"][1].item() == 0.0  # FP only: SEN 0
 
 
 def test_scores_keeps_leading_shape_and_uses_eps() -> None:

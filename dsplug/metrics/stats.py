@@ -147,7 +147,10 @@ def scores(counts: _Tensor, eps: float = 1.0) -> dict[str, _Tensor]:
     SEN = (TP + eps) / (TP + FN + eps), IoU = (TP + eps) / (T + P - TP + eps), with
     T = TP + FN and P = TP + FP. With ``eps = 0`` a zero denominator gives NaN (no truth and
     no prediction leaves DICE and IoU undefined); with ``eps > 0`` an empty prediction of an
-    empty truth scores 1 everywhere.
+    empty truth scores 1 everywhere. One exception to the smoothing, whatever ``eps``: an
+    empty prediction of a truth with foreground (P = 0 < T) has PPV 0, and a prediction of
+    an empty truth (T = 0 < P) has SEN 0, as medpy scores an undefined precision or recall
+    (the smoothing alone would call both 1, and lift avg.m, which picks the best epoch).
 
     Args:
         counts: ``(..., 3)`` TP, FP, FN (e.g. from :func:`confusion_counts`), non-negative.
@@ -186,8 +189,9 @@ def scores(counts: _Tensor, eps: float = 1.0) -> dict[str, _Tensor]:
     tp, fp, fn = counts.unbind(dim=-1)
     n_true, n_pred = tp + fn, tp + fp
     dice = (2 * tp + eps) / (n_true + n_pred + eps)
-    ppv = (tp + eps) / (tp + fp + eps)
-    sen = (tp + eps) / (tp + fn + eps)
+    zero = _torch.zeros_like(tp)
+    ppv = _torch.where((n_pred == 0) & (n_true > 0), zero, (tp + eps) / (tp + fp + eps))
+    sen = _torch.where((n_true == 0) & (n_pred > 0), zero, (tp + eps) / (tp + fn + eps))
     iou = (tp + eps) / (n_true + n_pred - tp + eps)
     avg_m = (dice + ppv + sen + iou) / 4
     return {"dice": dice, "ppv": ppv, "sen": sen, "iou": iou, "avg_m": avg_m}

@@ -3,7 +3,8 @@
 Like the paper's Tables 2-5: per-case test metrics (validation metrics of the best epoch when
 a run has no test split; HD95 and NSD too when every run has them, their means skipping nan)
 with Wilcoxon and paired t-test p-values of per-case Dice against the first run, and Avg.T,
-Epoch, Tot.T per run.
+Epoch, Tot.T per run. Only runs scored on the same data pair up (the files and label rule
+each run's ``config.json`` records, not the case names alone), and NSD only at one tolerance.
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ class RunRecord:
         summary: its ``summary.json``.
         per_case: case -> metrics from ``test_cases.csv`` (or ``val_cases.csv``).
         split: ``"test"`` or ``"val"``: where ``per_case`` comes from.
+        data: the data configuration of that split (``config.json``), None where unrecorded.
+        nsd_tolerance: the NSD tolerance (mm) of its NSD column, None where unrecorded.
     """
 
     name: str
     summary: dict[str, Any]
     per_case: dict[str, dict[str, float]]
     split: str
+    data: dict[str, Any] | None = None
+    nsd_tolerance: float | None = None
 
 
 def _read_cases(path: Path) -> dict[str, dict[str, float]]:
@@ -94,7 +99,82 @@ def load_run(folder: str | Path, split: str | None = None) -> RunRecord:
     cases_path = folder / f"{split}_cases.csv"
     if not cases_path.is_file():
         raise ValueError(f"{str(folder)!r} has no {split}_cases.csv (per-case {split} metrics).")
-    return RunRecord(folder.name, summary, _read_cases(cases_path), split)
+    config = _run_config(folder)
+    train = config.get("train_config")
+    tolerance = float(train.get("nsd_tolerance", 1.0)) if isinstance(train, dict) else None
+    data = (config.get("data_config") or {}).get(split)
+    return RunRecord(folder.name, summary, _read_cases(cases_path), split, data, tolerance)
+
+
+def _run_config(folder: Path) -> dict[str, Any]:
+    """The run's ``config.json`` (``{}`` when it has none)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path} is damaged ({exc}); it records the run's data, so compare cannot pair "
+            "this run: restore the file from a copy of the run."
+        ) from None
+    return config if isinstance(config, dict) else {}
+
+
+#: What does not change which images and masks a split holds.
+_NOT_DATA = frozenset({"augment", "info", "preprocessing", "cases", "split", "fingerprint"})
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What makes a split's data what it is: its files (their fingerprint, wherever they
+    lie) and label rule; without a fingerprint its folder; synthetic data its generator."""
+    if "fingerprint" in config:
+        return {"files": config["fingerprint"], "labels": config.get("labels")}
+    return {k: v for k, v in config.items() if k not in _NOT_DATA}
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _data_difference(base: dict[str, Any], other: dict[str, Any]) -> str:
+    """How ``other``'s data differs from ``base``'s, in a phrase ("" when it does not)."""
+    a, b = _identity(base), _identity(other)
+    if a == b:
+        return ""
+    if "files" in a and "files" in b and a["files"] != b["files"]:
+        mine, theirs = a["files"], b["files"]
+        differ = sorted(n for n in set(mine) & set(theirs) if mine[n] != theirs[n])
+        alone = sorted(set(mine) ^ set(theirs))
+        parts = [f"{len(differ)} have other contents ({_names(differ)})"] if differ else []
+        parts += [f"{len(alone)} were read by one run only ({_names(alone)})"] if alone else []
+        return f"of the files read, {'; '.join(parts)}"
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(
+        "another label rule" if k == "labels" else f"{k} {b.get(k)!r} vs {a.get(k)!r}" for k in keys
+    )
+
+
+def _check_same_data(runs: Sequence[RunRecord]) -> None:
+    """Refuse runs whose scored cases are other data under the same case ids (runs that
+    recorded no data configuration, e.g. of a user's own dataset class, are not checked).
+
+    Raises:
+        ValueError: a run's recorded data differs from the first run's (one line).
+    """
+    base = runs[0]
+    for run in runs[1:]:
+        if not (base.data and run.data):
+            continue
+        difference = _data_difference(base.data, run.data)
+        if difference:
+            where = run.data.get("root"), base.data.get("root")
+            place = f" (read from {where[0]} and {where[1]})" if all(where) else ""
+            raise ValueError(
+                f"run {run.name!r} was scored on other {run.split} data than {base.name!r}"
+                f"{place}: {difference}; paired tests need the same cases, so compare runs "
+                "of one data set."
+            )
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -128,10 +208,24 @@ def _metric_names(runs: Sequence[RunRecord]) -> list[str]:
     return names
 
 
-def _metric_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
+def _mm(value: float | None) -> str:
+    return "an unrecorded tolerance" if value is None else f"{value:g} mm"
+
+
+def _nsd_mix(runs: Sequence[RunRecord]) -> str:
+    """Why NSD cannot share one column ("" when every run scored it at one tolerance)."""
+    if len({run.nsd_tolerance for run in runs}) < 2:
+        return ""
+    given = ", ".join(f"{run.name!r} at {_mm(run.nsd_tolerance)}" for run in runs)
+    return (
+        f"NSD is left out: the runs scored it at different tolerances ({given}); "
+        "`dsplug evaluate CKPT --nsd-tolerance MM` scores a run at another one."
+    )
+
+
+def _metric_rows(runs: Sequence[RunRecord], names: Sequence[str]) -> list[dict[str, Any]]:
     base = runs[0]
     cases = sorted(base.per_case)
-    names = _metric_names(runs)
     rows = []
     for run in runs:
         if sorted(run.per_case) != cases:
@@ -143,6 +237,8 @@ def _metric_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"run": run.name, "mode": run.summary.get("mode", "?")}
         for metric in names:
             row[metric] = _mean([run.per_case[c][metric] for c in cases])
+            if metric == "nsd":
+                row["nsd_tolerance_mm"] = run.nsd_tolerance
         row["cases"] = len(cases)
         if run is base or len(cases) < 2:
             row.update({"dice_diff": None, "p_wilcoxon": None, "p_ttest": None})
@@ -205,8 +301,14 @@ def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -
     (when given) and returns the Markdown. Runs are labelled by :func:`run_labels`. Fewer than
     :data:`MIN_PAIRED_CASES` paired cases give a ``UserWarning`` and a note under the table.
 
+    Runs must have been scored on the same data (their recorded files and label rule, or
+    synthetic generator), not only on cases of the same names. NSD shares a column (with its
+    tolerance, ``nsd_tolerance_mm``) only when every run scored it at one tolerance; a mix is
+    left out with a warning and a note.
+
     Raises:
-        ValueError: fewer than two runs, unfinished runs, or runs scored on different cases.
+        ValueError: fewer than two runs, unfinished runs, runs scored on different cases or
+            on different data.
     """
     if len(folders) < 2:
         raise ValueError(f"compare needs two or more run folders, got {len(folders)}.")
@@ -217,17 +319,23 @@ def compare_runs(folders: Sequence[str | Path], out: str | Path | None = None) -
         runs = [load_run(f, "val") for f in folders]
     runs = [replace(run, name=label) for run, label in zip(runs, labels)]
     split = runs[0].split
-    metrics = _metric_rows(runs)
+    _check_same_data(runs)
+    names = _metric_names(runs)
+    caveats = []
+    if "nsd" in names and _nsd_mix(runs):
+        names.remove("nsd")
+        caveats.append(_nsd_mix(runs))
+    metrics = _metric_rows(runs, names)
     eff = _efficiency_rows(runs)
-    note = ""
     cases = len(runs[0].per_case)
     if cases < MIN_PAIRED_CASES:
-        caveat = (
+        caveats.append(
             f"only {cases} paired {split} case(s): p-values from fewer than "
             f"{MIN_PAIRED_CASES} cases are unreliable (treat the differences as anecdotal)."
         )
+    for caveat in caveats:
         warnings.warn(caveat, UserWarning, stacklevel=2)
-        note = f"Warning: {caveat}\n\n"
+    note = "".join(f"Warning: {caveat}\n\n" for caveat in caveats)
     text = (
         f"## Accuracy ({split} split, per case; p-values of per-case Dice vs {runs[0].name!r})\n\n"
         f"{markdown_table(metrics)}\n\n{note}"

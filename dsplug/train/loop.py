@@ -110,6 +110,7 @@ def train_epoch(
     progress: bool,
     last_good: tuple[Path, int] | None,
     after_step: Callable[[], None],
+    on_target: Callable[[torch.Tensor], None] | None = None,
 ) -> dict[str, float]:
     """Train one epoch: forward ``net(x, y)``, ``ds.loss``, backward and an optimiser step per
     batch.
@@ -121,6 +122,7 @@ def train_epoch(
         desc: the progress bar's label; ``progress`` shows the bar.
         last_good: ``last.pt`` and its epoch, named when the loss turns non-finite.
         after_step: called after each optimiser step (counting steps, stopping on Ctrl-C).
+        on_target: called with each batch's masks (e.g. a :class:`ForegroundTally`'s ``add``).
 
     Returns:
         The mean loss (``loss``) and the mean of each term (``loss/<name>``) over the
@@ -136,6 +138,8 @@ def train_epoch(
     for batch in bar:
         x = runtime.prepare(batch["image"])
         y = batch["mask"].to(runtime.device, non_blocking=True)
+        if on_target is not None:
+            on_target(y)
         with runtime.autocast():
             out = net(x, y)
             breakdown = ds.loss(out, y)

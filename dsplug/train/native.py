@@ -17,7 +17,27 @@ from .distributed import DistInfo
 from .evaluation import evaluate_loader, gather_metrics
 from .sliding import flip_tta, sliding_window_logits
 
-__all__ = ["case_rows", "evaluate_native", "score_dataset", "surface_metrics"]
+__all__ = ["case_logits", "case_rows", "evaluate_native", "score_dataset", "surface_metrics"]
+
+
+@torch.no_grad()
+def case_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    window: Sequence[int],
+    *,
+    batch_size: int = 4,
+    tta: bool = False,
+) -> torch.Tensor:
+    """The logits of one whole image or volume ``(C, *spatial)`` at its native size, by
+    Gaussian sliding windows of ``window``: what ``evaluate`` scores and ``predict`` writes
+    for a patch-trained model (one function for both, so the two agree voxel for voxel).
+
+    Returns:
+        float32 ``(K, *spatial)`` on the CPU.
+    """
+    logits = sliding_window_logits(forward, image[None], window, batch_size=batch_size, tta=tta)
+    return logits[0]
 
 
 def surface_metrics(cases: Sequence[NativeCase], tolerance: float, eps: float = 1.0) -> CaseMetrics:
@@ -60,9 +80,7 @@ def evaluate_native(
     metrics = surface_metrics(cases, tolerance, eps)
     mine = list(cases)[info.rank :: info.world_size]
     for item in tqdm(mine, desc=progress, leave=False, disable=progress is None):
-        logits = sliding_window_logits(
-            forward, item.image[None], window, batch_size=batch_size, tta=tta
-        )
+        logits = case_logits(forward, item.image, window, batch_size=batch_size, tta=tta)[None]
         target = item.mask[None]
         counts = confusion_counts(logits, target, label_mode)
         pred, truth = foreground_masks(logits, target, label_mode)

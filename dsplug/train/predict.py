@@ -14,7 +14,7 @@ windows of its patch. ``tta`` adds mirror test-time augmentation. Masks are writ
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ..options import LabelMode, choose
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, load_weights
 from .models import build_model
+from .native import case_logits
 from .plots import mask_to_labels
 from .sliding import sliding_window_logits
 
@@ -105,6 +106,16 @@ def load_model(
     return model.to(device).eval(), ckpt
 
 
+def _forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model`` on a batch moved to its parameters' device and dtype."""
+    param = next(model.parameters())
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model(x.to(param.device, param.dtype))
+
+    return forward
+
+
 @torch.no_grad()
 def predict_slices(
     model: nn.Module,
@@ -127,13 +138,8 @@ def predict_slices(
             they are.
         tta: mirror TTA (the mean logits of all 4 flips of each window).
     """
-    param = next(model.parameters())
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return model(x.to(param.device, param.dtype))
-
     window = tuple(window) if window is not None else tuple(images.shape[-2:])
-    logits = sliding_window_logits(forward, images, window, batch_size=batch_size, tta=tta)
+    logits = sliding_window_logits(_forward(model), images, window, batch_size=batch_size, tta=tta)
     pred = hard_predict(logits, label_mode)
     return (pred[:, 0] if label_mode == "binary" else pred).numpy().astype(np.uint8)
 
@@ -150,14 +156,29 @@ def predict_volume(
     """Hard predictions of one 3D volume ``(C, X, Y, Z)`` by Gaussian-weighted sliding windows
     of ``window`` (a 3D patch-trained model): uint8 ``(X, Y, Z)`` (binary, multiclass) or
     ``(K, X, Y, Z)`` (multilabel); ``tta`` averages all 8 mirrors of each window."""
-    param = next(model.parameters())
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return model(x.to(param.device, param.dtype))
-
-    logits = sliding_window_logits(forward, image[None], window, batch_size=batch_size, tta=tta)
-    pred = hard_predict(logits, label_mode)[0]
+    logits = case_logits(_forward(model), image, window, batch_size=batch_size, tta=tta)
+    pred = hard_predict(logits[None], label_mode)[0]
     return (pred[0] if label_mode == "binary" else pred).numpy().astype(np.uint8)
+
+
+@torch.no_grad()
+def _predict_native_slices(
+    model: nn.Module,
+    images: torch.Tensor,
+    label_mode: str,
+    window: Sequence[int],
+    batch_size: int,
+    tta: bool,
+) -> np.ndarray:
+    """Slices ``(S, C, H, W)`` at their native size, one by one through :func:`case_logits`
+    with a 2D patch: the prediction ``evaluate`` scores (uint8, as :func:`predict_slices`)."""
+    forward = _forward(model)
+    masks = []
+    for image in images:
+        logits = case_logits(forward, image, window, batch_size=batch_size, tta=tta)
+        pred = hard_predict(logits[None], label_mode)[0]
+        masks.append(pred[0] if label_mode == "binary" else pred)
+    return torch.stack(masks).numpy().astype(np.uint8)
 
 
 def _data_config(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -205,12 +226,17 @@ def predict_file(
     prep = config.get("preprocessing") or {}
     patch = (ckpt.get("train_config") or {}).get("patch")
     window = patch or (prep.get("size") if prep.get("fit", "pad") == "pad" else None)
-    if window is not None:  # slices at their own size (rounded up to the stride), then tiled
+    if patch is not None:  # native size, no padding: as evaluate scores it (case_logits)
+        config = {**config, "preprocessing": {**prep, "size": None, "multiple": 1}}
+    elif window is not None:  # slices at their own size (rounded up to the stride), then tiled
         config = {**config, "preprocessing": {**prep, "size": None}}
     sliced, _ = prediction_input(config, paths, roi=roi)
     if patch is not None and len(patch) == 3:  # the whole volume, by 3D windows
         image = torch.from_numpy(slices_to_volume(sliced.images, sliced))
         volume = predict_volume(model, image, label_mode, patch, batch_size, tta=tta)
+    elif patch is not None:  # each slice whole, by 2D windows of the patch
+        masks = _predict_native_slices(model, sliced.images, label_mode, patch, batch_size, tta)
+        volume = slices_to_volume(masks, sliced)
     else:
         masks = predict_slices(model, sliced.images, label_mode, batch_size, window, tta=tta)
         volume = slices_to_volume(masks, sliced)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.volumes import NativeCase, native_cases
 from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
+from .absent import ForegroundTally, class_names, unpredicted_classes
 from .config import TrainConfig
-from .distributed import DistInfo, setup_distributed
+from .distributed import DistInfo, all_gather_objects, setup_distributed
 from .evaluation import evaluate_loader
 from .loop import SigintFlag, TrainingInterrupted, train_epoch
 from .models import model_config as derive_model_config
@@ -101,6 +103,7 @@ class Trainer:
         self.global_step = 0
         self._best_state: dict[str, torch.Tensor] | None = None
         self._best_val_cases: dict[str, dict[str, float]] = {}
+        self._best_unpredicted: list[int] = []  # classes the best epoch predicted nowhere
         self._sigint = SigintFlag(active=False)
         self._resumed_from: Path | None = None
         self._epochs_here = 0  # epochs finished by the current fit() call
@@ -207,6 +210,7 @@ class Trainer:
             start, stopper = 1, EarlyStopping(cfg.max_epochs, cfg.min_epochs)
             self.history, self.global_step, self._best_state = [], 0, None
             self._best_val_cases = {}
+        self._best_unpredicted = []
         main = self.info.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -272,6 +276,7 @@ class Trainer:
         loader.sampler.set_epoch(epoch)
         lr = opt.param_groups[0]["lr"]
         last_good = (self.out / "last.pt", int(self.history[-1]["epoch"])) if self.history else None
+        tally = ForegroundTally(self.label_mode) if self._epochs_here == 0 else None
         t0 = time.perf_counter()
         losses = train_epoch(
             net,
@@ -285,6 +290,7 @@ class Trainer:
             progress=cfg.progress and self.info.is_main,
             last_good=last_good,
             after_step=self._after_step,
+            on_target=tally.add if tally is not None else None,
         )
         self.runtime.sync()
         train_s = time.perf_counter() - t0
@@ -292,11 +298,14 @@ class Trainer:
         metrics = self._validate(self.val_data, f"validate {epoch}")
         summary = metrics.summary()
         val_s = time.perf_counter() - t1
+        if tally is not None:
+            self._warn_empty_masks(tally, metrics.num_classes or 0, epoch)
         improved = stopper.improved(epoch, summary["avg_m"])
         stop = stopper.should_stop(epoch)
         sched.step()
         if improved:
             self._best_val_cases = metrics.per_case()
+            self._best_unpredicted = unpredicted_classes(metrics)
             self._best_state = {
                 k: v.detach().cpu().clone() for k, v in self.ds.state_dict().items()
             }
@@ -353,6 +362,15 @@ class Trainer:
                     best_val[name] = float(kept.mean()) if kept.size else float("nan")
         if self._best_state is not None:
             self.ds.load_state_dict(self._best_state)
+        if self._best_unpredicted and self.info.is_main:
+            missed = class_names(self._best_unpredicted, self.label_mode)
+            warnings.warn(
+                f"the best epoch ({summary['efficiency'].get('epoch')}) predicted {missed} in no "
+                "validation case, though the masks hold it: its scores are those of an empty "
+                "prediction; train longer, or weigh that class up.",
+                UserWarning,
+                stacklevel=3,
+            )
         test = None
         if self.test_data is not None:
             test = self._validate(self.test_data, "test")
@@ -370,6 +388,22 @@ class Trainer:
                     self.out / "overlays.png",
                 )
         return summary
+
+    def _warn_empty_masks(self, tally: ForegroundTally, classes: int, epoch: int) -> None:
+        """One warning when a foreground class occurs in no training mask of ``epoch``."""
+        absent = tally.absent(classes)
+        if self.info.distributed:  # absent only where no rank saw it
+            gathered = all_gather_objects(absent, self.info)
+            absent = sorted(set.intersection(*(set(a) for a in gathered)))
+        if absent and self.info.is_main:
+            what = class_names(absent, self.label_mode)
+            warnings.warn(
+                f"no training mask of epoch {epoch} holds {what}: the model learns only "
+                "background there; check the masks and their label rule (--option "
+                "labels=...), and that images and masks are paired right.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     @torch.no_grad()
     def _forward_eval(self, x: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     model, ckpt = load_model(args.checkpoint, device)
     label_mode = ckpt["wrapper_config"]["label_mode"]
     dataset = _evaluation_dataset(args, ckpt)
-    patch = (ckpt.get("train_config") or {}).get("patch")
+    train_config = ckpt.get("train_config") or {}
+    patch = train_config.get("patch")
+    tolerance = args.nsd_tolerance
+    if tolerance is None:  # the run's own, so that evaluate and the run report one NSD
+        tolerance = float(train_config.get("nsd_tolerance", 1.0))
     metrics = score_dataset(
         model,
         dataset,
@@ -148,7 +152,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         device,
         patch=patch,
         tta=args.tta,
-        tolerance=1.0 if args.nsd_tolerance is None else args.nsd_tolerance,
+        tolerance=tolerance,
         batch_size=args.batch_size,
         workers=args.workers,
     )

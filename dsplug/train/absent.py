@@ -1,0 +1,63 @@
+"""Classes a run never sees or never predicts: said once, in one line, rather than left to
+show only as a low Dice (a label rule that empties the masks, a class the model gave up on)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..metrics import CaseMetrics
+from ..options import LabelMode, choose
+
+__all__ = ["ForegroundTally", "class_names", "unpredicted_classes"]
+
+
+def class_names(classes: Sequence[int], label_mode: str) -> str:
+    """``"the foreground"`` (binary) or ``"class 2"`` / ``"classes 1, 3"`` (1-based foreground
+    classes, as the per-class columns ``<metric>_<k>``)."""
+    if choose(label_mode, LabelMode, "label_mode") is LabelMode.BINARY:
+        return "the foreground"
+    numbers = ", ".join(str(k) for k in classes)
+    return f"class {numbers}" if len(classes) == 1 else f"classes {numbers}"
+
+
+class ForegroundTally:
+    """Which foreground classes occur in the masks passed to :meth:`add` (training batches).
+
+    Example:
+        >>> tally = ForegroundTally("multiclass")
+        >>> tally.add(torch.tensor([[[0, 2], [2, 0]]]))
+        >>> tally.absent(3)
+        [1, 3]
+    """
+
+    def __init__(self, label_mode: str) -> None:
+        self.label_mode = choose(label_mode, LabelMode, "label_mode")
+        self.present: set[int] = set()
+        self._any: torch.Tensor | None = None  # per channel, binary / multilabel
+
+    def add(self, target: torch.Tensor) -> None:
+        """Note the classes with foreground in a batch of masks (dsplug's label conventions)."""
+        if self.label_mode is LabelMode.MULTICLASS:
+            values = torch.unique(target).tolist()
+            self.present.update(int(v) for v in values if v > 0)
+            return
+        seen = (target.detach().flatten(2) > 0).any(dim=2).any(dim=0)  # (K,), no sync
+        self._any = seen if self._any is None else self._any | seen
+
+    def absent(self, classes: int) -> list[int]:
+        """The foreground classes ``1..classes`` seen in no mask."""
+        present = set(self.present)
+        if self._any is not None:
+            present.update(k + 1 for k, seen in enumerate(self._any.tolist()) if seen)
+        return [k for k in range(1, classes + 1) if k not in present]
+
+
+def unpredicted_classes(metrics: CaseMetrics) -> list[int]:
+    """The foreground classes (1-based) that the masks hold but no case's prediction does."""
+    counts = list(metrics.case_counts().values())
+    if not counts:
+        return []
+    tp, fp, fn = torch.stack(counts).sum(dim=0).unbind(dim=-1)
+    return [k + 1 for k in range(len(tp)) if int(tp[k] + fp[k]) == 0 and int(fn[k]) > 0]

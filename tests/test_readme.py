@@ -41,3 +41,29 @@ def test_the_readme_has_python_blocks() -> None:
 def test_readme_block_runs_as_it_stands(code: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # files the block writes (runs/...) land here
     exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.lstrip("#").strip().lower())
+    return "#" + text.replace(" ", "-")
+
+
+def test_the_first_screen_has_what_a_newcomer_needs() -> None:
+    """What it is, how to install, the two commands, the one-liner and links to the command
+    line and the results, in the first 50 lines; the CLI reference right after them."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    first = "\n".join(lines[:50])
+    for needed in (
+        "pip install",
+        "make test",
+        "make demo",
+        "DeepSupervised(",
+        "(#command-line)",
+        "(#results)",
+    ):
+        assert needed in first, needed
+    headings = {_anchor(line): i for i, line in enumerate(lines) if line.startswith("#")}
+    for link in re.findall(r"\]\((#[^)]+)\)", first):
+        assert link in headings, f"the first screen links to {link}, which is no heading"
+    assert headings["#command-line"] < 60  # not 500 lines down

@@ -39,6 +39,7 @@ __all__ = [
     "render",
     "render_label_efficiency",
     "render_recipe",
+    "render_semi",
     "row_figures",
     "verdict",
 ]
@@ -351,6 +352,66 @@ def render_recipe() -> str:
     return "\n".join(lines)
 
 
+SEMI = "semi_hippocampus.json"
+SEMI_START, SEMI_END = "<!-- semi:start -->", "<!-- semi:end -->"
+#: What each arm of ``benchmarks/semi.py`` does with the unlabelled cases.
+SEMI_ARMS = {
+    "none": "none (labelled cases only)",
+    "up": "up (labelled cases only)",
+    "mean-teacher": "mean teacher on `none`",
+    "mean-teacher-1": "mean teacher on `none`, weight 1",
+    "pseudo-none": "`none` on the EMA teacher's pseudo-masks",
+    "pseudo-up": "`up` on the pseudo-masks",
+    "hyb-semi": "`hyb` on the pseudo-masks (G pass and tied decoder too)",
+    "hyb-rei": "`hyb`, tied decoder reconstructing unlabelled X (no teacher)",
+    "full": "`none` with every pool case labelled (upper line)",
+}
+
+
+def render_semi() -> str:
+    """The semi-supervised section: per labelled size, each arm's test Dice against ``none``,
+    ``up`` and mean teacher seed by seed, its step time, and the verdict of the issue's rule
+    (the best recipe beats ``up`` by >= 0.03 in every seed)."""
+    path = RESULTS / SEMI
+    if not path.exists():
+        return "No semi-supervised result is stored yet."
+    result = json.loads(path.read_text())
+    config = result["config"]
+    lines = [
+        f"Task04 2D, empty slices kept; {config['val']} validation and {config['test']} test "
+        f"cases; at most {config['steps']} optimiser steps per arm (validation every "
+        f"{config['eval_every']}, the paper's early stopping); seeds {config['seeds']}.",
+        "",
+        f"![semi-supervised](benchmarks/results/{Path(SEMI).stem}.png)",
+        "",
+        "| labelled cases | arm | test Dice | vs `none` | vs `up` | vs mean teacher | step time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for n, rows in result["table"].items():
+        for arm, row in rows.items():
+            cells = [n, SEMI_ARMS.get(arm, arm)]
+            cells.append(f"{row['test_dice_mean']:.4f} ± {row['test_dice_sd']:.4f}")
+            for ref in ("none", "up", "mean-teacher"):
+                f = row.get(f"vs_{ref}")
+                cells.append(_diff_cell({"diffs": f["per_seed_diff"], "p": f["p"]}) if f else "")
+            ratio = row.get("step_time_vs_none")
+            cells.append(f"{ratio:.2f}x" if ratio else "")
+            lines.append("| " + " | ".join(cells) + " |")
+        semi = {a: r for a, r in rows.items() if a not in ("none", "up", "full") and "vs_up" in r}
+        if semi:
+            best = max(semi, key=lambda a: semi[a]["test_dice_mean"])
+            diffs = semi[best]["vs_up"]["per_seed_diff"]
+            met = min(diffs) >= 0.03
+            verdicts.append(
+                f"- {n} labelled cases: the best unlabelled-image arm is `{best}`, "
+                f"{statistics.mean(diffs):+.4f} over `up` ({semi[best]['vs_up']['better_seeds']}"
+                f"/{len(diffs)} seeds); the target (>= +0.03 in every seed) is "
+                f"{'met' if met else 'not met'}."
+            )
+    return "\n".join([*lines, "", *verdicts])
+
+
 def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:
     """``text`` with the section between ``start`` and ``end`` replaced (both must be there)."""
     if start not in text or end not in text:
@@ -365,12 +426,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--print", action="store_true", help="print instead of writing README")
     args = parser.parse_args(argv)
     section, curves, recipe = render(), render_label_efficiency(), render_recipe()
+    semi = render_semi()
     if args.print:
-        print(section, curves, recipe, sep="\n\n")
+        print(section, curves, recipe, semi, sep="\n\n")
     else:
         text = replace_section(README.read_text(), section)
         text = replace_section(text, curves, LE_START, LE_END)
-        README.write_text(replace_section(text, recipe, RECIPE_START, RECIPE_END))
+        text = replace_section(text, recipe, RECIPE_START, RECIPE_END)
+        README.write_text(replace_section(text, semi, SEMI_START, SEMI_END))
     return 0
 
 

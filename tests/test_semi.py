@@ -102,8 +102,9 @@ def test_unsure_pixels_teach_nothing(mode: str) -> None:
 
 
 def test_only_confident_pixels_count_in_l_image() -> None:
-    """L_image of a pseudo-labelled batch is L_BD on the teacher's confident pixels alone."""
-    from dsplug.losses.terms import bce_dice
+    """L_image of a pseudo-labelled batch is L_B (no soft Dice) on the teacher's confident
+    pixels alone."""
+    from dsplug.losses.terms import cross_entropy
 
     ds = DeepSupervised(_net(), "none")
     x, _ = _batch()
@@ -119,7 +120,7 @@ def test_only_confident_pixels_count_in_l_image() -> None:
     flipped = out.target_valid[..., 16:].sum() > 0  # a horizontal flip moved the sure half
     if flipped:
         valid = valid.flip(-1)
-    expected = bce_dice(out.logits, torch.ones(2, 1, 32, 32), False, valid)
+    expected = cross_entropy(out.logits, torch.ones(2, 1, 32, 32), False, valid)
     assert torch.allclose(ds.loss(out).raw_tensors["image"], expected.detach())
     assert torch.equal(out.target_valid, valid)
 

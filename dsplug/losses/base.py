@@ -92,6 +92,17 @@ class _Context:
     # empty mask is a constant image (a degenerate input: per-image norms divide by their eps),
     # so the terms read from it count only these images (by default; not in the paper's form)
     informative: torch.Tensor
+    # a teacher's pseudo-target (an unlabelled batch): every mask term is the cross-entropy on
+    # the confident pixels, without soft Dice, whose per-image ratio turns a confidently empty
+    # pseudo-mask into a push to predict no foreground anywhere (measured: it collapsed
+    # pseudo-labelling on Task04 to 0.17 validation Dice)
+    pseudo: bool = False
+
+    def bd(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None):
+        """L_BD, or L_B alone on a pseudo-target."""
+        if self.pseudo:
+            return cross_entropy(logits, target, self.multiclass, valid)
+        return bce_dice(logits, target, self.multiclass, valid)
 
     @property
     def aux(self) -> _Context:
@@ -190,14 +201,14 @@ def seg_loss_vs_target(c: _Context, logits: torch.Tensor, from_g: bool = False) 
     if c.seg_loss is not None:
         value = c.seg_loss(logits, c.user_target)
         return value * c.informative.amax() if from_g and not c.paper else value
-    return bce_dice(logits, c.target, c.multiclass, c.g_valid if from_g else c.valid)
+    return c.bd(logits, c.target, c.g_valid if from_g else c.valid)
 
 
 def seg_loss_vs_teacher(c: _Context, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default); the
     teachers are read from the G pass."""
     target, sure = pseudo_label(teacher, c.label_mode, c.confident)
-    return bce_dice(logits, target, c.multiclass, _and(c.g_valid, sure))
+    return c.bd(logits, target, _and(c.g_valid, sure))
 
 
 def _levels(
@@ -468,6 +479,7 @@ class DeepSupervisionLoss(nn.Module):
             seg_loss=self.seg_loss if confident is None else None,
             user_target=y,
             informative=_informative_images(target, valid, self.label_mode == "multiclass"),
+            pseudo=confident is not None,
         )
 
     @property

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from ..data.base import _file_print
 from ..data.factory import prediction_input
@@ -29,6 +29,7 @@ __all__ = [
     "UnlabeledImages",
     "check_no_leak",
     "describe_unlabeled",
+    "join_unlabeled",
     "read_unlabeled",
     "split_labeled",
     "unlabeled_files",
@@ -155,6 +156,27 @@ def read_unlabeled(path: str | Path, config: Mapping[str, Any]) -> UnlabeledImag
         rows.extend((_case_id(file), int(s)) for s in sliced.indices)
     files_read = [os.path.abspath(f) for f in files]
     return UnlabeledImages(torch.cat(images), rows, files_read, os.path.abspath(path))
+
+
+class _Joined(ConcatDataset):
+    """Unlabelled images of several sources, one after the other."""
+
+    def __init__(self, parts: Sequence[Dataset]) -> None:
+        super().__init__(parts)
+        self.cases = [c for p in parts for c in getattr(p, "cases", [])]
+        self.source = " + ".join(str(getattr(p, "source", "")) for p in parts)
+
+    def fingerprint(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for part in self.datasets:
+            prints = getattr(part, "fingerprint", None)
+            out.update(prints() if callable(prints) else {})
+        return out
+
+
+def join_unlabeled(parts: Sequence[Dataset]) -> Dataset:
+    """Several sources of unlabelled images as one dataset (cases, source, fingerprint)."""
+    return _Joined(parts)
 
 
 def describe_unlabeled(data: Dataset) -> dict[str, Any]:

@@ -132,14 +132,16 @@ def unlabeled_files(path: str | Path) -> list[Path]:
     return files
 
 
-def read_unlabeled(path: str | Path, config: Mapping[str, Any]) -> UnlabeledImages:
+def read_unlabeled(
+    path: str | Path, config: Mapping[str, Any], held_out: Mapping[str, Any] | None = None
+) -> UnlabeledImages:
     """Read the images of ``path`` (:func:`unlabeled_files`) as the dataset of ``config``
     (the labelled training data's ``config()``) was: same reading, z-score, slice range and
-    size.
+    size; first refuse any that is a case of ``held_out`` (:func:`check_no_leak`).
 
     Raises:
-        ValueError: synthetic or BraTS data (no single image file per case), or a file that
-            does not read as the labelled data's images.
+        ValueError: synthetic or BraTS data (no single image file per case), a held-out case,
+            or a file that does not read as the labelled data's images.
     """
     kind = config.get("kind")
     if kind in ("synthetic", "brats"):
@@ -149,6 +151,7 @@ def read_unlabeled(path: str | Path, config: Mapping[str, Any]) -> UnlabeledImag
             "train on the other training cases' images without their masks."
         )
     files = unlabeled_files(path)
+    check_no_leak([str(f) for f in files], [_case_id(f) for f in files], held_out or {})
     images, rows = [], []
     for file in files:
         sliced, _ = prediction_input(config, file)

@@ -9,7 +9,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ..unlabeled import check_no_leak, join_unlabeled, read_unlabeled, split_labeled
+from ...modes import mode_spec
+from ..unlabeled import join_unlabeled, read_unlabeled, split_labeled
 
 __all__ = ["check_semi", "semi_data", "semi_line"]
 
@@ -41,6 +42,12 @@ def check_semi(args: argparse.Namespace) -> None:
             f"{', '.join(given)} set(s) how images without masks are learnt from, but none are "
             "given: add --unlabeled PATH (a folder of images) or --labeled-cases N."
         )
+    if args.semi == "rei" and mode_spec(args.mode).reconstruction is None:
+        raise ValueError(
+            f"--semi rei trains the tied decoder on unlabelled images, which mode "
+            f"{args.mode!r} has not; use a mode with a reconstruction decoder (seg, rec, hyb, "
+            "auto, vae) or --semi pseudo / mean-teacher."
+        )
     if _used(args) and getattr(args, "patch", None):
         raise ValueError(
             "--unlabeled / --labeled-cases do not work with --patch yet (whole slices only); "
@@ -63,10 +70,8 @@ def semi_data(args: argparse.Namespace, sets: dict[str, Dataset]) -> Dataset | N
         sets["train"], rest = split_labeled(sets["train"], args.labeled_cases)
         parts.append(rest)
     if args.unlabeled is not None:
-        images = read_unlabeled(args.unlabeled, sets["train"].config())
         held_out = {split: sets[split] for split in ("val", "test") if split in sets}
-        check_no_leak(images.files, images.cases, held_out)
-        parts.append(images)
+        parts.append(read_unlabeled(args.unlabeled, sets["train"].config(), held_out))
     return parts[0] if len(parts) == 1 else join_unlabeled(parts)
 
 

@@ -116,7 +116,8 @@ class DeepSupervisedModule(pl.LightningModule):
         if semi == "rei" and not self.ds.criterion.label_free_terms:
             raise ValueError(
                 f"semi='rei' trains the tied decoder on unlabelled images, which mode {mode!r} "
-                "has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae), or semi='pseudo' / 'mean-teacher'."
+                "has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae), "
+                "or semi='pseudo' / 'mean-teacher'."
             )
         self.teacher = (
             EMATeacher(self.ds, ema_decay) if semi in ("pseudo", "mean-teacher") else None

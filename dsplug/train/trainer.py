@@ -494,7 +494,7 @@ def _semi_config(
     if config.semi == "rei" and not ds.criterion.label_free_terms:
         raise ValueError(
             f"--semi rei trains the tied decoder on unlabelled images, which mode "
-            f"{ds.config()['mode']!r} has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae) or --semi "
-            "pseudo / mean-teacher."
+            f"{ds.config()['mode']!r} has not; use a mode with a reconstruction decoder (seg, "
+            "rec, hyb, auto, vae) or --semi pseudo / mean-teacher."
         )
     return config

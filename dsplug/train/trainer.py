@@ -138,7 +138,7 @@ class Trainer:
             "model_config": self.model_config,
             "wrapper_config": self.ds.config(),
             "data_config": self.data_config,
-            "train_config": self.config.to_dict(),
+            "train_config": _train_record(self.config),
             "world_size": self.info.world_size,
             "device": str(self.device),
             "amp": self.amp,
@@ -473,6 +473,19 @@ class Trainer:
         if self.config.patch is None:
             return self._forward_eval(x)
         return sliding_window_logits(self._forward_eval, x, self.config.patch).to(x.device)
+
+
+_SEMI_FIELDS = ("semi", "unlabeled_ratio", "rampup", "unlabeled_weight", "ema_decay")
+
+
+def _train_record(config: TrainConfig) -> dict[str, Any]:
+    """The config as checkpoints store it: a supervised run's without the semi-supervised
+    fields (as before they existed, so its earlier checkpoints still resume)."""
+    record = config.to_dict()
+    if record["semi"] is None:
+        for name in _SEMI_FIELDS:
+            record.pop(name)
+    return record
 
 
 def _semi_config(

@@ -25,7 +25,13 @@ from .native import evaluate_native
 from .reporting import epoch_row, report_epoch, run_summary, write_overlays, write_reports
 from .resume import epoch_state, resume_run, save_epoch
 from .runlog import RunLog, write_json
-from .runtime import Runtime, configure_determinism, make_loader, seed_everything
+from .runtime import (
+    Runtime,
+    _ignore_sigint,
+    configure_determinism,
+    make_loader,
+    seed_everything,
+)
 from .schedule import EarlyStopping, ds_progress, paper_optimizer, paper_scheduler
 from .sliding import sliding_window_logits
 from .unlabeled import EpochSampler, describe_unlabeled
@@ -283,6 +289,7 @@ class Trainer:
             num_workers=cfg.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=cfg.num_workers > 0,
+            worker_init_fn=_ignore_sigint if cfg.num_workers > 0 else None,
         )
 
     def _unlabeled_loss(self, batches: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

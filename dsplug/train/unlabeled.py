@@ -253,7 +253,8 @@ def split_labeled(train: Any, n: int) -> tuple[Any, ImagesOnly]:
             f"{len(cases) - 1} (the rest are used without their masks)."
         )
     labelled = train.subset(cases[:n], split="train", augment=train.augment)
-    return labelled, ImagesOnly(train.subset(cases[n:], split="train"))
+    # split None: no slice is chosen by its mask (--drop-empty acts on "train" only)
+    return labelled, ImagesOnly(train.subset(cases[n:], split=None))
 
 
 class EpochSampler(Sampler[int]):

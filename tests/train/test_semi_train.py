@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from dsplug.cli import main
+from dsplug.data import Preprocessing, build_datasets
 from dsplug.train import Trainer, load_checkpoint
 from dsplug.train.loop import TrainingInterrupted
 from dsplug.train.unlabeled import split_labeled
@@ -186,3 +187,14 @@ def test_lightning_learns_from_an_unlabelled_batch_and_updates_its_teacher() -> 
     assert int(module.teacher.updates) == 2
     assert "train/unlabeled" in trainer.callback_metrics
     assert not torch.equal(before["module.head.weight"], module.teacher.module.head.weight)
+
+
+def test_labeled_cases_never_choose_unlabelled_slices_by_their_masks(msd_root: Path) -> None:
+    prep = Preprocessing(drop_empty=True)
+    sets = build_datasets(
+        msd_root, preprocessing=prep, splits=msd_root / "splits.json", cache=False
+    )
+    labelled, unlabelled = split_labeled(sets["train"], 1)
+    assert len(labelled) == 4  # slices 1-4 of the labelled case hold foreground
+    assert len(unlabelled) == 6  # every slice of the unlabelled case, empty ones included
+    assert set(unlabelled[0]) == {"image", "case", "slice"}

@@ -198,3 +198,13 @@ def test_labeled_cases_never_choose_unlabelled_slices_by_their_masks(msd_root: P
     assert len(labelled) == 4  # slices 1-4 of the labelled case hold foreground
     assert len(unlabelled) == 6  # every slice of the unlabelled case, empty ones included
     assert set(unlabelled[0]) == {"image", "case", "slice"}
+
+
+def test_compare_names_the_recipe_beside_the_mode() -> None:
+    from dsplug.train.compare import RunRecord, _efficiency_rows
+
+    runs = [
+        RunRecord("a", {"mode": "up", "semi": {"recipe": "pseudo"}}, {}, "test"),
+        RunRecord("b", {"mode": "up"}, {}, "test"),
+    ]
+    assert [row["mode"] for row in _efficiency_rows(runs)] == ["up + pseudo", "up"]

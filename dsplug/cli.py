@@ -368,7 +368,7 @@ def _semi_options(p: argparse.ArgumentParser) -> None:
         choices=SEMI_RECIPES,
         default=None,
         help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
-        "mean-teacher, rei (the tied decoder reconstructs them; μ-Net modes) (default: pseudo)",
+        "mean-teacher, rei (the tied decoder reconstructs them; modes with one) (default: pseudo)",
     )
     g.add_argument(
         "--labeled-cases",
@@ -382,22 +382,29 @@ def _semi_options(p: argparse.ArgumentParser) -> None:
         "--unlabeled-ratio",
         type=positive_int,
         default=1,
+        metavar="N",
         help="unlabelled images per labelled image in a step (default: 1)",
     )
     g.add_argument(
         "--rampup",
         type=float,
         default=0.25,
+        metavar="FRACTION",
         help="the unlabelled weight ramps up over this fraction of the steps (default: 0.25)",
     )
     g.add_argument(
         "--unlabeled-weight",
         type=_non_negative_float,
         default=None,
+        metavar="W",
         help="the unlabelled loss's weight (default: 1.0; 0.1 with mean-teacher)",
     )
     g.add_argument(
-        "--ema-decay", type=float, default=0.99, help="the EMA teacher's decay (default: 0.99)"
+        "--ema-decay",
+        type=float,
+        default=0.99,
+        metavar="D",
+        help="the EMA teacher's decay (default: 0.99)",
     )
 
 

@@ -19,9 +19,9 @@ from dsplug.cli import main
 from dsplug.data import Preprocessing, build_datasets
 from dsplug.train import Trainer, load_checkpoint
 from dsplug.train.loop import TrainingInterrupted
-from dsplug.train.unlabeled import split_labeled
+from dsplug.train.unlabeled import read_unlabeled, split_labeled
 
-from .conftest import TINY_CLI, synthetic_cli, tiny_config, tiny_ds, tiny_sets
+from .conftest import TINY_CLI, synthetic_cli, tiny_config, tiny_ds, tiny_sets, write_msd
 from .test_cli_outputs import png_cli, write_pngs
 
 ONE_EPOCH = ["--epochs", "1", "--min-epochs", "1", "--no-plots", "--batch-size", "4"]
@@ -208,3 +208,17 @@ def test_compare_names_the_recipe_beside_the_mode() -> None:
         RunRecord("b", {"mode": "up"}, {}, "test"),
     ]
     assert [row["mode"] for row in _efficiency_rows(runs)] == ["up + pseudo", "up"]
+
+
+def test_an_msd_root_is_read_without_its_labels_and_its_held_out_cases_refused(
+    msd_root: Path, tmp_path: Path
+) -> None:
+    sets = build_datasets(msd_root, splits=msd_root / "splits.json", cache=False)
+    held_out = {"val": sets["val"], "test": sets["test"]}
+    other = write_msd(tmp_path / "Task98_More", n=2)  # tiny_000, tiny_001: training ids only
+    shutil.rmtree(other / "labelsTr")  # the labels are never read
+    images = read_unlabeled(other, sets["train"].config(), held_out)
+    assert images.cases == ["tiny_000", "tiny_001"] and len(images) == 12  # 6 slices each
+    assert images[0]["image"].shape == sets["train"][0]["image"].shape
+    with pytest.raises(ValueError, match=r"tiny_002\.nii\.gz is the val case 'tiny_002'"):
+        read_unlabeled(msd_root, sets["train"].config(), held_out)

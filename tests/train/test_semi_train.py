@@ -222,3 +222,13 @@ def test_an_msd_root_is_read_without_its_labels_and_its_held_out_cases_refused(
     assert images[0]["image"].shape == sets["train"][0]["image"].shape
     with pytest.raises(ValueError, match=r"tiny_002\.nii\.gz is the val case 'tiny_002'"):
         read_unlabeled(msd_root, sets["train"].config(), held_out)
+
+
+def test_a_supervised_runs_record_keeps_its_earlier_form() -> None:
+    """Checkpoints written before the semi fields existed still resume (same train_config)."""
+    from dsplug.train.trainer import _train_record
+
+    assert "semi" not in _train_record(tiny_config()) and "ema_decay" not in _train_record(
+        tiny_config()
+    )
+    assert _train_record(tiny_config(semi="rei"))["semi"] == "rei"

@@ -26,6 +26,7 @@ from .losses import PRESETS
 from .options import Amp, Balance, LabelMode, Mode, Schedule
 from .train import commands
 from .train.commands import DEFAULT_ENCODER, OWN_NET_DEFAULTS
+from .train.config import SEMI_RECIPES
 from .train.models import MODEL_ARCHS, MONAI_NET_DEFAULTS
 
 __all__ = ["build_parser", "main"]
@@ -340,6 +341,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "torchvision)",
     )
     _nsd_option(g)
+    _semi_options(p)
     g = p.add_argument_group("output")
     g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     g.add_argument(
@@ -348,6 +350,63 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="no TensorBoard events (they need pip install 'dsplug[tensorboard]')",
     )
     g.add_argument("--no-plots", action="store_true", help="no PNG plots")
+
+
+def _semi_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "images without masks",
+        "Learn from unlabelled images too (README: Learning from images without masks).",
+    )
+    g.add_argument(
+        "--unlabeled",
+        default=None,
+        metavar="PATH",
+        help="a folder of images, or an MSD task whose images are read without their labels, "
+        "preprocessed as --data; turns on --semi pseudo (default: none)",
+    )
+    g.add_argument(
+        "--semi",
+        choices=SEMI_RECIPES,
+        default=None,
+        help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
+        "mean-teacher, rei (the tied decoder reconstructs them; modes with one) (default: pseudo)",
+    )
+    g.add_argument(
+        "--labeled-cases",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="keep the masks of the first N training cases only; the others' images are "
+        "used without them (benchmarks) (default: all labelled)",
+    )
+    g.add_argument(
+        "--unlabeled-ratio",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="unlabelled images per labelled image in a step (default: 1)",
+    )
+    g.add_argument(
+        "--rampup",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="the unlabelled weight ramps up over this fraction of the steps (default: 0.25)",
+    )
+    g.add_argument(
+        "--unlabeled-weight",
+        type=_non_negative_float,
+        default=None,
+        metavar="W",
+        help="the unlabelled loss's weight (default: 1.0; 0.1 with mean-teacher)",
+    )
+    g.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.99,
+        metavar="D",
+        help="the EMA teacher's decay (default: 0.99)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,10 @@ Example:
     >>> module = DeepSupervisedModule(model, mode="hyb", lr=1e-3)
     >>> pl.Trainer(max_epochs=2).fit(module, train_loader, val_loader)
     >>> model = module.ds.strip()  # the bare model, trained
+
+Images without masks: ``DeepSupervisedModule(model, semi="pseudo")`` and batches that carry
+them under ``"unlabeled"`` (a mapping batch with that key, e.g. from a
+``CombinedLoader({"labeled": labelled_loader, "unlabeled": unlabelled_loader})``).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .losses import LossBreakdown, LossWeights
+from .semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 from .wrapper import DeepSupervised, SegLoss
 
 __all__ = ["DeepSupervisedModule"]
+
+_RECIPES = ("pseudo", "mean-teacher", "rei")
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -43,6 +50,15 @@ class DeepSupervisedModule(pl.LightningModule):
     up to the loss). The deep-supervision schedule advances with the epoch
     (``current_epoch / max_epochs``).
 
+    Images without masks (``semi``): a training batch that is a mapping with the key
+    ``"unlabeled"`` carries them there (a tensor, an ``(image, ...)`` tuple or a mapping with
+    ``image_key``); its labelled part is ``batch["labeled"]`` when present (the form of
+    ``CombinedLoader({"labeled": ..., "unlabeled": ...})``), else the batch itself. Their
+    loss (``semi`` as ``dsplug train --semi``: ``"pseudo"``, ``"mean-teacher"`` or
+    ``"rei"``) is added with ``unlabeled_weight`` x a sigmoid ramp-up over ``rampup_steps``
+    optimiser steps and logged as ``train/unlabeled``. The EMA teacher (``module.teacher``)
+    is updated in ``on_train_batch_end`` and saved in Lightning's checkpoints.
+
     Args:
         model: the segmentation model (smp, MONAI, dsplug's own; see ``DeepSupervised``).
         mode: the deep-supervision mode.
@@ -51,6 +67,11 @@ class DeepSupervisedModule(pl.LightningModule):
             parameters (the model's and the wrapper's own).
         weights, label_mode, schedule, balance, seg_loss, ignore_index: as DeepSupervised.
         image_key, label_key: the keys of a mapping batch.
+        semi: the recipe for images without masks, or None (a batch with them is an error).
+        unlabeled_weight: their loss's weight after the ramp-up; None: 1.0 (0.1 for
+            ``"mean-teacher"``).
+        rampup_steps: the optimiser steps of the sigmoid ramp-up (0: none).
+        ema_decay: the EMA teacher's decay.
 
     Checkpoints hold the wrapper's state; reload with
     ``DeepSupervisedModule.load_from_checkpoint(path, model=fresh_model)`` (plus ``seg_loss``
@@ -72,6 +93,10 @@ class DeepSupervisedModule(pl.LightningModule):
         ignore_index: int | None = None,
         image_key: str = "image",
         label_key: str = "label",
+        semi: str | None = None,
+        unlabeled_weight: float | None = None,
+        rampup_steps: int = 0,
+        ema_decay: float = 0.99,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "seg_loss"])
@@ -86,6 +111,17 @@ class DeepSupervisedModule(pl.LightningModule):
             ignore_index=ignore_index,
         )
         self._optimizer = optimizer
+        if semi not in (None, *_RECIPES):
+            raise ValueError(f"semi must be one of {list(_RECIPES)} or None, got {semi!r}.")
+        if semi == "rei" and not self.ds.criterion.label_free_terms:
+            raise ValueError(
+                f"semi='rei' trains the tied decoder on unlabelled images, which mode {mode!r} "
+                "has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae), "
+                "or semi='pseudo' / 'mean-teacher'."
+            )
+        self.teacher = (
+            EMATeacher(self.ds, ema_decay) if semi in ("pseudo", "mean-teacher") else None
+        )
 
     @property
     def model(self) -> nn.Module:
@@ -126,7 +162,34 @@ class DeepSupervisedModule(pl.LightningModule):
             self.ds.set_progress(0.0)  # no epoch budget (max_epochs=-1): the schedule waits
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train").total
+        if not (isinstance(batch, Mapping) and "unlabeled" in batch):
+            return self._step(batch, "train").total
+        semi = self.hparams.semi
+        if semi is None:
+            raise ValueError(
+                "The batch carries images without masks ('unlabeled'); pass semi='pseudo' (or "
+                "'mean-teacher', 'rei') to DeepSupervisedModule to learn from them."
+            )
+        loss = self._step(batch.get("labeled", batch), "train").total
+        u = batch["unlabeled"]
+        if isinstance(u, Mapping):
+            u = u[self.hparams.image_key]
+        elif isinstance(u, list | tuple):
+            u = u[0]
+        if semi == "mean-teacher":
+            extra = mean_teacher_loss(self.ds, self.teacher, u, self.ds.label_mode)
+        else:
+            extra = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
+        weight = self.hparams.unlabeled_weight
+        if weight is None:
+            weight = 0.1 if semi == "mean-teacher" else 1.0
+        weight *= sigmoid_rampup(self.global_step, self.hparams.rampup_steps)
+        self.log("train/unlabeled", extra.detach(), batch_size=int(u.shape[0]))
+        return loss + weight * extra
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.teacher is not None:  # after the optimiser step (no gradient accumulation)
+            self.teacher.update()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "val")

@@ -75,7 +75,7 @@ def test_modes_without_a_label_free_term_refuse_in_one_line(mode: str) -> None:
 def test_loss_refuses_a_mask_for_an_unlabeled_batch_and_none_for_a_labeled_one() -> None:
     ds = DeepSupervised(_net(), "hyb")
     x, y = _batch()
-    with pytest.raises(ValueError, match="ds.unlabeled"):
+    with pytest.raises(ValueError, match=r"ds\.unlabeled"):
         ds.loss(ds(x, y))
     with pytest.raises(ValueError, match="with its mask"):
         ds.loss(ds.unlabeled(x), y)

@@ -234,7 +234,7 @@ def _metric_rows(runs: Sequence[RunRecord], names: Sequence[str]) -> list[dict[s
                 f"Runs {base.name!r} and {run.name!r} were scored on different cases (e.g. "
                 f"{missing}); paired tests need the same {run.split} cases."
             )
-        row: dict[str, Any] = {"run": run.name, "mode": run.summary.get("mode", "?")}
+        row: dict[str, Any] = {"run": run.name, "mode": _mode(run.summary)}
         for metric in names:
             row[metric] = _mean([run.per_case[c][metric] for c in cases])
             if metric == "nsd":
@@ -257,6 +257,14 @@ def _metric_rows(runs: Sequence[RunRecord], names: Sequence[str]) -> list[dict[s
     return rows
 
 
+def _mode(summary: dict[str, Any]) -> str:
+    """The run's mode, and its semi-supervised recipe when it learnt from images without
+    masks (e.g. ``up + pseudo``)."""
+    semi = summary.get("semi") or {}
+    mode = str(summary.get("mode", "?"))
+    return f"{mode} + {semi['recipe']}" if semi.get("recipe") else mode
+
+
 def _efficiency_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
     rows = []
     for run in runs:
@@ -264,7 +272,7 @@ def _efficiency_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "run": run.name,
-                "mode": run.summary.get("mode", "?"),
+                "mode": _mode(run.summary),
                 "Avg.T (s)": eff.get("avg_t_s"),
                 "Epoch": eff.get("epoch"),
                 "Tot.T (s)": eff.get("tot_t_s"),

@@ -8,7 +8,10 @@ from typing import Any
 
 from ..options import Amp, choose
 
-__all__ = ["TrainConfig"]
+__all__ = ["SEMI_RECIPES", "TrainConfig"]
+
+#: The semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``).
+SEMI_RECIPES = ("pseudo", "mean-teacher", "rei")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ class TrainConfig:
             resolution by Gaussian sliding windows of it, with HD95 and NSD; None: the data's
             items as they are.
         nsd_tolerance: the NSD tolerance in mm (patch runs).
+        semi: the semi-supervised recipe when the Trainer has unlabelled images (None: none;
+            the Trainer then uses ``"pseudo"``): ``"pseudo"`` (the EMA teacher's confident
+            pseudo-masks through the mode's whole loss, every mode), ``"mean-teacher"``
+            (consistency with the EMA teacher under noise and flips) or ``"rei"`` (the tied
+            decoder reconstructs the unlabelled images; μ-Net modes only).
+        unlabeled_ratio: unlabelled images per labelled image in a step.
+        rampup: the unlabelled weight rises (sigmoid ramp-up) over this fraction of the
+            optimiser steps of ``max_epochs``.
+        unlabeled_weight: the unlabelled loss's weight after the ramp-up; None: 1.0 (0.1 for
+            mean teacher, SSL4MIS's).
+        ema_decay: the EMA teacher's decay.
     """
 
     max_epochs: int = 100
@@ -64,6 +78,11 @@ class TrainConfig:
     overlays: int = 4
     patch: list[int] | None = None
     nsd_tolerance: float = 1.0
+    semi: str | None = None
+    unlabeled_ratio: int = 1
+    rampup: float = 0.25
+    unlabeled_weight: float | None = None
+    ema_decay: float = 0.99
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "min_epochs", "batch_size", "lr_step"):
@@ -91,6 +110,29 @@ class TrainConfig:
             object.__setattr__(self, "patch", patch)  # a plain list in the checkpoint
         if not (isinstance(self.nsd_tolerance, (int, float)) and self.nsd_tolerance >= 0):
             raise ValueError(f"nsd_tolerance must be >= 0 (mm), got {self.nsd_tolerance!r}.")
+        if self.semi is not None and self.semi not in SEMI_RECIPES:
+            raise ValueError(
+                f"semi must be one of {list(SEMI_RECIPES)} or None, got {self.semi!r}."
+            )
+        ratio = self.unlabeled_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
+            raise ValueError(f"unlabeled_ratio must be an int >= 1, got {ratio!r}.")
+        if not (isinstance(self.rampup, (int, float)) and 0 <= self.rampup <= 1):
+            raise ValueError(
+                f"rampup must be in [0, 1] (a fraction of the steps), got {self.rampup!r}."
+            )
+        weight = self.unlabeled_weight
+        if weight is not None and not (isinstance(weight, (int, float)) and weight >= 0):
+            raise ValueError(f"unlabeled_weight must be >= 0, got {weight!r}.")
+        if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}.")
+
+    @property
+    def semi_weight(self) -> float:
+        """The unlabelled loss's weight after the ramp-up (the recipe's default when None)."""
+        if self.unlabeled_weight is not None:
+            return float(self.unlabeled_weight)
+        return 0.1 if self.semi == "mean-teacher" else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict."""

@@ -111,6 +111,7 @@ def train_epoch(
     last_good: tuple[Path, int] | None,
     after_step: Callable[[], None],
     on_target: Callable[[torch.Tensor], None] | None = None,
+    unlabeled: Callable[[], tuple[torch.Tensor, dict[str, torch.Tensor]]] | None = None,
 ) -> dict[str, float]:
     """Train one epoch: forward ``net(x, y)``, ``ds.loss``, backward and an optimiser step per
     batch.
@@ -121,8 +122,11 @@ def train_epoch(
         epoch: the 1-based epoch (for messages).
         desc: the progress bar's label; ``progress`` shows the bar.
         last_good: ``last.pt`` and its epoch, named when the loss turns non-finite.
-        after_step: called after each optimiser step (counting steps, stopping on Ctrl-C).
+        after_step: called after each optimiser step (counting steps, stopping on Ctrl-C,
+            updating a teacher).
         on_target: called with each batch's masks (e.g. a :class:`ForegroundTally`'s ``add``).
+        unlabeled: called once per step, in the step's autocast: the weighted loss of an
+            unlabelled batch (added to the total) and terms to log (as ``loss/<name>``).
 
     Returns:
         The mean loss (``loss``) and the mean of each term (``loss/<name>``) over the
@@ -143,16 +147,21 @@ def train_epoch(
         with runtime.autocast():
             out = net(x, y)
             breakdown = ds.loss(out, y)
+            loss, logged = breakdown.total, dict(breakdown.tensors)
+            if unlabeled is not None:
+                extra, extra_terms = unlabeled()
+                loss = loss + extra
+                logged.update(extra_terms)
         # One device-to-host transfer per step: the total and every term.
-        names = list(breakdown.tensors)
+        names = list(logged)
         values = torch.stack(
-            [breakdown.total.detach(), *(breakdown.tensors[n].float() for n in names)]
+            [loss.detach().float(), *(logged[n].detach().float() for n in names)]
         ).tolist()
         total, terms = values[0], dict(zip(names, values[1:]))
         if not math.isfinite(total):
             raise non_finite_error(epoch, steps + 1, total, terms, last_good)
         opt.zero_grad(set_to_none=True)
-        scaler.scale(breakdown.total).backward()
+        scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
         steps += 1

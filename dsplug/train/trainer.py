@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.volumes import NativeCase, native_cases
 from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
+from ..semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 from .absent import ForegroundTally, class_names, unpredicted_classes
+from .checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo, all_gather_objects, setup_distributed
 from .evaluation import evaluate_loader
@@ -24,9 +28,16 @@ from .native import evaluate_native
 from .reporting import epoch_row, report_epoch, run_summary, write_overlays, write_reports
 from .resume import epoch_state, resume_run, save_epoch
 from .runlog import RunLog, write_json
-from .runtime import Runtime, configure_determinism, make_loader, seed_everything
+from .runtime import (
+    Runtime,
+    _ignore_sigint,
+    configure_determinism,
+    make_loader,
+    seed_everything,
+)
 from .schedule import EarlyStopping, ds_progress, paper_optimizer, paper_scheduler
 from .sliding import sliding_window_logits
+from .unlabeled import EpochSampler, describe_unlabeled
 
 __all__ = ["Trainer"]
 
@@ -53,6 +64,11 @@ class Trainer:
         data_config: how the data was built (stored for ``evaluate`` / ``predict``); default
             ``{"train": train_data.config(), "val": ..., "test": ...}`` for datasets with one.
         device: force a device; default CUDA when present, else CPU.
+        unlabeled_data: images without masks (items with ``image``): each step adds
+            ``config.unlabeled_ratio`` x ``batch_size`` of them with the recipe
+            ``config.semi`` (default ``"pseudo"``: an EMA teacher's pseudo-masks), weighted by
+            ``config.semi_weight`` after a sigmoid ramp-up over ``config.rampup`` of the steps.
+            The teacher is updated after every optimiser step and saved in each checkpoint.
 
     Example:
         >>> trainer = Trainer(ds, train, val, out="runs/hyb", config=TrainConfig(max_epochs=5))
@@ -71,6 +87,7 @@ class Trainer:
         model_config: dict[str, Any] | None = None,
         data_config: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
+        unlabeled_data: Dataset | None = None,
     ) -> None:
         for name in ("loss", "set_progress", "config", "model", "label_mode"):
             if not hasattr(ds, name):
@@ -82,7 +99,9 @@ class Trainer:
                 f"Trainer needs non-empty datasets, got {len(train_data)} training and "
                 f"{len(val_data)} validation items."
             )
-        self.config = config or TrainConfig()
+        self.config = _semi_config(config or TrainConfig(), ds, unlabeled_data)
+        self.unlabeled_data = unlabeled_data
+        self.teacher: EMATeacher | None = None
         self.ds = ds
         self.train_data, self.val_data, self.test_data = train_data, val_data, test_data
         self.out = Path(out)
@@ -94,6 +113,8 @@ class Trainer:
                 for name, data in splits
                 if data is not None and callable(getattr(data, "config", None))
             }
+            if unlabeled_data is not None:
+                data_config["unlabeled"] = describe_unlabeled(unlabeled_data)
         self.data_config = dict(data_config)
         self.info: DistInfo = setup_distributed(device)
         self.device = self.info.device
@@ -127,7 +148,7 @@ class Trainer:
             "model_config": self.model_config,
             "wrapper_config": self.ds.config(),
             "data_config": self.data_config,
-            "train_config": self.config.to_dict(),
+            "train_config": _train_record(self.config),
             "world_size": self.info.world_size,
             "device": str(self.device),
             "amp": self.amp,
@@ -204,6 +225,9 @@ class Trainer:
         opt = paper_optimizer(self.ds.parameters(), cfg.lr)
         sched = paper_scheduler(opt, cfg.lr_step, cfg.lr_gamma)
         scaler = self.runtime.grad_scaler()
+        self.teacher = (
+            EMATeacher(self.ds, cfg.ema_decay) if cfg.semi in ("pseudo", "mean-teacher") else None
+        )
         if resume:
             start, stopper = self._resume(source, opt, sched, scaler)
         else:
@@ -219,6 +243,8 @@ class Trainer:
             write_json(self.out / "config.json", self._configs())
         log = RunLog(self.out, tensorboard=cfg.tensorboard and main, first_epoch=start)
         train_loader = self._loader(self.train_data, train=True)
+        self._ramp_steps = cfg.rampup * cfg.max_epochs * len(train_loader)
+        unlabeled_loader = self._unlabeled_loader(len(train_loader))
         done = bool(self.history) and stopper.should_stop(int(self.history[-1]["epoch"]))
         self._resumed_from = source if resume else None
         self._epochs_here = 0
@@ -229,7 +255,15 @@ class Trainer:
                 while not done and epoch <= cfg.max_epochs:
                     self._stop_if_interrupted()
                     done = self._run_epoch(
-                        net, train_loader, epoch, opt, sched, scaler, stopper, log
+                        net,
+                        train_loader,
+                        epoch,
+                        opt,
+                        sched,
+                        scaler,
+                        stopper,
+                        log,
+                        unlabeled_loader,
                     )
                     epoch += 1
                 self._stop_if_interrupted()
@@ -243,9 +277,69 @@ class Trainer:
         )
         self.history, self.global_step = state.history, state.global_step
         self._best_state, self._best_val_cases = state.best_state, state.best_val_cases
+        if self.teacher is not None:  # the checkpoint passed its checks: read its teacher
+            teacher = load_checkpoint(path).get("teacher_state")
+            if teacher is None:
+                raise CheckpointError(f"Checkpoint {str(path)!r} lacks the teacher's state.")
+            self.teacher.load_state_dict(teacher)
         return state.start, state.stopper
 
+    # --- images without masks -----------------------------------------------------------
+    def _unlabeled_loader(self, steps: int) -> DataLoader | None:
+        """``unlabeled_ratio`` x ``batch_size`` unlabelled images per step, a seeded order per
+        epoch (the same on resume)."""
+        data = self.unlabeled_data
+        if data is None:
+            return None
+        cfg = self.config
+        size = cfg.batch_size * cfg.unlabeled_ratio
+        sampler = EpochSampler(
+            len(data), steps * size, cfg.seed, self.info.rank, self.info.world_size
+        )
+        return DataLoader(
+            data,
+            batch_size=size,
+            sampler=sampler,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=cfg.num_workers > 0,
+            worker_init_fn=_ignore_sigint if cfg.num_workers > 0 else None,
+        )
+
+    def _unlabeled_loss(self, batches: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted loss of the next unlabelled batch, and the unweighted one to log."""
+        cfg = self.config
+        u = self.runtime.prepare(next(batches)["image"])
+        weight = cfg.semi_weight * sigmoid_rampup(self.global_step, self._ramp_steps)
+        if cfg.semi == "mean-teacher":
+            loss = mean_teacher_loss(self.ds, self.teacher, u, self.label_mode)
+        else:  # pseudo: the teacher's pseudo-masks; rei: the tied decoder alone
+            loss = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
+        return weight * loss, {"unlabeled": loss}
+
+    def _semi_summary(self) -> dict[str, Any] | None:
+        """What ``summary.json`` records of the semi-supervised recipe (None: supervised)."""
+        cfg = self.config
+        if cfg.semi is None:
+            return None
+        record = dict(self.data_config.get("unlabeled") or {})
+        record.pop("fingerprint", None)
+        cases = getattr(self.train_data, "cases", None)
+        return {
+            "recipe": cfg.semi,
+            "unlabeled_source": record.get("source"),
+            "unlabeled_cases": len(record.get("cases") or []),
+            "unlabeled_images": record.get("items"),
+            "labeled_cases": len(cases) if cases is not None else None,
+            "unlabeled_ratio": cfg.unlabeled_ratio,
+            "rampup": cfg.rampup,
+            "unlabeled_weight": cfg.semi_weight,
+            "ema_decay": cfg.ema_decay if self.teacher is not None else None,
+        }
+
     def _after_step(self) -> None:
+        if self.teacher is not None:
+            self.teacher.update()
         self.global_step += 1
         self._stop_if_interrupted()
 
@@ -269,6 +363,7 @@ class Trainer:
         scaler: Any,
         stopper: EarlyStopping,
         log: RunLog,
+        unlabeled_loader: DataLoader | None = None,
     ) -> bool:
         cfg = self.config
         progress = ds_progress(epoch, cfg.max_epochs)
@@ -277,6 +372,10 @@ class Trainer:
         lr = opt.param_groups[0]["lr"]
         last_good = (self.out / "last.pt", int(self.history[-1]["epoch"])) if self.history else None
         tally = ForegroundTally(self.label_mode) if self._epochs_here == 0 else None
+        unlabeled = None
+        if unlabeled_loader is not None:
+            unlabeled_loader.sampler.set_epoch(epoch)
+            unlabeled = partial(self._unlabeled_loss, iter(unlabeled_loader))
         t0 = time.perf_counter()
         losses = train_epoch(
             net,
@@ -291,6 +390,7 @@ class Trainer:
             last_good=last_good,
             after_step=self._after_step,
             on_target=tally.add if tally is not None else None,
+            unlabeled=unlabeled,
         )
         self.runtime.sync()
         train_s = time.perf_counter() - t0
@@ -334,6 +434,8 @@ class Trainer:
             history=self.history,
             best_val_cases=self._best_val_cases,
         )
+        if self.teacher is not None:
+            state["teacher_state"] = self.teacher.state_dict()
         self._epochs_here += 1
         if self.info.is_main:
             save_epoch(state, self.out, improved)
@@ -352,6 +454,9 @@ class Trainer:
         summary = run_summary(
             self.ds.config()["mode"], self.model_config, self.history, cfg.target_dice
         )
+        semi = self._semi_summary()
+        if semi is not None:
+            summary["semi"] = semi
         best_val = summary.get("best_val")
         if best_val is not None and self._best_val_cases:  # HD95 / NSD of patch runs
             rows = list(self._best_val_cases.values())
@@ -419,3 +524,41 @@ class Trainer:
         if self.config.patch is None:
             return self._forward_eval(x)
         return sliding_window_logits(self._forward_eval, x, self.config.patch).to(x.device)
+
+
+_SEMI_FIELDS = ("semi", "unlabeled_ratio", "rampup", "unlabeled_weight", "ema_decay")
+
+
+def _train_record(config: TrainConfig) -> dict[str, Any]:
+    """The config as checkpoints store it: a supervised run's without the semi-supervised
+    fields (as before they existed, so its earlier checkpoints still resume)."""
+    record = config.to_dict()
+    if record["semi"] is None:
+        for name in _SEMI_FIELDS:
+            record.pop(name)
+    return record
+
+
+def _semi_config(
+    config: TrainConfig, ds: torch.nn.Module, unlabeled: Dataset | None
+) -> TrainConfig:
+    """The config with its semi-supervised recipe resolved (``"pseudo"`` when unlabelled
+    images come without one); refuses a recipe without images, or one the mode cannot use."""
+    if unlabeled is None:
+        if config.semi is not None:
+            raise ValueError(
+                f"semi={config.semi!r} needs images without masks (unlabeled_data, or "
+                "--unlabeled PATH / --labeled-cases N on the command line)."
+            )
+        return config
+    if len(unlabeled) == 0:
+        raise ValueError("unlabeled_data is empty: give at least one image without a mask.")
+    if config.semi is None:
+        config = replace(config, semi="pseudo")
+    if config.semi == "rei" and not ds.criterion.label_free_terms:
+        raise ValueError(
+            f"--semi rei trains the tied decoder on unlabelled images, which mode "
+            f"{ds.config()['mode']!r} has not; use a mode with a reconstruction decoder (seg, "
+            "rec, hyb, auto, vae) or --semi pseudo / mean-teacher."
+        )
+    return config

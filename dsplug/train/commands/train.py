@@ -19,9 +19,11 @@ from ..lock import RunLock
 from ..models import SMP_ARCHS, build_model, config_divisor
 from ..runtime import seed_everything
 from ..trainer import Trainer
+from ..unlabeled import describe_unlabeled
 from ._common import _holds_run
 from .patches import check_patch, patch_dataset
 from .run_folder import _out_path, _run_folder
+from .semi import check_semi, semi_data, semi_line
 from .setup import _datasets, check_applicable, model_settings
 
 __all__ = ["train_command"]
@@ -72,6 +74,7 @@ def train_command(args: argparse.Namespace) -> int:
     before it is checked until the run ends: a second ``train`` on it is refused.
     """
     check_applicable(args)
+    check_semi(args)
     settings = model_settings(args)
     check_patch(args, settings, config_divisor(settings))
     info = setup_distributed(args.device)
@@ -107,6 +110,7 @@ def train_command(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, out: Path) -> dict:
     sets, pending_splits = _datasets(args, settings, out, info)
     splits = out / "splits.json"
+    unlabeled = semi_data(args, sets)
     train = sets["train"]
     if args.label_mode is not None and args.label_mode != train.label_mode:
         raise ValueError(
@@ -145,8 +149,11 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         plots=not args.no_plots,
         patch=patch,
         nsd_tolerance=1.0 if args.nsd_tolerance is None else args.nsd_tolerance,
+        **_semi_config(args, unlabeled),
     )
     data_config = {n: d.config() for n, d in sets.items() if callable(getattr(d, "config", None))}
+    if unlabeled is not None:
+        data_config["unlabeled"] = describe_unlabeled(unlabeled)
     if patch:  # the slices' datasets stay for validation, test and the data config
         train = patch_dataset(args, train)
     trainer = Trainer(
@@ -159,12 +166,28 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         test_data=sets.get("test"),
         model_config=model_config,
         device=info.device,
+        unlabeled_data=unlabeled,
     )
     if info.is_main:
         _print_start(args, sets, ds, trainer)
+        if unlabeled is not None:
+            print(semi_line(args, trainer))
     # a resume writes its splits once its checkpoint is accepted
     on_start = None if pending_splits is None else partial(save_splits, pending_splits, splits)
     return trainer.fit(resume=args.resume, resume_from=args.resume_from, on_start=on_start)
+
+
+def _semi_config(args: argparse.Namespace, unlabeled: Any) -> dict[str, Any]:
+    """The TrainConfig fields of the images without masks (none for a supervised run)."""
+    if unlabeled is None:
+        return {}
+    return {
+        "semi": args.semi or "pseudo",
+        "unlabeled_ratio": args.unlabeled_ratio,
+        "rampup": args.rampup,
+        "unlabeled_weight": args.unlabeled_weight,
+        "ema_decay": args.ema_decay,
+    }
 
 
 def _print_summary(summary: dict[str, Any], out: str | Path) -> None:

@@ -1,0 +1,87 @@
+"""``dsplug train``'s images without masks: ``--unlabeled PATH``, ``--labeled-cases N`` and the
+recipe options (``--semi``, ``--unlabeled-ratio``, ``--rampup``, ``--unlabeled-weight``,
+``--ema-decay``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from ...modes import mode_spec
+from ..unlabeled import join_unlabeled, read_unlabeled, split_labeled
+
+__all__ = ["check_semi", "semi_data", "semi_line"]
+
+_DEFAULTS = (("--unlabeled-ratio", "unlabeled_ratio", 1), ("--rampup", "rampup", 0.25))
+_DEFAULTS += (("--ema-decay", "ema_decay", 0.99),)
+
+
+def _used(args: argparse.Namespace) -> bool:
+    return (
+        getattr(args, "unlabeled", None) is not None
+        or getattr(args, "labeled_cases", None) is not None
+    )
+
+
+def check_semi(args: argparse.Namespace) -> None:
+    """Refuse recipe options without images to apply them to, and combinations not built.
+
+    Raises:
+        ValueError: one line naming the options.
+    """
+    given = [flag for flag, dest, default in _DEFAULTS if getattr(args, dest, default) != default]
+    given += [
+        flag
+        for flag, dest in (("--semi", "semi"), ("--unlabeled-weight", "unlabeled_weight"))
+        if getattr(args, dest, None) is not None
+    ]
+    if given and not _used(args):
+        raise ValueError(
+            f"{', '.join(given)} set(s) how images without masks are learnt from, but none are "
+            "given: add --unlabeled PATH (a folder of images) or --labeled-cases N."
+        )
+    if args.semi == "rei" and mode_spec(args.mode).reconstruction is None:
+        raise ValueError(
+            f"--semi rei trains the tied decoder on unlabelled images, which mode "
+            f"{args.mode!r} has not; use a mode with a reconstruction decoder (seg, rec, hyb, "
+            "auto, vae) or --semi pseudo / mean-teacher."
+        )
+    if _used(args) and getattr(args, "patch", None):
+        raise ValueError(
+            "--unlabeled / --labeled-cases do not work with --patch yet (whole slices only); "
+            "drop one."
+        )
+
+
+def semi_data(args: argparse.Namespace, sets: dict[str, Dataset]) -> Dataset | None:
+    """The unlabelled images of the options (``sets["train"]`` keeps only the labelled cases
+    with ``--labeled-cases``); None when neither option is given.
+
+    Raises:
+        ValueError: ``--labeled-cases`` out of range, unreadable images, or an unlabelled file
+            that is a validation or test case (one line naming it).
+    """
+    if not _used(args):
+        return None
+    parts: list[Dataset] = []
+    if args.labeled_cases is not None:
+        sets["train"], rest = split_labeled(sets["train"], args.labeled_cases)
+        parts.append(rest)
+    if args.unlabeled is not None:
+        held_out = {split: sets[split] for split in ("val", "test") if split in sets}
+        parts.append(read_unlabeled(args.unlabeled, sets["train"].config(), held_out))
+    return parts[0] if len(parts) == 1 else join_unlabeled(parts)
+
+
+def semi_line(args: argparse.Namespace, trainer: Any) -> str:
+    """The start line that says what is learnt without masks."""
+    cfg = trainer.config
+    data = trainer.unlabeled_data
+    cases = len(getattr(data, "cases", []))
+    return (
+        f"dsplug train: --semi {cfg.semi} on {len(data)} unlabelled image(s) of {cases} case(s) "
+        f"({getattr(data, 'source', '')}), {cfg.unlabeled_ratio} per labelled image, weight "
+        f"{cfg.semi_weight} ramped up over {cfg.rampup:.0%} of the steps"
+    )

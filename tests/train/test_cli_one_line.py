@@ -1,0 +1,100 @@
+"""Issue 26, item 12: what used to reach the user as a library's message (or torch's, or
+MONAI's) is one dsplug line in the CLI's own words: damaged run files, option values of the
+wrong type, nets that cannot be built or trained as asked, silent padding, library wording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsplug.cli import main
+
+from .conftest import TINY_CLI, synthetic_cli
+
+
+def _run(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        status = main(args)
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _one_error_line(err: str, command: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{err}"
+    assert lines[0].startswith(f"dsplug {command}: error: "), lines[0]
+    assert "Traceback" not in err and "usage:" not in err
+    return lines[0]
+
+
+# 12a: damaged run files name the file and the fix.
+
+_DAMAGES = {
+    "cut short": b'{"method": "random", "seed": 0, "tra',
+    "not UTF-8": b'\xff\xfe{"train": []}',
+    "not an object": b"[1, 2]",
+    "not lists": b'{"method": "random", "seed": 0, "fractions": [0.7, 0.1, 0.2], "train": 5}',
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES))
+def test_damaged_saved_splits_json_names_the_file_and_the_fix(
+    damage: str, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "splits.json").write_bytes(_DAMAGES[damage])  # a start's file: no run yet
+    args = ["train", *synthetic_cli(), *TINY_CLI, "--epochs", "1", "--out", str(out)]
+    status, _, err = _run(args, capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert f"{out / 'splits.json'}: " in line
+    assert "delete it and run again with the same seed" in line
+    assert "codec" not in line and "AttributeError" not in line and "iterable" not in line
+
+
+@pytest.mark.parametrize("damage", ["cut short", "not UTF-8", "not an object"])
+def test_damaged_given_splits_file_names_the_file_and_the_fix(
+    damage: str, tmp_path: Path, capsys
+) -> None:
+    given = tmp_path / "s.json"
+    given.write_bytes(_DAMAGES[damage])
+    args = ["train", *synthetic_cli(), *TINY_CLI, "--splits", str(given)]
+    status, _, err = _run([*args, "--out", str(tmp_path / "run")], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert f"{given}: " in line and "give a UTF-8 JSON object of case-id lists" in line
+    assert "codec" not in line
+
+
+def _finished_run(folder: Path) -> Path:
+    """The two files compare reads of a finished run (enough for it to load the run)."""
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"mode": "hyb"}), encoding="utf-8")
+    columns = "case,dice,ppv,sen,iou,avg_m"
+    (folder / "test_cases.csv").write_text(f"{columns}\nc0,1,1,1,1,1\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("summary.json", b"\xff\xfe{}"),
+        ("summary.json", b'{"mode": "hy'),
+        ("test_cases.csv", b"case,dice\n\xff\xfe,1"),
+    ],
+)
+def test_compare_of_a_damaged_run_file_names_the_file_and_the_fix(
+    name: str, data: bytes, tmp_path: Path, capsys
+) -> None:
+    first, second = _finished_run(tmp_path / "a"), _finished_run(tmp_path / "b")
+    (second / name).write_bytes(data)
+    status, _, err = _run(["compare", str(first), str(second)], capsys)
+    assert status == 2
+    line = _one_error_line(err, "compare")
+    assert f"{second / name}: " in line and "leave this run out of the comparison" in line
+    assert "codec" not in line and "Expecting value: line" not in line

@@ -98,3 +98,31 @@ def test_compare_of_a_damaged_run_file_names_the_file_and_the_fix(
     line = _one_error_line(err, "compare")
     assert f"{second / name}: " in line and "leave this run out of the comparison" in line
     assert "codec" not in line and "Expecting value: line" not in line
+
+
+# 12b: an --option value of the wrong type names the option, what came and what is expected.
+
+
+@pytest.mark.parametrize(
+    ("option", "expected", "got"),
+    [
+        ("size=1e9", "expected an integer >= 8", "got a decimal number"),
+        ("size=[32,32,32]", "expected 2 sizes for dim=2", "got 3"),
+        ("num_cases=abc", "expected a positive integer", "got text"),
+        ("seed=1.5", "expected an integer", "got a decimal number"),  # was truncated silently
+        ("noise=loud", "expected a number >= 0", "got text"),  # was "'>=' not supported ..."
+        ("colour=1", "synthetic data takes no option 'colour'", "it takes num_cases, size"),
+    ],
+)
+def test_a_synthetic_option_of_the_wrong_type_is_one_cli_line(
+    option: str, expected: str, got: str, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    short = [*synthetic_cli(), "--epochs", "1", "--min-epochs", "1", "--no-plots"]  # if taken
+    args = ["train", *short, "--option", option, *TINY_CLI, "--out", str(out)]
+    status, _, err = _run(args, capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert f"--option {option}: " in line and expected in line and got in line
+    assert "iterable" not in line and "SyntheticDataset" not in line
+    assert not out.exists()

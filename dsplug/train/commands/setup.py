@@ -10,7 +10,7 @@ from typing import Any
 from ...data import Augment, Preprocessing, build_datasets, detect_kind
 from ..distributed import DistInfo, barrier
 from ..models import MONAI_ARCHS, SMP_ARCHS, check_encoder, config_divisor, monai_settings
-from ._common import _given, _listed, _synthetic, parse_options
+from ._common import _given, _listed, _synthetic, check_synthetic_options, parse_options
 
 __all__ = ["DEFAULT_ENCODER", "OWN_NET_DEFAULTS", "check_applicable", "model_settings"]
 
@@ -154,6 +154,7 @@ def _datasets(
         options.setdefault("label_mode", args.label_mode)
     divisor = config_divisor(settings)
     if synthetic:
+        check_synthetic_options(args.option)
         size = options.get("size", 64)
         sizes = [size] if isinstance(size, int) else list(size)
         if any(int(s) % divisor for s in sizes):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dsplug.cli import main
+from dsplug.train.models import monai_settings
 
 from .conftest import TINY_CLI, synthetic_cli
 
@@ -126,3 +127,23 @@ def test_a_synthetic_option_of_the_wrong_type_is_one_cli_line(
     assert f"--option {option}: " in line and expected in line and got in line
     assert "iterable" not in line and "SyntheticDataset" not in line
     assert not out.exists()
+
+
+# 12c: a depth MONAI's DynUNet cannot build is refused up front, in dsplug's words.
+
+
+@pytest.mark.parametrize("depth", ["1", "2"])
+def test_dynunet_depth_below_3_is_one_dsplug_line(depth: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["train", *synthetic_cli(), "--model", "monai-dynunet", "--depth", depth]
+    status, _, err = _run([*args, "--quiet", "--out", str(out)], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert f"--depth {depth}: monai-dynunet needs --depth 3 or more" in line
+    assert "kernel_size" not in line
+    assert not out.exists()
+
+
+def test_monai_settings_refuse_a_dynunet_depth_below_3() -> None:
+    with pytest.raises(ValueError, match=r"monai-dynunet needs depth >= 3 .* got depth=2"):
+        monai_settings("monai-dynunet", depth=2)

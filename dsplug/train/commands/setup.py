@@ -71,6 +71,11 @@ def check_applicable(args: argparse.Namespace) -> None:
             "--depth does not apply to monai-basicunet: its five levels are fixed (stride 16); "
             "drop it, or use --model monai-dynunet for another depth."
         )
+    if args.model == "monai-dynunet" and args.depth is not None and args.depth < 3:
+        raise ValueError(
+            f"--depth {args.depth}: monai-dynunet needs --depth 3 or more (MONAI's DynUNet "
+            "builds at least three levels); pass --depth 3, or --model unet for two levels."
+        )
     if args.splits is not None:
         extra = _given(args, (("--split-seed", "split_seed"), ("--contiguous", "contiguous")))
         if extra:

@@ -5,6 +5,7 @@ wrong type, nets that cannot be built or trained as asked, silent padding, libra
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,20 @@ def test_dynunet_depth_below_3_is_one_dsplug_line(depth: str, tmp_path: Path, ca
 def test_monai_settings_refuse_a_dynunet_depth_below_3() -> None:
     with pytest.raises(ValueError, match=r"monai-dynunet needs depth >= 3 .* got depth=2"):
         monai_settings("monai-dynunet", depth=2)
+
+
+# 12d: the advice for a 3D patch of a 2D-only smp model is a 2D patch, not a 3D one.
+
+
+@pytest.mark.parametrize("patch", [["20", "20", "20"], ["64", "64", "64"]])
+def test_3d_patch_of_an_smp_model_advises_a_2d_patch(
+    patch: list[str], tmp_path: Path, capsys
+) -> None:
+    args = ["train", *synthetic_cli(), "--model", "smp-unet", "--patch", *patch, "--quiet"]
+    status, _, err = _run([*args, "--out", str(tmp_path / "run")], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    side = 32 if patch[0] == "20" else 64
+    assert "smp-unet is 2D only" in line and f"--patch {side} {side})" in line
+    advice = line.split("2D only", 1)[1]
+    assert re.search(r"--patch \d+ \d+ \d+", advice) is None, advice

@@ -40,6 +40,14 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"--patch takes 2 sizes (H W, 2D patches) or 3 (D H W, 3D patches of volumes), "
             f"got {len(patch)}: {' '.join(map(str, patch))}."
         )
+    if len(patch) == 3 and settings["arch"] in SMP_ARCHS:
+        side = -(-max(patch) // divisor) * divisor
+        raise ValueError(
+            f"--patch {' '.join(map(str, patch))}: 3 sizes train a 3D network, but "
+            f"{settings['arch']} is 2D only; pass a 2D patch, --patch H W (each a multiple "
+            f"of {divisor}, e.g. --patch {side} {side}), or use --model unet / unetpp "
+            "(dsplug's own nets, built in 3D) or monai-dynunet / monai-basicunet for 3D patches."
+        )
     bad = [p for p in patch if p % divisor]
     if bad:
         fixed = " ".join(str(-(-p // divisor) * divisor) for p in patch)
@@ -60,12 +68,6 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"patch (e.g. --patch {' '.join(str(2 * p) for p in patch)}) or --norm batch."
         )
     if len(patch) == 3:
-        if settings["arch"] in SMP_ARCHS:
-            raise ValueError(
-                f"--patch D H W trains 3D networks; {settings['arch']} is 2D only; use "
-                "--model unet or unetpp (dsplug's own nets, built in 3D), or monai-dynunet / "
-                "monai-basicunet."
-            )
         extra = _given(args, (("--slice-range", "slice_range"), ("--drop-empty", "drop_empty")))
         if extra:
             raise ValueError(

@@ -27,6 +27,17 @@ from .sliding import sliding_window_logits
 
 __all__ = ["Trainer"]
 
+_BATCH_NORMS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+)
+
+
+def _has_batch_norm(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, _BATCH_NORMS) for m in module.modules())
+
 
 class Trainer:
     """Train a :class:`~dsplug.DeepSupervised` model the paper's way, and never lose a run.
@@ -114,7 +125,8 @@ class Trainer:
     def _loader(self, data: Dataset, train: bool) -> DataLoader:
         key = (id(data), train)
         if key not in self._loaders:  # one loader per dataset: workers persist across epochs
-            self._loaders[key] = make_loader(data, train, self.config, self.runtime)
+            single = train and _has_batch_norm(self.ds)  # a last batch of one is left out
+            self._loaders[key] = make_loader(data, train, self.config, self.runtime, single)
         return self._loaders[key]
 
     def _configs(self) -> dict[str, Any]:

@@ -165,3 +165,27 @@ def test_3d_patch_of_an_smp_model_advises_a_2d_patch(
     assert "smp-unet is 2D only" in line and f"--patch {side} {side})" in line
     advice = line.split("2D only", 1)[1]
     assert re.search(r"--patch \d+ \d+ \d+", advice) is None, advice
+
+
+# 12e: a one-voxel batch-norm bottleneck fails up front, or not at all, never mid-run.
+
+
+def test_one_voxel_bottleneck_in_batches_of_one_is_refused_up_front(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["train", *synthetic_cli(), *TINY_CLI, "--patch", "4", "4", "--batch-size", "1"]
+    status, _, err = _run([*args, "--out", str(out)], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert "--patch 4 4: unet's bottleneck would be one voxel (stride 4)" in line
+    assert "--batch-size 2 or more" in line and "Expected more than 1 value" not in line
+    assert not out.exists()
+
+
+def test_a_last_batch_of_one_patch_is_left_out_not_a_crash(tmp_path: Path, capsys) -> None:
+    # 8 training images x 1 patch: batches of 7 leave one patch over
+    data = synthetic_cli(size=8)  # small images: few sliding windows in validation
+    patch = ["--patch", "4", "4", "--patches-per-image", "1", "--batch-size", "7"]
+    short = ["--mode", "none", "--epochs", "1", "--min-epochs", "1", "--no-plots"]
+    args = ["train", *data, *TINY_CLI, *patch]
+    status, _, err = _run([*args, *short, "--out", str(tmp_path / "run")], capsys)
+    assert status == 0, err

@@ -24,7 +24,7 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
         ValueError: --patches-per-image without --patch; a patch of other than 2 or 3
             sizes, or not a multiple of the network's stride; slice-size options with a
             patch; a 3D patch for an smp (2D) model; a patch whose bottleneck is one voxel
-            under instance norm.
+            under instance norm, or under batch norm in batches of one patch.
     """
     patch = getattr(args, "patch", None)
     if patch is None:
@@ -61,12 +61,8 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"{_listed(extra, 'does', 'do')} not apply with --patch: patches are cut from "
             "the images at native resolution (no resize); drop them."
         )
-    if _instance_norm(settings) and all(p == divisor for p in patch):
-        raise ValueError(
-            f"--patch {' '.join(map(str, patch))}: {settings['arch']}'s bottleneck would be one "
-            f"voxel (stride {divisor}), which instance norm cannot normalise; pass a larger "
-            f"patch (e.g. --patch {' '.join(str(2 * p) for p in patch)}) or --norm batch."
-        )
+    if all(p == divisor for p in patch):  # a one-voxel bottleneck
+        _check_one_voxel(args, settings, divisor)
     if len(patch) == 3:
         extra = _given(args, (("--slice-range", "slice_range"), ("--drop-empty", "drop_empty")))
         if extra:
@@ -76,11 +72,34 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             )
 
 
-def _instance_norm(settings: dict[str, Any]) -> bool:
-    """Whether the net normalises per instance (own nets' ``norm``, MONAI's ``norm(_name)``)."""
+def _norm(settings: dict[str, Any]) -> str | None:
+    """The net's normalisation: own nets' ``norm``, MONAI's ``norm(_name)``; smp encoders
+    normalise by batch."""
+    if settings["arch"] in SMP_ARCHS:
+        return "batch"
     norm = settings.get("norm", settings.get("norm_name"))
     name = norm if isinstance(norm, str) else norm[0] if norm else None
-    return isinstance(name, str) and name.lower() == "instance"
+    return name.lower() if isinstance(name, str) else None
+
+
+def _check_one_voxel(args: argparse.Namespace, settings: dict[str, Any], divisor: int) -> None:
+    """Refuse a one-voxel bottleneck that the net's norm cannot normalise: instance norm
+    never (one value per channel), batch norm in a batch of one patch. (A last batch of one
+    patch is left out of each epoch by the training loader.)"""
+    patch = " ".join(map(str, args.patch))
+    larger = " ".join(str(2 * p) for p in args.patch)
+    head = f"--patch {patch}: {settings['arch']}'s bottleneck would be one voxel (stride {divisor})"
+    norm = _norm(settings)
+    if norm == "instance":
+        raise ValueError(
+            f"{head}, which instance norm cannot normalise; pass a larger patch (e.g. --patch "
+            f"{larger}) or --norm batch."
+        )
+    if norm == "batch" and getattr(args, "batch_size", 2) == 1:
+        raise ValueError(
+            f"{head}, which batch norm cannot normalise in a batch of one patch (--batch-size "
+            f"1); pass --batch-size 2 or more, or a larger patch (e.g. --patch {larger})."
+        )
 
 
 def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:

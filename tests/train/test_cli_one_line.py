@@ -189,3 +189,20 @@ def test_a_last_batch_of_one_patch_is_left_out_not_a_crash(tmp_path: Path, capsy
     args = ["train", *data, *TINY_CLI, *patch]
     status, _, err = _run([*args, *short, "--out", str(tmp_path / "run")], capsys)
     assert status == 0, err
+    assert "zero-padded" not in err  # 4 x 4 patches of 8 x 8 images
+
+
+# 12f: a patch larger than every image is said, in one warning line.
+
+
+def test_a_patch_larger_than_every_image_is_one_warning_line(tmp_path: Path, capsys) -> None:
+    data = synthetic_cli(size=8)
+    patch = ["--patch", "12", "12", "--patches-per-image", "1"]
+    short = ["--mode", "none", "--epochs", "1", "--min-epochs", "1", "--no-plots"]
+    args = ["train", *data, *TINY_CLI, *patch, *short, "--out", str(tmp_path / "run")]
+    status, _, err = _run(args, capsys)
+    assert status == 0, err
+    said = [line for line in err.splitlines() if "zero-padded" in line]
+    assert len(said) == 1, err
+    assert said[0].startswith("dsplug train: warning: --patch 12 12 is larger than every")
+    assert "the largest is 8 x 8" in said[0]

@@ -4,6 +4,7 @@ random native-resolution patches (a third centred on foreground, augmented with 
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from ...data import PatchAugment, PatchDataset
@@ -102,14 +103,31 @@ def _check_one_voxel(args: argparse.Namespace, settings: dict[str, Any], divisor
         )
 
 
+def _warn_if_padded(patch: list[int], shapes: list[tuple[int, ...]]) -> None:
+    """One warning line when the patch is larger than every training image along an axis:
+    then every patch is partly zero padding (never image), which training would not say."""
+    largest = [max(shape[axis] for shape in shapes) for axis in range(len(patch))]
+    if any(p > n for p, n in zip(patch, largest)):
+        warnings.warn(
+            f"--patch {' '.join(map(str, patch))} is larger than every training image (the "
+            f"largest is {' x '.join(map(str, largest))}): each patch is zero-padded to it, "
+            "so part of every patch is padding; a patch no larger than the images (each size a "
+            "multiple of the net's stride) trains on image only.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:
     """Random patches of the training cases at native resolution.
 
     Each epoch draws ``--patches-per-image`` patches of every image (2D patches: every
-    served slice or image; 3D: every volume), a third of them centred on foreground.
+    served slice or image; 3D: every volume), a third of them centred on foreground. A patch
+    larger than every image along an axis is said in one warning line (it is zero-padded).
     """
     dims = len(args.patch)
     cases = native_cases(train, dims)
+    _warn_if_padded(args.patch, [tuple(c.image.shape[1:]) for c in cases])
     binary = train.label_mode == "binary"
     return PatchDataset(
         [c.image for c in cases],

@@ -206,3 +206,47 @@ def test_a_patch_larger_than_every_image_is_one_warning_line(tmp_path: Path, cap
     assert len(said) == 1, err
     assert said[0].startswith("dsplug train: warning: --patch 12 12 is larger than every")
     assert "the largest is 8 x 8" in said[0]
+
+
+# 12g: the CLI's errors speak of its flags, not of the library's arguments or argparse's types.
+
+_SHORT = [*synthetic_cli(), *TINY_CLI, "--epochs", "1", "--min-epochs", "1", "--no-plots"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "library"),
+    [
+        (["--epochs", "x"], "argument --epochs: expected an integer >= 1, got 'x'", "invalid"),
+        (["--lr-gamma", "2"], "argument --lr-gamma: expected a number in (0, 1]", "gamma must"),
+        (["--lr", "inf"], "argument --lr: expected a finite number > 0", "lr must"),
+        (["--split-seed", "-1"], "argument --split-seed: expected an integer >= 0", "expected n"),
+        (["--workers", "-1"], "argument --workers: expected an integer >= 0", "num_workers"),
+        (["--seed", "x"], "argument --seed: expected an integer, got 'x'", "invalid"),
+        (["--target-dice", "80"], "argument --target-dice: expected a number in [0, 1]", "invalid"),
+    ],
+)
+def test_bad_values_are_told_in_flags(args, message, library, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    status, _, err = _run(["train", *_SHORT, *args, "--out", str(out)], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert message in line and library not in line
+    assert not out.exists()
+
+
+def test_a_bad_nsd_tolerance_is_told_in_flags(capsys) -> None:
+    status, _, err = _run(["evaluate", "x.pt", "--nsd-tolerance", "x"], capsys)
+    assert status == 2
+    line = _one_error_line(err, "evaluate")
+    assert "argument --nsd-tolerance: expected a finite number >= 0, got 'x'" in line
+    assert "invalid" not in line
+
+
+def test_a_folder_of_unknown_layout_is_told_in_flags(tmp_path: Path, capsys) -> None:
+    (tmp_path / "data").mkdir()
+    args = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    status, _, err = _run(args, capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert "cannot tell its layout" in line and "pass --kind msd or brats" in line
+    assert "--option image=" in line and "kind=" not in line

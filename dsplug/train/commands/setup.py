@@ -89,7 +89,12 @@ def check_applicable(args: argparse.Namespace) -> None:
             try:
                 kind = detect_kind(args.data, parse_options(args.option))
             except ValueError:
-                return  # build_datasets reports it
+                raise ValueError(
+                    f"--data {args.data}: cannot tell its layout (no dataset.json of an MSD "
+                    "task, no BraTS label files, no image / mask templates); pass --kind msd or "
+                    "brats, or --kind folder with --option image='images/{id}.png' --option "
+                    "mask='masks/{id}.png'."
+                ) from None
         extra = _given(args, (("--slice-range", "slice_range"), ("--axis", "axis")))
         if kind == "folder" and extra:
             raise ValueError(

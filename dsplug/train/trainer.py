@@ -47,7 +47,9 @@ class Trainer:
     writes ``last.pt`` (and ``best.pt`` when avg.m improves) atomically, ``log.csv`` and
     ``curves.png``; the end of training writes ``summary.json`` (efficiency, best validation
     and test metrics), ``test_cases.csv`` and ``overlays.png``. Under ``torchrun`` it trains with
-    DistributedDataParallel (NCCL on GPU, gloo on CPU) and rank 0 writes the files.
+    DistributedDataParallel (NCCL on GPU, gloo on CPU) and rank 0 writes the files. A model
+    with batch norm leaves out a last training batch of one sample per epoch (batch norm
+    cannot normalise one sample at a one-voxel layer).
 
     Args:
         ds: the wrapped model (``DeepSupervised``).

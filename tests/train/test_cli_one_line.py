@@ -250,3 +250,14 @@ def test_a_folder_of_unknown_layout_is_told_in_flags(tmp_path: Path, capsys) -> 
     line = _one_error_line(err, "train")
     assert "cannot tell its layout" in line and "pass --kind msd or brats" in line
     assert "--option image=" in line and "kind=" not in line
+
+
+def test_an_unknown_folder_option_names_the_layout_not_a_class(tmp_path: Path, capsys) -> None:
+    (tmp_path / "data").mkdir()
+    templates = ["--option", "image=i/{id}.png", "--option", "mask=m/{id}.png"]
+    args = ["train", "--data", str(tmp_path / "data"), *templates, "--option", "colr=rgb"]
+    status, _, err = _run([*args, "--out", str(tmp_path / "run")], capsys)
+    assert status == 2
+    line = _one_error_line(err, "train")
+    assert "Unknown folder option 'colr'" in line and "did you mean 'color'?" in line
+    assert "ImageFolderDataset" not in line

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +113,12 @@ _SYNTHETIC_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         ),
     ),
     "dim": ("2 or 3", lambda v: v in (2, 3) and _integer(v)),
-    "label_mode": ("binary, multiclass or multilabel", lambda v: v in _values(LabelMode)),
+    "label_mode": ("binary, multiclass or multilabel", lambda v: v in list(LabelMode)),
     "classes": ("a positive integer", lambda v: _integer(v, 1)),
     "in_channels": ("a positive integer", lambda v: _integer(v, 1)),
     "noise": ("a number >= 0, e.g. noise=0.25", _number),
     "seed": ("an integer", _integer),
 }
-
-
-def _values(option: type[StrEnum]) -> list[str]:
-    return [member.value for member in option]
 
 
 #: How a JSON value reads to a user (what ``--option KEY=VALUE`` was understood as).
@@ -153,8 +148,9 @@ def check_synthetic_options(pairs: list[str] | None) -> None:
                 f"{', '.join(_SYNTHETIC_OPTIONS)}."
             )
         expected, ok = _SYNTHETIC_OPTIONS[key]
-        if not ok(json_value(text)):
-            got = _KINDS.get(type(json_value(text)), "text")
+        value = json_value(text)
+        if not ok(value):
+            got = _KINDS.get(type(value), "text")
             raise ValueError(f"--option {pair}: expected {expected}; got {got}.")
     size, dim = options.get("size"), options.get("dim", 2)
     if isinstance(size, list) and len(size) != dim:

@@ -105,7 +105,7 @@ def _check_one_voxel(args: argparse.Namespace, settings: dict[str, Any], divisor
 
 def _warn_if_padded(patch: list[int], shapes: list[tuple[int, ...]]) -> None:
     """One warning line when the patch is larger than every training image along an axis:
-    then every patch is partly zero padding (never image), which training would not say."""
+    then part of every patch is zero padding, which training would not say otherwise."""
     largest = [max(shape[axis] for shape in shapes) for axis in range(len(patch))]
     if any(p > n for p, n in zip(patch, largest)):
         warnings.warn(

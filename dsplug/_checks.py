@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import warnings
 from collections.abc import Iterable
 
@@ -14,10 +15,13 @@ __all__ = [
     "UpdateWatch",
     "check_divisible",
     "check_finite",
+    "integer",
     "look_up_option",
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "unit_fraction",
+    "unit_interval",
 ]
 
 
@@ -49,9 +53,24 @@ def look_up_option(value: str, options: Iterable[str], what: str) -> str:
     raise ValueError(f"Unknown {what} {value!r}.{hint} Available options are {sorted(choices)}.")
 
 
+def _parsed(text: str, kind: type, expected: str) -> int | float:
+    """``kind(text)``, or the one-line usage error ``expected ..., got 'text'`` (argparse's
+    own would read ``invalid positive_int value``)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return value
+
+
+def integer(text: str) -> int:
+    """An argparse ``type``: any integer, else a one-line usage error."""
+    return int(_parsed(text, int, "an integer"))
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: an integer >= 1, else a one-line usage error."""
-    value = int(text)
+    value = int(_parsed(text, int, "an integer >= 1"))
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return value
@@ -59,17 +78,33 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """An argparse ``type``: an integer >= 0, else a one-line usage error."""
-    value = int(text)
+    value = int(_parsed(text, int, "an integer >= 0"))
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
 
 
 def positive_float(text: str) -> float:
-    """An argparse ``type``: a number > 0, else a one-line usage error."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    """An argparse ``type``: a finite number > 0, else a one-line usage error."""
+    value = float(_parsed(text, float, "a finite number > 0"))
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """An argparse ``type``: a number in (0, 1] (a decay factor), else a one-line usage error."""
+    value = float(_parsed(text, float, "a number in (0, 1]"))
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """An argparse ``type``: a number in [0, 1] (a Dice), else a one-line usage error."""
+    value = float(_parsed(text, float, "a number in [0, 1]"))
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
 
 

@@ -19,7 +19,14 @@ from typing import Any, NoReturn
 
 import torch
 
-from ._checks import positive_float, positive_int
+from ._checks import (
+    integer,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+    unit_interval,
+)
 from ._version import __version__
 from .data import KINDS
 from .losses import PRESETS
@@ -87,7 +94,10 @@ def _device_options(p: argparse.ArgumentParser) -> None:
 
 def _non_negative_float(text: str) -> float:
     """An argparse ``type``: a finite number >= 0, else a one-line usage error."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}") from None
     if not (value >= 0 and value != float("inf")):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
@@ -223,7 +233,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--axis",
-        type=int,
+        type=integer,
+        choices=(-3, -2, -1, 0, 1, 2),
+        metavar="AXIS",
         default=None,
         help="3D volumes only: slicing axis (default: -1, axial)",
     )
@@ -237,7 +249,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--slice-range",
-        type=int,
+        type=non_negative_int,
         nargs=2,
         metavar=("START", "STOP"),
         default=None,
@@ -263,7 +275,10 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "--splits", default=None, help="JSON file of explicit splits (default: seeded 70/10/20)"
     )
     g.add_argument(
-        "--split-seed", type=int, default=None, help="seed of the case split (default: 0)"
+        "--split-seed",
+        type=non_negative_int,
+        default=None,
+        help="seed of the case split (default: 0)",
     )
     g.add_argument(
         "--contiguous",
@@ -288,10 +303,12 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="decay the lr every this many epochs (default: 3)",
     )
     g.add_argument(
-        "--lr-gamma", type=positive_float, default=0.9, help="lr decay factor (default: 0.9)"
+        "--lr-gamma", type=unit_fraction, default=0.9, help="lr decay factor (default: 0.9)"
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of everything (default: 0)")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    g.add_argument("--seed", type=integer, default=0, help="seed of everything (default: 0)")
+    g.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)"
+    )
     g.add_argument(
         "--amp",
         choices=_values(Amp),
@@ -310,7 +327,7 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--target-dice",
-        type=float,
+        type=unit_interval,
         default=None,
         help="report the wall time until validation Dice reaches this (default: none)",
     )
@@ -477,7 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the run); with --split: where the run's data set moved (its files are checked "
         "against the run's record)",
     )
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    p.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a report in --out")
     _cache_options(p)
     g = p.add_argument_group(
@@ -541,11 +560,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=8, help="(default: 8)")
     p.add_argument(
         "--target-dice",
-        type=float,
+        type=unit_interval,
         default=0.8,
         help="report the time to this validation Dice (default: 0.8)",
     )
-    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--seed", type=integer, default=0, help="(default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     _device_options(p)
     _debug_option(p)

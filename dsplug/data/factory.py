@@ -71,7 +71,7 @@ def _check_options(cls: type, options: Mapping[str, Any]) -> None:
     valid = sorted(set(params) - _RESERVED)
     for key in options:
         if key not in valid:
-            look_up_option(key, valid, f"option for {cls.__name__}")
+            look_up_option(key, valid, f"{getattr(cls, 'kind', '') or cls.__name__} option")
 
 
 def build_datasets(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ __all__ = [
     "Header",
     "read_image",
     "read_image_header",
+    "read_json",
     "read_mask",
     "read_nifti",
     "read_nifti_header",
@@ -55,6 +57,25 @@ class Header:
             tuple(float(s) for s in config["spacing"]),
             tuple(tuple(float(v) for v in r) for r in config["affine"]),
         )
+
+
+def read_json(path: str | Path, fix: str) -> Any:
+    """The JSON in ``path`` (UTF-8); a file that is not UTF-8 JSON raises one line naming
+    the file, what is wrong with it and ``fix`` (what to do about it).
+
+    Raises:
+        DataError: the file cannot be read, is not UTF-8 text, or is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})"
+    except json.JSONDecodeError as exc:
+        problem = f"not valid JSON, damaged or cut short ({exc.msg}, line {exc.lineno})"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    raise DataError(path, f"{problem}; {fix}")
 
 
 def _exists(path: Path) -> None:

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+from .io import read_json
+
 __all__ = [
     "MIN_CASES",
     "SPLITS",
@@ -108,22 +111,58 @@ def save_splits(splits: Mapping[str, Any], path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def load_splits(path: str | Path, cases: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Read splits written by :func:`save_splits` (or by hand) and validate them."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read the splits JSON ({exc}).") from exc
+#: What to do about a splits file given by the user that cannot be used.
+_GIVEN_FIX = (
+    "give a UTF-8 JSON object of case-id lists under train, val and test, e.g. "
+    '{"train": ["a", "b"], "val": ["c"], "test": ["d"]}'
+)
+#: What to do about a saved (seeded or contiguous) splits file that cannot be used: it is
+#: remade, the same, from its seed and the cases.
+_SAVED_FIX = (
+    "delete it and run again with the same seed: the split is remade from the seed and the "
+    "cases, as before"
+)
+
+
+def _read_splits_json(path: Path, fix: str) -> dict[str, Any]:
+    """The file's JSON object with lists under train/val/test; a fault names the file and
+    ``fix``."""
+    data = read_json(path, fix)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with train/val/test lists.")
-    return check_splits({k: v for k, v in data.items() if k in SPLITS}, cases)
+        kind = type(data).__name__
+        raise DataError(path, f"expected a JSON object of train/val/test lists, got {kind}; {fix}")
+    wrong = [k for k in SPLITS if not isinstance(data.get(k, []), list)]
+    if wrong:
+        what = "a list" if len(wrong) == 1 else "lists"
+        raise DataError(path, f"{', '.join(wrong)}: expected {what} of case ids; {fix}")
+    return data
+
+
+def _checked(
+    path: Path, data: dict[str, Any], cases: Sequence[str] | None, fix: str
+) -> dict[str, list[str]]:
+    try:
+        return check_splits({k: v for k, v in data.items() if k in SPLITS}, cases)
+    except ValueError as exc:
+        raise DataError(path, f"{str(exc).rstrip('.')}{fix}") from None
+
+
+def load_splits(path: str | Path, cases: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Read splits written by :func:`save_splits` (or by hand) and validate them.
+
+    Raises:
+        DataError: the file cannot be read, is not UTF-8 JSON, holds no JSON object of
+            lists, or its splits are invalid (see :func:`check_splits`).
+    """
+    path = Path(path)
+    return _checked(path, _read_splits_json(path, _GIVEN_FIX), cases, ".")
 
 
 def _reuse(
     path: Path, ids: list[str], method: str, seed: int | None, fractions: Sequence[float]
 ) -> dict[str, list[str]]:
-    data = json.loads(path.read_text())
+    data = _read_splits_json(path, _SAVED_FIX)
+    splits = _checked(path, data, None, f"; {_SAVED_FIX}")
     stored = (data.get("method"), data.get("seed"), data.get("fractions"))
     wanted = (method, seed, [float(f) for f in fractions])
     if stored != wanted:
@@ -131,7 +170,6 @@ def _reuse(
             f"{path}: the saved splits were made with (method, seed, fractions) = {stored}, "
             f"but {wanted} was asked for; delete the file or use another path."
         )
-    splits = load_splits(path)
     saved = sorted((c for v in splits.values() for c in v), key=natural_key)
     if saved != sorted(ids, key=natural_key):
         extra = sorted(set(saved) - set(ids))[:5]

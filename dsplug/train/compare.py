@@ -10,7 +10,6 @@ each run's ``config.json`` records, not the case names alone), and NSD only at o
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import warnings
@@ -19,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..data.io import read_json
 from ..metrics import METRIC_NAMES, SURFACE_METRIC_NAMES, paired_tests
 from .runlog import write_csv, write_text_atomic
 
@@ -57,13 +57,20 @@ class RunRecord:
     nsd_tolerance: float | None = None
 
 
+#: What to do about a damaged file of a finished run (training wrote it at its end).
+_FIX = "restore it from a copy, or leave this run out of the comparison"
+
+
 def _read_cases(path: Path) -> dict[str, dict[str, float]]:
     """case -> metrics: eq. 14's, and HD95 / NSD where the CSV has them (runs trained with
     --patch, evaluate reports); other columns (per class) are left out."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        columns = set(reader.fieldnames or ())
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = set(reader.fieldnames or ())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (damaged at byte {exc.start}); {_FIX}") from None
     names = METRIC_NAMES + tuple(m for m in SURFACE_METRIC_NAMES if m in columns)
     try:
         return {row["case"]: {m: float(row[m]) for m in names} for row in rows}
@@ -93,7 +100,7 @@ def load_run(folder: str | Path, split: str | None = None) -> RunRecord:
             f"{str(folder)!r} holds no finished run (no summary.json); train it to the end, "
             "or resume it with `dsplug train ... --resume`."
         )
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = read_json(summary_path, _FIX)
     if split is None:
         split = "test" if (folder / "test_cases.csv").is_file() else "val"
     cases_path = folder / f"{split}_cases.csv"

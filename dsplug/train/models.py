@@ -56,6 +56,8 @@ MODEL_ARCHS: tuple[str, ...] = (*_OWN, *SMP_ARCHS, *MONAI_ARCHS)
 MONAI_NET_DEFAULTS: dict[str, Any] = {"base_channels": 32, "depth": 5, "norm": "instance"}
 #: BasicUNet's fixed stride: four 2x max-poolings.
 _BASIC_UNET_DIVISOR = 16
+#: DynUNet's fewest levels (MONAI refuses fewer than three kernel sizes).
+_DYNUNET_MIN_DEPTH = 3
 
 
 def _smp_class(arch: str) -> type[nn.Module]:
@@ -102,8 +104,8 @@ def monai_settings(
     for ``b = base_channels``; its five levels are fixed (stride 16), so ``depth`` must be None.
 
     Raises:
-        ValueError: an arch that is not MONAI's, a depth below 2, a depth for BasicUNet, or
-            an unknown norm.
+        ValueError: an arch that is not MONAI's, a DynUNet depth below 3, a depth for
+            BasicUNet, or an unknown norm.
 
     Example:
         >>> monai_settings("monai-dynunet", base_channels=8, depth=3)["filters"]
@@ -122,8 +124,11 @@ def monai_settings(
         features = [base, base, 2 * base, 4 * base, 8 * base, base]
         return {"arch": arch, "features": features, "norm": norm_arg}
     depth = defaults["depth"] if depth is None else depth
-    if depth < 2:
-        raise ValueError(f"depth must be >= 2, got {depth}.")
+    if depth < _DYNUNET_MIN_DEPTH:
+        raise ValueError(
+            f"monai-dynunet needs depth >= {_DYNUNET_MIN_DEPTH} (MONAI's DynUNet builds at least "
+            f"three levels), got depth={depth}; use dsplug's own unet for two levels."
+        )
     return {
         "arch": arch,
         "kernel_size": [3] * depth,

@@ -136,8 +136,20 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(data: Dataset, train: bool, config: TrainConfig, runtime: Runtime) -> DataLoader:
-    """A loader of this rank's share of ``data`` (shuffled by ``config.seed`` when ``train``)."""
+def make_loader(
+    data: Dataset,
+    train: bool,
+    config: TrainConfig,
+    runtime: Runtime,
+    drop_single: bool = False,
+) -> DataLoader:
+    """A loader of this rank's share of ``data`` (shuffled by ``config.seed`` when ``train``).
+
+    ``drop_single`` (training with batch norm): a last batch that would hold one sample is
+    left out of each epoch (a different sample each epoch, as the order is shuffled). Batch
+    norm cannot normalise one sample at a one-voxel layer (torch refuses it mid-run), and
+    elsewhere it would take one image's statistics for the batch's.
+    """
     info = runtime.info
     sampler = DistributedSampler(
         data,
@@ -147,9 +159,12 @@ def make_loader(data: Dataset, train: bool, config: TrainConfig, runtime: Runtim
         seed=config.seed,
         drop_last=False,
     )
+    batch_size = config.batch_size if train else (config.val_batch_size or config.batch_size)
+    share = len(sampler)  # the same on every rank: each steps as often
     return DataLoader(
         data,
-        batch_size=config.batch_size if train else (config.val_batch_size or config.batch_size),
+        batch_size=batch_size,
+        drop_last=drop_single and share > batch_size and share % batch_size == 1,
         sampler=sampler,
         num_workers=config.num_workers,
         pin_memory=runtime.device.type == "cuda",

@@ -41,6 +41,17 @@ from .unlabeled import EpochSampler, describe_unlabeled
 
 __all__ = ["Trainer"]
 
+_BATCH_NORMS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+)
+
+
+def _has_batch_norm(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, _BATCH_NORMS) for m in module.modules())
+
 
 class Trainer:
     """Train a :class:`~dsplug.DeepSupervised` model the paper's way, and never lose a run.
@@ -50,7 +61,9 @@ class Trainer:
     writes ``last.pt`` (and ``best.pt`` when avg.m improves) atomically, ``log.csv`` and
     ``curves.png``; the end of training writes ``summary.json`` (efficiency, best validation
     and test metrics), ``test_cases.csv`` and ``overlays.png``. Under ``torchrun`` it trains with
-    DistributedDataParallel (NCCL on GPU, gloo on CPU) and rank 0 writes the files.
+    DistributedDataParallel (NCCL on GPU, gloo on CPU) and rank 0 writes the files. A model
+    with batch norm leaves out a last training batch of one sample per epoch (batch norm
+    cannot normalise one sample at a one-voxel layer).
 
     Args:
         ds: the wrapped model (``DeepSupervised``).
@@ -139,7 +152,8 @@ class Trainer:
     def _loader(self, data: Dataset, train: bool) -> DataLoader:
         key = (id(data), train)
         if key not in self._loaders:  # one loader per dataset: workers persist across epochs
-            self._loaders[key] = make_loader(data, train, self.config, self.runtime)
+            single = train and _has_batch_norm(self.ds)  # a last batch of one is left out
+            self._loaders[key] = make_loader(data, train, self.config, self.runtime, single)
         return self._loaders[key]
 
     def _configs(self) -> dict[str, Any]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ...options import LabelMode
 from ..lock import RunLockedError
 from ..loop import NonFiniteLossError
 
@@ -17,6 +19,8 @@ __all__ = [
     "EXPECTED_FAILURES",
     "RUN_FILES",
     "PredictFailures",
+    "check_synthetic_options",
+    "json_value",
     "parse_options",
 ]
 
@@ -76,11 +80,85 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--option expects KEY=VALUE, got {pair!r}.")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
+        options[key] = json_value(value)
     return options
+
+
+def json_value(text: str) -> Any:
+    """``text`` as JSON when it parses (``"40"`` -> 40), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _integer(value: Any, low: int | None = None) -> bool:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return ok and (low is None or value >= low)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+#: The synthetic phantoms' options: (what a value must be, whether one is).
+_SYNTHETIC_OPTIONS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "num_cases": ("a positive integer, e.g. num_cases=40", lambda v: _integer(v, 1)),
+    "size": (
+        "an integer >= 8 (a square, or a cube with dim=3) or a list of one per axis, e.g. "
+        "size=64 or size=[64,48]",
+        lambda v: (
+            _integer(v, 8)
+            or (isinstance(v, list) and len(v) in (2, 3) and all(_integer(s, 8) for s in v))
+        ),
+    ),
+    "dim": ("2 or 3", lambda v: v in (2, 3) and _integer(v)),
+    "label_mode": ("binary, multiclass or multilabel", lambda v: v in list(LabelMode)),
+    "classes": ("a positive integer", lambda v: _integer(v, 1)),
+    "in_channels": ("a positive integer", lambda v: _integer(v, 1)),
+    "noise": ("a number >= 0, e.g. noise=0.25", _number),
+    "seed": ("an integer", _integer),
+}
+
+
+#: How a JSON value reads to a user (what ``--option KEY=VALUE`` was understood as).
+_KINDS = {
+    float: "a decimal number",
+    int: "an integer out of range",
+    bool: "true / false",
+    list: "a list",
+    dict: "a JSON object",
+    type(None): "null",
+}
+
+
+def check_synthetic_options(pairs: list[str] | None) -> None:
+    """Refuse a synthetic ``--option KEY=VALUE`` that is unknown or of the wrong type, in the
+    CLI's words (before the phantoms' own checks, which speak Python).
+
+    Raises:
+        ValueError: ``--option KEY=VALUE`` as given, with what is expected.
+    """
+    options = parse_options(pairs)
+    for pair in pairs or []:
+        key, _, text = pair.partition("=")
+        if key not in _SYNTHETIC_OPTIONS:
+            raise ValueError(
+                f"--option {pair}: synthetic data takes no option {key!r}; it takes "
+                f"{', '.join(_SYNTHETIC_OPTIONS)}."
+            )
+        expected, ok = _SYNTHETIC_OPTIONS[key]
+        value = json_value(text)
+        if not ok(value):
+            got = _KINDS.get(type(value), "text")
+            raise ValueError(f"--option {pair}: expected {expected}; got {got}.")
+    size, dim = options.get("size"), options.get("dim", 2)
+    if isinstance(size, list) and len(size) != dim:
+        given = next(p for p in reversed(pairs or []) if p.startswith("size="))
+        raise ValueError(
+            f"--option {given}: expected {dim} sizes for dim={dim} (one per axis), or one "
+            f"integer; got {len(size)}."
+        )
 
 
 def _synthetic(args: argparse.Namespace) -> bool:

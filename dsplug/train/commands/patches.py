@@ -4,6 +4,7 @@ random native-resolution patches (a third centred on foreground, augmented with 
 from __future__ import annotations
 
 import argparse
+import warnings
 from typing import Any
 
 from ...data import PatchAugment, PatchDataset
@@ -24,7 +25,7 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
         ValueError: --patches-per-image without --patch; a patch of other than 2 or 3
             sizes, or not a multiple of the network's stride; slice-size options with a
             patch; a 3D patch for an smp (2D) model; a patch whose bottleneck is one voxel
-            under instance norm.
+            under instance norm, or under batch norm in batches of one patch.
     """
     patch = getattr(args, "patch", None)
     if patch is None:
@@ -40,6 +41,14 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"--patch takes 2 sizes (H W, 2D patches) or 3 (D H W, 3D patches of volumes), "
             f"got {len(patch)}: {' '.join(map(str, patch))}."
         )
+    if len(patch) == 3 and settings["arch"] in SMP_ARCHS:
+        side = -(-max(patch) // divisor) * divisor
+        raise ValueError(
+            f"--patch {' '.join(map(str, patch))}: 3 sizes train a 3D network, but "
+            f"{settings['arch']} is 2D only; pass a 2D patch, --patch H W (each a multiple "
+            f"of {divisor}, e.g. --patch {side} {side}), or use --model unet / unetpp "
+            "(dsplug's own nets, built in 3D) or monai-dynunet / monai-basicunet for 3D patches."
+        )
     bad = [p for p in patch if p % divisor]
     if bad:
         fixed = " ".join(str(-(-p // divisor) * divisor) for p in patch)
@@ -53,19 +62,9 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             f"{_listed(extra, 'does', 'do')} not apply with --patch: patches are cut from "
             "the images at native resolution (no resize); drop them."
         )
-    if _instance_norm(settings) and all(p == divisor for p in patch):
-        raise ValueError(
-            f"--patch {' '.join(map(str, patch))}: {settings['arch']}'s bottleneck would be one "
-            f"voxel (stride {divisor}), which instance norm cannot normalise; pass a larger "
-            f"patch (e.g. --patch {' '.join(str(2 * p) for p in patch)}) or --norm batch."
-        )
+    if all(p == divisor for p in patch):  # a one-voxel bottleneck
+        _check_one_voxel(args, settings, divisor)
     if len(patch) == 3:
-        if settings["arch"] in SMP_ARCHS:
-            raise ValueError(
-                f"--patch D H W trains 3D networks; {settings['arch']} is 2D only; use "
-                "--model unet or unetpp (dsplug's own nets, built in 3D), or monai-dynunet / "
-                "monai-basicunet."
-            )
         extra = _given(args, (("--slice-range", "slice_range"), ("--drop-empty", "drop_empty")))
         if extra:
             raise ValueError(
@@ -74,21 +73,61 @@ def check_patch(args: argparse.Namespace, settings: dict[str, Any], divisor: int
             )
 
 
-def _instance_norm(settings: dict[str, Any]) -> bool:
-    """Whether the net normalises per instance (own nets' ``norm``, MONAI's ``norm(_name)``)."""
+def _norm(settings: dict[str, Any]) -> str | None:
+    """The net's normalisation: own nets' ``norm``, MONAI's ``norm(_name)``; smp encoders
+    normalise by batch."""
+    if settings["arch"] in SMP_ARCHS:
+        return "batch"
     norm = settings.get("norm", settings.get("norm_name"))
     name = norm if isinstance(norm, str) else norm[0] if norm else None
-    return isinstance(name, str) and name.lower() == "instance"
+    return name.lower() if isinstance(name, str) else None
+
+
+def _check_one_voxel(args: argparse.Namespace, settings: dict[str, Any], divisor: int) -> None:
+    """Refuse a one-voxel bottleneck that the net's norm cannot normalise: instance norm
+    never (one value per channel), batch norm in a batch of one patch. (A last batch of one
+    patch is left out of each epoch by the training loader.)"""
+    patch = " ".join(map(str, args.patch))
+    larger = " ".join(str(2 * p) for p in args.patch)
+    head = f"--patch {patch}: {settings['arch']}'s bottleneck would be one voxel (stride {divisor})"
+    norm = _norm(settings)
+    if norm == "instance":
+        raise ValueError(
+            f"{head}, which instance norm cannot normalise; pass a larger patch (e.g. --patch "
+            f"{larger}) or --norm batch."
+        )
+    if norm == "batch" and getattr(args, "batch_size", 2) == 1:
+        raise ValueError(
+            f"{head}, which batch norm cannot normalise in a batch of one patch (--batch-size "
+            f"1); pass --batch-size 2 or more, or a larger patch (e.g. --patch {larger})."
+        )
+
+
+def _warn_if_padded(patch: list[int], shapes: list[tuple[int, ...]]) -> None:
+    """One warning line when the patch is larger than every training image along an axis:
+    then part of every patch is zero padding, which training would not say otherwise."""
+    largest = [max(shape[axis] for shape in shapes) for axis in range(len(patch))]
+    if any(p > n for p, n in zip(patch, largest)):
+        warnings.warn(
+            f"--patch {' '.join(map(str, patch))} is larger than every training image (the "
+            f"largest is {' x '.join(map(str, largest))}): each patch is zero-padded to it, "
+            "so part of every patch is padding; a patch no larger than the images (each size a "
+            "multiple of the net's stride) trains on image only.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:
     """Random patches of the training cases at native resolution.
 
     Each epoch draws ``--patches-per-image`` patches of every image (2D patches: every
-    served slice or image; 3D: every volume), a third of them centred on foreground.
+    served slice or image; 3D: every volume), a third of them centred on foreground. A patch
+    larger than every image along an axis is said in one warning line (it is zero-padded).
     """
     dims = len(args.patch)
     cases = native_cases(train, dims)
+    _warn_if_padded(args.patch, [tuple(c.image.shape[1:]) for c in cases])
     binary = train.label_mode == "binary"
     return PatchDataset(
         [c.image for c in cases],

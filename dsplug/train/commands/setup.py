@@ -13,7 +13,7 @@ from typing import Any
 from ...data import Augment, Preprocessing, build_datasets, detect_kind
 from ..distributed import DistInfo, barrier
 from ..models import MONAI_ARCHS, SMP_ARCHS, check_encoder, config_divisor, monai_settings
-from ._common import _given, _listed, _synthetic, parse_options
+from ._common import _given, _listed, _synthetic, check_synthetic_options, parse_options
 
 __all__ = ["DEFAULT_ENCODER", "OWN_NET_DEFAULTS", "check_applicable", "model_settings"]
 
@@ -74,6 +74,11 @@ def check_applicable(args: argparse.Namespace) -> None:
             "--depth does not apply to monai-basicunet: its five levels are fixed (stride 16); "
             "drop it, or use --model monai-dynunet for another depth."
         )
+    if args.model == "monai-dynunet" and args.depth is not None and args.depth < 3:
+        raise ValueError(
+            f"--depth {args.depth}: monai-dynunet needs --depth 3 or more (MONAI's DynUNet "
+            "builds at least three levels); pass --depth 3, or --model unet for two levels."
+        )
     if args.splits is not None:
         extra = _given(args, (("--split-seed", "split_seed"), ("--contiguous", "contiguous")))
         if extra:
@@ -87,7 +92,12 @@ def check_applicable(args: argparse.Namespace) -> None:
             try:
                 kind = detect_kind(args.data, parse_options(args.option))
             except ValueError:
-                return  # build_datasets reports it
+                raise ValueError(
+                    f"--data {args.data}: cannot tell its layout (no dataset.json of an MSD "
+                    "task, no BraTS label files, no image / mask templates); pass --kind msd or "
+                    "brats, or --kind folder with --option image='images/{id}.png' --option "
+                    "mask='masks/{id}.png'."
+                ) from None
         extra = _given(args, (("--slice-range", "slice_range"), ("--axis", "axis")))
         if kind == "folder" and extra:
             raise ValueError(
@@ -196,6 +206,7 @@ def _build(
         options.setdefault("label_mode", args.label_mode)
     divisor = config_divisor(settings)
     if synthetic:
+        check_synthetic_options(args.option)
         size = options.get("size", 64)
         sizes = [size] if isinstance(size, int) else list(size)
         if any(int(s) % divisor for s in sizes):

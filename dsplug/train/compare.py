@@ -118,13 +118,11 @@ def _run_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(
-            f"{path} is damaged ({exc}); it records the run's data, so compare cannot pair "
-            "this run: restore the file from a copy of the run."
-        ) from None
+    config = read_json(
+        path,
+        "it records the run's data, so compare cannot pair this run: restore the file "
+        "from a copy of the run",
+    )
     return config if isinstance(config, dict) else {}
 
 

@@ -162,7 +162,8 @@ def test_printed_command_names_each_option_once(
     printed = shlex.split(capsys.readouterr().out.strip())  # the shell reads it as printed
     assert printed[:2] == ["dsplug", "train"]
     flags = [a for a in printed if a.startswith("--") and a != "--option"]
-    assert len(flags) == len(set(flags)), f"repeated: {sorted(f for f in flags if flags.count(f) > 1)}"
+    repeated = sorted({f for f in flags if flags.count(f) > 1})
+    assert not repeated, f"repeated: {repeated}"
     ns = dsplug_parser().parse_args(printed[1:])
     if quick:
         for key, value in QUICK[name].items():

@@ -314,12 +314,38 @@ def test_assign_loaded_weights_are_the_ones_measured() -> None:
     assert bool(ds.criterion.balancer.measured.any())
 
 
-def test_no_trainable_weight_left_is_one_clear_error() -> None:
-    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb").train()
-    ds.model.requires_grad_(False)
-    x, y = _x(), _masks(full=3)
+@pytest.mark.parametrize(
+    ("mode", "balance", "frozen"),
+    [
+        ("hyb", "auto", "model"),
+        ("hyb", "paper", "model"),  # trained its own branches silently
+        ("hyb", "paper", "all"),  # trained nothing, silently
+        ("none", "auto", "all"),  # torch's "element 0 of tensors does not require grad"
+        ("deep", "paper", "all"),
+    ],
+)
+def test_no_trainable_weight_left_is_one_clear_error(mode: str, balance: str, frozen: str):
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode=mode, balance=balance).train()
+    (ds.model if frozen == "model" else ds).requires_grad_(False)
+    x, y = _x(batch=2), _masks(batch=2, full=1)
     with pytest.raises(RuntimeError, match="every parameter of the model is frozen"):
         ds.loss(ds(x, y), y)
+    with torch.no_grad():  # measuring a frozen model's loss is fine
+        ds.loss(ds(x, y), y)
+
+
+def test_a_load_without_the_progress_keeps_it_and_warns() -> None:
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+    ds.set_epoch(2, 5)
+    weights = {k: v for k, v in ds.state_dict().items() if k.startswith("model.")}
+    with pytest.warns(UserWarning, match="no criterion.progress.*stays at progress 0.5"):
+        ds.load_state_dict(weights, strict=False)
+    assert float(ds.criterion.progress) == ds.criterion._progress == 0.5  # not reset to 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole state dict loads silently
+        fresh = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+        fresh.load_state_dict(ds.state_dict())
+    assert fresh.criterion._progress == 0.5
 
 
 def test_compiled_before_any_eager_measurement_warns() -> None:
@@ -393,6 +419,9 @@ def test_one_progress_convention() -> None:
     assert [ds_progress(e, 4) for e in range(1, 5)] == [epoch_progress(e, 4) for e in range(4)]
     with pytest.raises(ValueError, match="0-based"):
         epoch_progress(4, 4)
+    for epoch in (0, 5, 10):  # clamped to 0 or 1 before
+        with pytest.raises(ValueError, match=r"1-based.*got epoch="):
+            ds_progress(epoch, 4)
 
 
 # --- the paper's literal form ----------------------------------------------------------------

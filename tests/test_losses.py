@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsplug import DeepSupervised, LossWeights
+from dsplug import DeepSupervised, DSOutput, LossWeights
 from dsplug._checks import ShapeError
 from dsplug.losses import LOSSES, HybLoss, NoneLoss, bce_dice, feature_mse, schedule_factor
 from dsplug.losses.terms import intensity_bce, relative_mse
@@ -252,3 +252,65 @@ def test_a_loss_used_alone_balances_by_value():
     loss = HybLoss().train()(ds(x, y), y)
     aux = [v for k, v in loss.terms.items() if k != "image"]
     assert aux == pytest.approx([loss.raw["image"] / len(aux)] * len(aux), rel=1e-4)
+
+
+# --- the G-pass terms average over the images with foreground ---------------------------------
+G_TERMS = ("mask", "rem", "seg", "seg_rec", "deep", "deep_rec")
+
+
+def _hyb_output(batch: int, seed: int = 0) -> DSOutput:
+    """A hyb output whose image i is the same in every batch that holds it (no batch norm)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def t(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(batch, *shape, generator=g) * scale
+
+    features = {0: t(4, 16, 16), 1: t(8, 8, 8)}
+    return DSOutput(
+        logits=t(1, 16, 16, scale=3.0),
+        image=t(1, 16, 16),
+        features=features,
+        mask_logits=t(1, 16, 16, scale=3.0),
+        mask_features={0: t(4, 16, 16), 1: t(8, 8, 8)},
+        rec_image=t(1, 16, 16),
+        rec_mask=t(1, 16, 16, scale=3.0),
+        rec_features={0: t(4, 16, 16), 1: t(8, 8, 8)},
+    )
+
+
+def _pick(out: DSOutput, index: list[int]) -> DSOutput:
+    i = torch.tensor(index)
+    return DSOutput(
+        logits=out.logits[i],
+        image=out.image[i],
+        **{
+            k: (v[i] if isinstance(v, torch.Tensor) else {r: f[i] for r, f in v.items()})
+            for k, v in vars(out).items()
+            if k not in ("logits", "image") and v is not None and k != "kl"
+        },
+    )
+
+
+def _fg_and_empty_targets() -> torch.Tensor:
+    y = torch.zeros(2, 1, 16, 16)
+    y[0, :, 4:12, 3:9] = 1.0  # image 0 has foreground, image 1 is empty
+    return y
+
+
+def test_g_pass_terms_do_not_shrink_with_the_share_of_empty_images():
+    out, y = _hyb_output(2), _fg_and_empty_targets()
+    pair = HybLoss()(out, y).raw
+    alone = HybLoss()(_pick(out, [0]), y[:1]).raw
+    assert all(pair[term] > 0.01 for term in G_TERMS), pair
+    off = {t: (pair[t], alone[t]) for t in G_TERMS if pair[t] != pytest.approx(alone[t], rel=1e-5)}
+    assert not off, f"[fg, empty] vs [fg]: {off}"
+
+
+def test_paper_g_pass_terms_keep_the_literal_batch_mean():
+    out, y = _hyb_output(2), _fg_and_empty_targets()
+    pair = HybLoss(balance="paper")(out, y).raw
+    fg = HybLoss(balance="paper")(_pick(out, [0]), y[:1]).raw
+    empty = HybLoss(balance="paper")(_pick(out, [1]), y[1:]).raw
+    for term in ("mask", "rem", "seg", "seg_rec"):  # L_BD / L_B: the mean over the batch
+        assert pair[term] == pytest.approx((fg[term] + empty[term]) / 2, rel=1e-5), term
+    assert pair["mask"] != pytest.approx(fg["mask"], rel=1e-3)  # the empty image counts

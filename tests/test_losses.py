@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dsplug import DeepSupervised, DSOutput, LossWeights
 from dsplug._checks import ShapeError
 from dsplug.losses import LOSSES, HybLoss, NoneLoss, bce_dice, feature_mse, schedule_factor
+from dsplug.losses.base import _levels
 from dsplug.losses.terms import intensity_bce, relative_mse
 from dsplug.options import Mode
 from tests.helpers import make_batch, make_net
@@ -156,6 +157,30 @@ def test_relative_mse_is_scale_free():
     a, b = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
     assert torch.allclose(relative_mse(100 * a, 100 * b), relative_mse(a, b))
     assert float(relative_mse(torch.zeros_like(b), b)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_relative_mse_floors_a_near_empty_image_at_a_tenth_of_the_batch_scale():
+    target = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    target[1] *= 1e-6  # a near-empty target beside a normal one
+    pred = target.clone()
+    pred[1] += 0.1  # error 0.01 on the near-empty image, none on the other
+    power = target.pow(2).mean((1, 2, 3))
+    floor = 0.1 * power.mean()
+    assert float(power[1]) < float(floor)  # the floor is what the near-empty image divides by
+    expected = (0.0 + 0.01 / float(floor)) / 2
+    assert float(relative_mse(pred, target)) == pytest.approx(expected, rel=1e-4)  # not ~1e8
+
+
+def test_a_feature_level_without_signal_is_left_out_of_the_level_mean():
+    """A level whose target is zero across the batch (the G pass of empty masks) counts
+    neither in the sum nor in the weights: the term is the other level's alone."""
+    g = torch.Generator().manual_seed(0)
+    students = {1: torch.randn(2, 4, 8, 8, generator=g), 2: torch.randn(2, 8, 4, 4, generator=g)}
+    targets = {1: torch.randn(2, 4, 8, 8, generator=g), 2: torch.zeros(2, 8, 4, 4)}
+    value = _levels(students, targets, (1.0, 1.0), [1, 2], paper=False)
+    assert float(value) == pytest.approx(float(relative_mse(students[1], targets[1])), rel=1e-6)
+    none = _levels(students, {2: targets[2]}, (1.0, 1.0), [1, 2], paper=False)
+    assert float(none) == 0.0  # no level left: 0
 
 
 def test_ignore_index_leaves_pixels_out_of_every_label_term():

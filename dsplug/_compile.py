@@ -1,9 +1,12 @@
-"""The one private torch API outside :mod:`dsplug.tied`: running Python at compile time.
+"""Running Python at compile time: the one private torch *function* dsplug calls outside
+:mod:`dsplug.tied` (the wrapper also reads two private torch names: the ``_BatchNorm`` base
+class, to find every batch-norm layer, and ``nn.Module``'s ``_modules`` dict, to look up the
+wrapped model in ``__getattr__`` without recursing, e.g. while unpickling).
 
 ``torch._dynamo.comptime`` calls a function once while dynamo traces (also under
 ``fullgraph=True``, where a warning or any other untraceable call is an error) and does nothing
 when the code runs eagerly. The gradient balance uses it to warn, once per compilation, that it
-cannot measure inside a compiled graph. ``tests/test_balance.py`` exercises it.
+cannot measure inside a compiled graph. ``tests/test_balance_guards.py`` exercises it.
 """
 
 from __future__ import annotations

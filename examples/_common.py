@@ -10,6 +10,7 @@ Any other ``dsplug train`` option given on the command line is passed through un
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +144,7 @@ def train_argv(
     example: Example, args: argparse.Namespace, passthrough: Sequence[str] = ()
 ) -> list[str]:
     """The ``dsplug train`` command line for parsed example options (without ``train``)."""
+    quick = _own_pairs(example.quick)[1] if getattr(args, "quick", False) else []
     return [
         "--data",
         str(args.data),
@@ -160,15 +162,33 @@ def train_argv(
         str(args.epochs),
         "--seed",
         str(args.seed),
-        *example.fixed,
-        *(_own_pairs(example.quick)[1] if getattr(args, "quick", False) else ()),
+        *_override(example.fixed, quick),
+        *quick,
         *passthrough,
     ]
+
+
+def _groups(options: Sequence[str]) -> list[list[str]]:
+    """``options`` split into ``[flag, *values]`` groups."""
+    groups: list[list[str]] = []
+    for item in options:
+        if item.startswith("--") or not groups:
+            groups.append([item])
+        else:
+            groups[-1].append(item)
+    return groups
+
+
+def _override(fixed: Sequence[str], quick: Sequence[str]) -> list[str]:
+    """``fixed`` without the options ``quick`` sets again (``--option`` adds, never replaces),
+    so the printed command names each option once."""
+    replaced = {g[0] for g in _groups(quick)} - {"--option"}
+    return [item for g in _groups(fixed) if g[0] not in replaced for item in g]
 
 
 def main(example: Example, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, then train with ``dsplug train``; returns its exit status."""
     args, passthrough = build_parser(example).parse_known_args(argv)
     command = ["train", *train_argv(example, args, passthrough)]
-    print("dsplug " + " ".join(command), flush=True)
+    print("dsplug " + shlex.join(command), flush=True)
     return dsplug_main(command)

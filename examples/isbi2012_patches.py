@@ -6,12 +6,14 @@ https://imagej.net/events/isbi-2012-segmentation-challenge, laid out as ``image/
 ``label/{id}.png``; a copy is in ``../shared/data/isbi2012_em_membrane/train``.
 
 Recipe: as ``isbi2012.py`` (grayscale PNG, per-image z-score, a contiguous 21 / 3 / 6 split of
-the stack), but nothing is resized: random 128 x 128 patches of the 512 x 512 slices, 8 per
-slice and epoch, a third centred on foreground, augmented (flips, rotations, scaling,
-intensity); validation and test score whole slices by Gaussian sliding windows of the patch,
-with HD95 and surface Dice (1 px tolerance: the images have no spacing). A U-Net of width 16,
-batch 8, equal loss weights. Thin structures are where the resize of ``isbi2012.py`` loses
-most. ``--quick``: 64 x 64 patches, width 8, 2 epochs (about a minute on a CPU).
+the stack), but the membranes (mask value 0) are the foreground, as in ``benchmarks/`` (the
+label rule ``{"binary": {"values": [0, 255], "foreground": [0]}}``), and nothing is resized:
+random 128 x 128 patches of the 512 x 512 slices, 8 per slice and epoch, a third centred on
+foreground, augmented (flips, rotations, scaling, intensity); validation and test score whole
+slices by Gaussian sliding windows of the patch, with HD95 and surface Dice (1 px tolerance:
+the images have no spacing). A U-Net of width 16, batch 8, equal loss weights. Thin structures
+are where the resize of ``isbi2012.py`` loses most. ``--quick``: 64 x 64 patches, width 8, 2
+epochs (about a minute on a CPU).
 
 Run:
     python examples/isbi2012_patches.py --data ../shared/data/isbi2012_em_membrane/train
@@ -30,7 +32,10 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # for the sibling _com
 
 import _common
 
-__all__ = ["EXAMPLE", "build_parser", "main"]
+__all__ = ["EXAMPLE", "MEMBRANES", "build_parser", "main"]
+
+#: The label rule: the masks hold 255 (cell) and 0 (membrane); the membranes are the foreground.
+MEMBRANES = 'labels={"binary":{"values":[0,255],"foreground":[0]}}'
 
 EXAMPLE = _common.Example(
     name="ISBI 2012 patches",
@@ -42,6 +47,8 @@ EXAMPLE = _common.Example(
         "image=image/{id}.png",
         "--option",
         "mask=label/{id}.png",
+        "--option",
+        MEMBRANES,
         "--contiguous",
         "--patch",
         "128",

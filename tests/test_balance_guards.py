@@ -194,10 +194,11 @@ def _toy(every: int = 8, smoothing: float = 0.5, limit: float = 1e4):
     return w, balance
 
 
-def test_cadence_and_smoothing() -> None:
+@pytest.mark.parametrize("smoothing", [0.5, 0.8])
+def test_cadence_and_smoothing(smoothing: float) -> None:
     """Measured at steps 0, 1, 2, 4, then every ``every``; each new measurement averaged with
-    the last in log space."""
-    w, balance = _toy(every=8)
+    the last in log space, the last weighted by ``smoothing`` (at 0.5 s and 1 - s agree)."""
+    w, balance = _toy(every=8, smoothing=smoothing)
     measured_at, previous = [], None
     for step in range(26):
         k = 2.0 ** (step % 5 + 1)  # the term's gradient changes every step
@@ -206,7 +207,7 @@ def test_cadence_and_smoothing() -> None:
         if not torch.equal(before, balance.log_scales):
             measured_at.append(step)
             new = math.log(3 / k)
-            expected = new if previous is None else 0.5 * previous + 0.5 * new
+            expected = new if previous is None else smoothing * previous + (1 - smoothing) * new
             assert float(balance.log_scales[0]) == pytest.approx(expected, abs=1e-5)
             previous = float(balance.log_scales[0])
     assert measured_at == [0, 1, 2, 4, 8, 16, 24]
@@ -269,7 +270,7 @@ def test_scales_and_progress_survive_a_state_dict() -> None:
 def test_scales_survive_a_trainer_checkpoint(tmp_path) -> None:
     from dsplug.data import SyntheticDataset
     from dsplug.train import TrainConfig, Trainer
-    from dsplug.train.checkpoint import load_checkpoint
+    from dsplug.train.checkpoint import load_checkpoint, load_weights
 
     torch.manual_seed(0)
     ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
@@ -279,9 +280,19 @@ def test_scales_survive_a_trainer_checkpoint(tmp_path) -> None:
     )
     Trainer(ds, data, data, out=tmp_path, config=config).fit()
     state = load_checkpoint(tmp_path / "last.pt")["wrapper_state"]
-    assert torch.equal(state["criterion.balancer.log_scales"], ds.criterion.balancer.log_scales)
-    assert bool(state["criterion.balancer.measured"].any())
+    scales = state["criterion.balancer.log_scales"]
+    assert bool(state["criterion.balancer.measured"].any()) and bool(scales.abs().sum() > 0)
     assert float(state["criterion.progress"]) == 1.0  # saved in the last epoch
+    # a fresh wrapper loaded as a resume loads it (not the object that wrote it) holds them
+    fresh = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+    assert not bool(fresh.criterion.balancer.measured.any())
+    load_weights(fresh, state, tmp_path / "last.pt", "wrapper_state")
+    balancer = fresh.criterion.balancer
+    assert torch.equal(balancer.log_scales, scales) and torch.equal(
+        balancer.measured, state["criterion.balancer.measured"]
+    )
+    assert int(balancer.steps) == int(state["criterion.balancer.steps"]) > 0
+    assert fresh.criterion._progress == 1.0 and fresh.criterion.factor == 0.0
 
 
 # --- the shared weights, read at each measurement ------------------------------------------
@@ -290,15 +301,26 @@ def test_freeze_encoder_after_wrapping_trains_and_balances() -> None:
     differentiated Tensors does not require grad"); unfreezing measures on the encoder again."""
     torch.manual_seed(0)
     ds = DeepSupervised(_smp_unet(), mode="hyb").train()
+    balancer = ds.criterion.balancer
+    measured_on: list[set[int]] = []  # the weights of each gradient measurement
+    norm = balancer._norm
+    balancer._norm = lambda value, params: (
+        measured_on.append(set(map(id, params))) or norm(value, params)
+    )
     ds.freeze_encoder()
-    opt = torch.optim.AdamW([p for p in ds.parameters() if p.requires_grad], lr=1e-3)
+    opt = torch.optim.AdamW(ds.parameters(), lr=1e-3)  # frozen weights get no gradient
     _step(ds, opt, _x(size=64), _masks(size=64, full=3))
-    assert bool(ds.criterion.balancer.measured.any())  # measured on the trainable decoder
+    assert bool(balancer.measured.any())  # measured on the trainable decoder
     encoder = set(map(id, ds._adapter.encoder().parameters()))
-    assert not encoder & set(map(id, ds._shared_parameters()))
+    assert measured_on and not encoder & set.union(*measured_on)
     ds.unfreeze_encoder()
     assert set(map(id, ds._shared_parameters())) == encoder
-    _step(ds, opt, _x(size=64, seed=1), _masks(size=64, full=3))
+    weights = [p.detach().clone() for p in ds._adapter.encoder().parameters()]
+    measured_on.clear()
+    _step(ds, opt, _x(size=64, seed=1), _masks(size=64, full=3))  # step 1: measured again
+    assert measured_on and all(ids == encoder for ids in measured_on)  # on the encoder again
+    after = list(ds._adapter.encoder().parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, weights))  # and it trains
 
 
 def test_assign_loaded_weights_are_the_ones_measured() -> None:
@@ -314,12 +336,38 @@ def test_assign_loaded_weights_are_the_ones_measured() -> None:
     assert bool(ds.criterion.balancer.measured.any())
 
 
-def test_no_trainable_weight_left_is_one_clear_error() -> None:
-    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb").train()
-    ds.model.requires_grad_(False)
-    x, y = _x(), _masks(full=3)
+@pytest.mark.parametrize(
+    ("mode", "balance", "frozen"),
+    [
+        ("hyb", "auto", "model"),
+        ("hyb", "paper", "model"),  # trained its own branches silently
+        ("hyb", "paper", "all"),  # trained nothing, silently
+        ("none", "auto", "all"),  # torch's "element 0 of tensors does not require grad"
+        ("deep", "paper", "all"),
+    ],
+)
+def test_no_trainable_weight_left_is_one_clear_error(mode: str, balance: str, frozen: str):
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode=mode, balance=balance).train()
+    (ds.model if frozen == "model" else ds).requires_grad_(False)
+    x, y = _x(batch=2), _masks(batch=2, full=1)
     with pytest.raises(RuntimeError, match="every parameter of the model is frozen"):
         ds.loss(ds(x, y), y)
+    with torch.no_grad():  # measuring a frozen model's loss is fine
+        ds.loss(ds(x, y), y)
+
+
+def test_a_load_without_the_progress_keeps_it_and_warns() -> None:
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+    ds.set_epoch(2, 5)
+    weights = {k: v for k, v in ds.state_dict().items() if k.startswith("model.")}
+    with pytest.warns(UserWarning, match="no criterion.progress.*stays at progress 0.5"):
+        ds.load_state_dict(weights, strict=False)
+    assert float(ds.criterion.progress) == ds.criterion._progress == 0.5  # not reset to 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole state dict loads silently
+        fresh = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
+        fresh.load_state_dict(ds.state_dict())
+    assert fresh.criterion._progress == 0.5
 
 
 def test_compiled_before_any_eager_measurement_warns() -> None:
@@ -393,21 +441,35 @@ def test_one_progress_convention() -> None:
     assert [ds_progress(e, 4) for e in range(1, 5)] == [epoch_progress(e, 4) for e in range(4)]
     with pytest.raises(ValueError, match="0-based"):
         epoch_progress(4, 4)
+    for epoch in (0, 5, 10):  # clamped to 0 or 1 before
+        with pytest.raises(ValueError, match=r"1-based.*got epoch="):
+            ds_progress(epoch, 4)
 
 
 # --- the paper's literal form ----------------------------------------------------------------
-def test_paper_form_projects_only_where_channel_counts_differ() -> None:
-    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb", balance="paper")
+@pytest.mark.parametrize("family", ["own", "smp"])
+def test_paper_form_projects_only_where_channel_counts_differ(family: str) -> None:
+    def make() -> nn.Module:
+        return UNet(1, 1, base_channels=8, depth=3) if family == "own" else _smp_unet()
+
+    ds = DeepSupervised(make(), mode="hyb", balance="paper")
     targets = ds.reconstruction.level_channels
     projected = {int(k) for k in ds.align}
-    differ = {s.reduction for s in ds.stages if targets.get(s.reduction, s.channels) != s.channels}
+    compared = {s.reduction for s in ds.stages if s.reduction in targets}
+    differ = {r for r in compared if targets[r] != _channels(ds, r)}
+    if family == "own":  # the tied decoder mirrors the encoder: every count matches
+        assert compared and not differ
+    else:  # smp's decoder: some counts differ, some match
+        assert differ and compared - differ
     assert projected == differ
     assert ds.reconstruction.unit_gain is False
-    auto = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
-    assert {int(k) for k in auto.align} == {
-        s.reduction for s in auto.stages if s.reduction in auto.reconstruction.level_channels
-    }
+    auto = DeepSupervised(make(), mode="hyb")
+    assert {int(k) for k in auto.align} == compared  # every compared level, by default
     assert auto.reconstruction.unit_gain is True
+
+
+def _channels(ds: DeepSupervised, reduction: int) -> int:
+    return next(s.channels for s in ds.stages if s.reduction == reduction)
 
 
 # --- the wrapper's own checks ----------------------------------------------------------------

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 from dsplug import LossWeights
 from dsplug.cli import build_parser as dsplug_parser
-from dsplug.data import pair_files
+from dsplug.data import LabelRule, pair_files
 from tests.data.conftest import require_data
 from tests.train.conftest import write_msd
 
@@ -148,6 +149,38 @@ def test_quick_gives_small_settings_that_options_still_override(name: str, tmp_p
     assert ns.epochs == 5  # given on the command line: wins over --quick
     plain = to_train_args(module, ["--data", str(tmp_path)])
     assert plain.patch == RECIPES[name]["patch"]
+
+
+@pytest.mark.parametrize("name", sorted(QUICK))
+@pytest.mark.parametrize("quick", [False, True])
+def test_printed_command_names_each_option_once(
+    name: str, quick: bool, monkeypatch, tmp_path: Path, capsys
+) -> None:
+    module = load_example(name)
+    monkeypatch.setattr(module._common, "dsplug_main", lambda argv: 0)
+    assert module.main(["--data", str(tmp_path), *(["--quick"] if quick else [])]) == 0
+    printed = shlex.split(capsys.readouterr().out.strip())  # the shell reads it as printed
+    assert printed[:2] == ["dsplug", "train"]
+    flags = [a for a in printed if a.startswith("--") and a != "--option"]
+    repeated = sorted({f for f in flags if flags.count(f) > 1})
+    assert not repeated, f"repeated: {repeated}"
+    ns = dsplug_parser().parse_args(printed[1:])
+    if quick:
+        for key, value in QUICK[name].items():
+            assert getattr(ns, key) == value
+
+
+def test_isbi2012_patches_trains_the_membranes(tmp_path: Path) -> None:
+    """The masks hold 255 (cell) and 0 (membrane); the docstring and the README say membranes,
+    as benchmarks/isbi_patches.py trains them."""
+    module = load_example("isbi2012_patches")
+    assert "membranes" in module.__doc__.split("\n\n")[0]
+    ns = to_train_args(module, ["--data", str(tmp_path)])
+    labels = [o.split("=", 1)[1] for o in ns.option if o.startswith("labels=")]
+    assert len(labels) == 1, ns.option
+    rule = LabelRule.parse(json.loads(labels[0]))
+    mask = rule.apply(np.array([[0, 255], [255, 255]], dtype=np.uint8), "label/0.png")
+    assert mask.tolist() == [[1, 0], [0, 0]]  # membrane (0) -> foreground
 
 
 def test_only_examples_with_quick_settings_take_quick(tmp_path: Path) -> None:

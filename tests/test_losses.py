@@ -6,9 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dsplug import DeepSupervised, LossWeights
+from dsplug import DeepSupervised, DSOutput, LossWeights
 from dsplug._checks import ShapeError
 from dsplug.losses import LOSSES, HybLoss, NoneLoss, bce_dice, feature_mse, schedule_factor
+from dsplug.losses.base import _levels
 from dsplug.losses.terms import intensity_bce, relative_mse
 from dsplug.options import Mode
 from tests.helpers import make_batch, make_net
@@ -156,6 +157,30 @@ def test_relative_mse_is_scale_free():
     a, b = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
     assert torch.allclose(relative_mse(100 * a, 100 * b), relative_mse(a, b))
     assert float(relative_mse(torch.zeros_like(b), b)) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_relative_mse_floors_a_near_empty_image_at_a_tenth_of_the_batch_scale():
+    target = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    target[1] *= 1e-6  # a near-empty target beside a normal one
+    pred = target.clone()
+    pred[1] += 0.1  # error 0.01 on the near-empty image, none on the other
+    power = target.pow(2).mean((1, 2, 3))
+    floor = 0.1 * power.mean()
+    assert float(power[1]) < float(floor)  # the floor is what the near-empty image divides by
+    expected = (0.0 + 0.01 / float(floor)) / 2
+    assert float(relative_mse(pred, target)) == pytest.approx(expected, rel=1e-4)  # not ~1e8
+
+
+def test_a_feature_level_without_signal_is_left_out_of_the_level_mean():
+    """A level whose target is zero across the batch (the G pass of empty masks) counts
+    neither in the sum nor in the weights: the term is the other level's alone."""
+    g = torch.Generator().manual_seed(0)
+    students = {1: torch.randn(2, 4, 8, 8, generator=g), 2: torch.randn(2, 8, 4, 4, generator=g)}
+    targets = {1: torch.randn(2, 4, 8, 8, generator=g), 2: torch.zeros(2, 8, 4, 4)}
+    value = _levels(students, targets, (1.0, 1.0), [1, 2], paper=False)
+    assert float(value) == pytest.approx(float(relative_mse(students[1], targets[1])), rel=1e-6)
+    none = _levels(students, {2: targets[2]}, (1.0, 1.0), [1, 2], paper=False)
+    assert float(none) == 0.0  # no level left: 0
 
 
 def test_ignore_index_leaves_pixels_out_of_every_label_term():
@@ -320,3 +345,65 @@ def test_nnunet_preset_is_refused_where_it_means_nothing():
     assert "aux_levels" not in LossWeights().to_dict()
     preset = LossWeights.preset("nnunet")
     assert LossWeights(**preset.to_dict()) == preset
+
+
+# --- the G-pass terms average over the images with foreground ---------------------------------
+G_TERMS = ("mask", "rem", "seg", "seg_rec", "deep", "deep_rec")
+
+
+def _hyb_output(batch: int, seed: int = 0) -> DSOutput:
+    """A hyb output whose image i is the same in every batch that holds it (no batch norm)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def t(*shape: int, scale: float = 1.0) -> torch.Tensor:
+        return torch.randn(batch, *shape, generator=g) * scale
+
+    features = {0: t(4, 16, 16), 1: t(8, 8, 8)}
+    return DSOutput(
+        logits=t(1, 16, 16, scale=3.0),
+        image=t(1, 16, 16),
+        features=features,
+        mask_logits=t(1, 16, 16, scale=3.0),
+        mask_features={0: t(4, 16, 16), 1: t(8, 8, 8)},
+        rec_image=t(1, 16, 16),
+        rec_mask=t(1, 16, 16, scale=3.0),
+        rec_features={0: t(4, 16, 16), 1: t(8, 8, 8)},
+    )
+
+
+def _pick(out: DSOutput, index: list[int]) -> DSOutput:
+    i = torch.tensor(index)
+    return DSOutput(
+        logits=out.logits[i],
+        image=out.image[i],
+        **{
+            k: (v[i] if isinstance(v, torch.Tensor) else {r: f[i] for r, f in v.items()})
+            for k, v in vars(out).items()
+            if k not in ("logits", "image", "kl") and isinstance(v, torch.Tensor | dict)
+        },
+    )
+
+
+def _fg_and_empty_targets() -> torch.Tensor:
+    y = torch.zeros(2, 1, 16, 16)
+    y[0, :, 4:12, 3:9] = 1.0  # image 0 has foreground, image 1 is empty
+    return y
+
+
+def test_g_pass_terms_do_not_shrink_with_the_share_of_empty_images():
+    out, y = _hyb_output(2), _fg_and_empty_targets()
+    pair = HybLoss()(out, y).raw
+    alone = HybLoss()(_pick(out, [0]), y[:1]).raw
+    assert all(pair[term] > 0.01 for term in G_TERMS), pair
+    off = {t: (pair[t], alone[t]) for t in G_TERMS if pair[t] != pytest.approx(alone[t], rel=1e-5)}
+    assert not off, f"[fg, empty] vs [fg]: {off}"
+
+
+def test_paper_g_pass_terms_keep_the_literal_batch_mean():
+    out, y = _hyb_output(2), _fg_and_empty_targets()
+    pair = HybLoss(balance="paper")(out, y).raw
+    fg = HybLoss(balance="paper")(_pick(out, [0]), y[:1]).raw
+    empty = HybLoss(balance="paper")(_pick(out, [1]), y[1:]).raw
+    for term in ("mask", "rem", "seg", "seg_rec"):  # L_BD / L_B: the mean over the batch
+        assert pair[term] == pytest.approx((fg[term] + empty[term]) / 2, rel=1e-5), term
+    assert pair["mask"] != pytest.approx(fg["mask"], rel=1e-3)  # the empty image counts

@@ -216,3 +216,20 @@ def test_flip_noise_and_rampup() -> None:
     assert sigmoid_rampup(0, 100) == pytest.approx(0.006738, rel=1e-3)
     assert sigmoid_rampup(100, 100) == sigmoid_rampup(500, 100) == 1.0
     assert sigmoid_rampup(50, 100) < sigmoid_rampup(60, 100)
+
+
+@pytest.mark.parametrize("mode", ["none", "up", "hyb"])
+def test_a_partly_labelled_batch_is_an_all_ignore_mask(mode: str) -> None:
+    """An image whose mask is ``ignore_index`` everywhere adds nothing to any mask term: the
+    mask terms of [labelled, unlabelled] are those of [labelled] alone (L_rei, which reads X
+    alone, trains on both)."""
+    torch.manual_seed(0)
+    net = UNet(1, 1, base_channels=8, depth=3, norm="instance")  # per-image statistics
+    ds = DeepSupervised(net, mode, ignore_index=255)
+    x, y = _batch(2)
+    y[1] = 255
+    both = ds.loss(ds(x, y), y)
+    alone = ds.loss(ds(x[:1], y[:1]), y[:1])
+    for name, value in alone.raw.items():
+        if name not in ds.criterion.label_free_terms:
+            assert both.raw[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name

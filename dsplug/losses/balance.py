@@ -36,7 +36,14 @@ from torch import nn
 
 from .._compile import at_compile_time
 
-__all__ = ["GradientBalance"]
+__all__ = ["FROZEN_MODEL", "GradientBalance"]
+
+#: The error of a training step whose L_image sends no gradient (every mode, both balances).
+FROZEN_MODEL = (
+    "L_image sends no gradient: every parameter of the model is frozen, so training would not "
+    "change it (deep supervision would train only its own branches). Unfreeze some of the "
+    "model (e.g. the decoder) before training, or compute the loss under torch.no_grad()."
+)
 
 SharedParameters = Callable[[], list[nn.Parameter]]
 
@@ -138,11 +145,7 @@ class GradientBalance(nn.Module):
             return
         if not image.requires_grad:
             if self._shared is not None and any(t.requires_grad for t in terms.values()):
-                raise RuntimeError(
-                    "L_image sends no gradient: every parameter of the model is frozen, so "
-                    "deep supervision would train only its own branches. Unfreeze some of the "
-                    "model (e.g. the decoder) before training."
-                )
+                raise RuntimeError(FROZEN_MODEL)
             return
         if torch.compiler.is_compiling():
             if not self._eager:

@@ -13,6 +13,7 @@ Two recipes, chosen by ``balance``:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -24,7 +25,7 @@ from torch import nn
 from ..labels import dense_target, to_probabilities
 from ..options import Balance, LabelMode, PseudoLabels, Schedule, choose
 from ..output import DSOutput
-from .balance import GradientBalance
+from .balance import FROZEN_MODEL, GradientBalance
 from .schedule import schedule_factor
 from .terms import (
     bce_dice,
@@ -54,14 +55,16 @@ class LossBreakdown:
     """The total loss and each term's share of it.
 
     ``terms`` are the weighted contributions (they add up to ``total``), ``raw`` the terms'
-    own values before weights, balance and schedule. Both convert to floats on first access
-    (one device sync); ``tensors`` / ``raw_tensors`` keep the detached tensors.
+    own values before weights, balance and schedule. Each converts to floats on its first
+    access (a device sync per term) and keeps them; ``tensors`` / ``raw_tensors`` keep the
+    detached tensors.
     """
 
     total: torch.Tensor
     tensors: dict[str, torch.Tensor]
     raw_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     _floats: dict[str, float] | None = field(default=None, repr=False)
+    _raw_floats: dict[str, float] | None = field(default=None, repr=False)
 
     @property
     def terms(self) -> dict[str, float]:
@@ -73,7 +76,9 @@ class LossBreakdown:
     @property
     def raw(self) -> dict[str, float]:
         """Each term's unweighted value by name."""
-        return {k: float(v) for k, v in self.raw_tensors.items()}
+        if self._raw_floats is None:
+            self._raw_floats = {k: float(v) for k, v in self.raw_tensors.items()}
+        return self._raw_floats
 
 
 @dataclass(frozen=True)
@@ -98,11 +103,17 @@ class _Context:
     # pseudo-labelling on Task04 to 0.17 validation Dice)
     pseudo: bool = False
 
-    def bd(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None):
-        """L_BD, or L_B alone on a pseudo-target."""
+    def bd(
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        valid: torch.Tensor | None,
+        images: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """L_BD, or L_B alone on a pseudo-target (``images``: the images averaged over)."""
         if self.pseudo:
-            return cross_entropy(logits, target, self.multiclass, valid)
-        return bce_dice(logits, target, self.multiclass, valid)
+            return cross_entropy(logits, target, self.multiclass, valid, images)
+        return bce_dice(logits, target, self.multiclass, valid, images)
 
     @property
     def aux(self) -> _Context:
@@ -138,6 +149,20 @@ class _Context:
             return self.valid
         shape = (-1,) + (1,) * (self.out.logits.dim() - 1)
         return _and(self.valid, self.informative.view(shape))
+
+    @property
+    def counted(self) -> torch.Tensor | None:
+        """(B,) 1.0 for the images with a pixel that counts (None: all): an image whose mask is
+        ``ignore_index`` everywhere (an unlabelled image in a partly labelled batch), or a
+        pseudo-mask with no confident pixel, is left out of the mean, not counted as 0."""
+        return None if self.valid is None else (self.valid.flatten(1).amax(1) > 0).float()
+
+    @property
+    def g_images(self) -> torch.Tensor | None:
+        """The images a term read from the G pass averages over: the informative ones (as L_D
+        does), so the share of empty masks in a batch does not scale the term; the paper's
+        form: every image."""
+        return None if self.paper else self.informative
 
 
 TermFn = Callable[[_Context], torch.Tensor]
@@ -201,14 +226,16 @@ def seg_loss_vs_target(c: _Context, logits: torch.Tensor, from_g: bool = False) 
     if c.seg_loss is not None:
         value = c.seg_loss(logits, c.user_target)
         return value * c.informative.amax() if from_g and not c.paper else value
-    return c.bd(logits, c.target, c.g_valid if from_g else c.valid)
+    if from_g:
+        return c.bd(logits, c.target, c.g_valid, c.g_images)
+    return c.bd(logits, c.target, c.valid, c.counted)
 
 
 def seg_loss_vs_teacher(c: _Context, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default); the
     teachers are read from the G pass."""
     target, sure = pseudo_label(teacher, c.label_mode, c.confident)
-    return c.bd(logits, target, _and(c.g_valid, sure))
+    return c.bd(logits, target, _and(c.g_valid, sure), c.g_images)
 
 
 def _levels(
@@ -263,7 +290,9 @@ def seg_rec_term(c: _Context) -> torch.Tensor:
 
 
 def deep_term(c: _Context) -> torch.Tensor:
-    """L_D = Σ_k ω_k MSE(y_k, target y^g_k) (eq. 5)."""
+    """L_D against the G pass's y^g_k, weighted by ω: with ``balance="paper"`` eq. 5's sum
+    Σ_k ω_k MSE(y_k, y^g_k); by default the ω-weighted mean over the levels of the MSE relative
+    to the target's magnitude, over the images with foreground (see :func:`_levels`)."""
     c = c.aux
     targets = _need(c.out.mask_features, "mask_features", "deep")
     levels = sorted(c.out.features)
@@ -272,7 +301,9 @@ def deep_term(c: _Context) -> torch.Tensor:
 
 
 def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
-    """L_D' = Σ_k σ_k MSE(proj_k(y_k), target r_k(G)), through learned 1x1 projections."""
+    """L_D' against r_k(G), through learned 1x1 projections proj_k where channels differ,
+    weighted by σ: the sum Σ_k σ_k MSE(proj_k(y_k), r_k(G)) with ``balance="paper"``, the
+    weighted mean of relative errors by default (as :func:`deep_term`)."""
     c = c.aux
     targets = _need(c.out.rec_features, "rec_features", "rec")
     levels = sorted(c.out.features)
@@ -292,12 +323,13 @@ def rem_term(c: _Context) -> torch.Tensor:
     rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
     if c.seg_loss is not None:
         return seg_loss_vs_target(c, rec_mask, from_g=True)
-    return cross_entropy(rec_mask, c.target, c.multiclass, c.g_valid)
+    return cross_entropy(rec_mask, c.target, c.multiclass, c.g_valid, c.g_images)
 
 
 def rei_term(c: _Context) -> torch.Tensor:
     """L_rei: eq. 9's BCE of rec_image(X) against X mapped to [0, 1] per image (default), or
-    the raw MSE against the z-scored X (``balance="paper"``)."""
+    the raw MSE against X as given to the model (``balance="paper"``; on the scale of the
+    user's preprocessing, which for dsplug's datasets is a z-score)."""
     c = c.aux
     rec_image = _need(c.out.rec_image, "rec_image", "rec")
     if c.paper:
@@ -381,6 +413,7 @@ class DeepSupervisionLoss(nn.Module):
         self.set_weights(weights)
         aux = [t.name for t in self.terms if t.scheduled]
         self.balancer = GradientBalance(aux) if aux and not paper else None
+        self._attached = False  # attach() was called (by the wrapper): the model is known
 
     # --- configuration -----------------------------------------------------------------------
     def set_weights(self, weights: str | Mapping[str, object] | LossWeights) -> None:
@@ -406,7 +439,9 @@ class DeepSupervisionLoss(nn.Module):
     def attach(self, shared: Callable[[], list[nn.Parameter]] | Iterable[nn.Parameter]) -> None:
         """The shared weights the auxiliary gradients are balanced on: a function returning
         them at each measurement (the wrapper's: its encoder's trainable parameters), or a
-        fixed collection."""
+        fixed collection. An attached loss refuses a training step whose L_image sends no
+        gradient (every parameter of the model frozen), in every mode and balance."""
+        self._attached = True
         if self.balancer is not None:
             self.balancer.attach(shared)
 
@@ -429,8 +464,16 @@ class DeepSupervisionLoss(nn.Module):
         return self.factor > 0 or not any(t.scheduled for t in self.terms)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
-        # checkpoints written before the progress was a buffer: start of the schedule
-        state_dict.setdefault(prefix + "progress", torch.zeros(()))
+        # a checkpoint written before the progress was a buffer, or a partial state dict
+        # (strict=False): the schedule keeps its progress, and says so
+        if prefix + "progress" not in state_dict:
+            warnings.warn(
+                f"The state dict has no {prefix}progress (a partial state dict or a checkpoint "
+                f"from before dsplug saved it): the deep-supervision schedule stays at progress "
+                f"{self._progress:g}; set it with set_epoch() / set_progress().",
+                stacklevel=5,  # ds.load_state_dict -> load -> load -> here
+            )
+            state_dict[prefix + "progress"] = self.progress.detach().clone()
         super()._load_from_state_dict(state_dict, prefix, *args)
         self._progress = float(self.progress)
 
@@ -455,9 +498,16 @@ class DeepSupervisionLoss(nn.Module):
         )
 
     # --- the loss ------------------------------------------------------------------------------
+    def _frozen_step(self, logits: torch.Tensor) -> bool:
+        """A training step of the attached model whose L_image can send no gradient."""
+        training = self.training and torch.is_grad_enabled()
+        return getattr(self, "_attached", False) and training and not logits.requires_grad
+
     def _context(
         self, out: DSOutput, y: torch.Tensor, confident: torch.Tensor | None = None
     ) -> _Context:
+        if self._frozen_step(out.logits):  # one message in every mode and balance
+            raise RuntimeError(FROZEN_MODEL)
         target = dense_target(y, self.label_mode, self.spatial_dims)
         valid = None
         if self.ignore_index is not None:

@@ -2,7 +2,9 @@
 and their scale-free forms used by default (intensity BCE for eq. 9, relative feature MSE).
 
 Every label-reading piece takes an optional ``valid`` mask (B, 1, *) of pixels that count: the
-user's ``ignore_index`` and the unconfident pixels of a pseudo-label are left out through it.
+user's ``ignore_index`` and the unconfident pixels of a pseudo-label are left out through it;
+and optional ``images`` ((B,) 0/1 weights) of images that count: the batch mean is over them
+(the terms read from the G pass count only the images whose mask has foreground).
 """
 
 from __future__ import annotations
@@ -41,15 +43,27 @@ def _as_probabilities(logits: torch.Tensor, target: torch.Tensor, multiclass: bo
     return target
 
 
-def _masked_mean(values: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+def _batch_mean(per_image: torch.Tensor, images: torch.Tensor | None) -> torch.Tensor:
+    """Mean of (B,) per-image values over the counted ``images`` (all by default; 0 with none)."""
+    if images is None:
+        return per_image.mean()
+    weight = images.to(per_image.dtype)
+    return (weight * per_image).sum() / weight.sum().clamp(min=1.0)
+
+
+def _masked_mean(
+    values: torch.Tensor, valid: torch.Tensor | None, images: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean of ``values`` over the pixels where ``valid`` (broadcast over channels) is 1, per
-    image, then over the batch (so the loss of a batch is the mean of its images' losses, and
-    DDP's split batches add up to the whole)."""
-    if valid is None:
+    image, then over the counted ``images`` (so the loss of a batch is the mean of its images'
+    losses, and DDP's split batches add up to the whole)."""
+    if valid is None and images is None:
         return values.mean()
-    weight = valid.expand_as(values)
     dims = tuple(range(1, values.dim()))
-    return ((values * weight).sum(dims) / weight.sum(dims).clamp(min=1.0)).mean()
+    if valid is None:
+        return _batch_mean(values.mean(dims), images)
+    weight = valid.expand_as(values)
+    return _batch_mean((values * weight).sum(dims) / weight.sum(dims).clamp(min=1.0), images)
 
 
 def cross_entropy(
@@ -57,6 +71,7 @@ def cross_entropy(
     target: torch.Tensor,
     multiclass: bool,
     valid: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_B: BCE with logits (binary / multilabel) or CE (multiclass; indices or probabilities)."""
     if multiclass:
@@ -65,23 +80,20 @@ def cross_entropy(
             pixels = -(target * logits.log_softmax(dim=1)).sum(dim=1, keepdim=True)
         else:
             pixels = F.cross_entropy(logits, target.clamp(min=0), reduction="none").unsqueeze(1)
-        return _masked_mean(pixels, valid)
+        return _masked_mean(pixels, valid, images)
     _check_same(logits, target, "binary cross-entropy")
     pixels = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return _masked_mean(pixels, valid)
+    return _masked_mean(pixels, valid, images)
 
 
-def soft_dice(
+def _dice_per_image(
     logits: torch.Tensor,
     target: torch.Tensor,
     multiclass: bool,
-    smooth: float = 1.0,
-    valid: torch.Tensor | None = None,
+    smooth: float,
+    valid: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Soft Dice per image and channel with smoothing, averaged over the batch (eq. 4).
-
-    Multiclass: softmax probabilities, background channel excluded.
-    """
+    """(B,) soft Dice per image, the mean over its channels (multiclass: background left out)."""
     probs = logits.softmax(dim=1) if multiclass else logits.sigmoid()
     t = _as_probabilities(logits, target, multiclass)
     _check_same(probs, t, "soft Dice")
@@ -92,7 +104,23 @@ def soft_dice(
     dims = tuple(range(2, probs.dim()))
     inter = (probs * t).sum(dims)
     denom = probs.sum(dims) + t.sum(dims)
-    return ((2 * inter + smooth) / (denom + smooth)).mean()
+    return ((2 * inter + smooth) / (denom + smooth)).mean(1)
+
+
+def soft_dice(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    multiclass: bool,
+    smooth: float = 1.0,
+    valid: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft Dice per image and channel with smoothing, averaged over the channels and the
+    counted ``images`` (eq. 4).
+
+    Multiclass: softmax probabilities, background channel excluded.
+    """
+    return _batch_mean(_dice_per_image(logits, target, multiclass, smooth, valid), images)
 
 
 def bce_dice(
@@ -100,13 +128,12 @@ def bce_dice(
     target: torch.Tensor,
     multiclass: bool,
     valid: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_BD = BCE (CE for multiclass) + (1 - soft Dice)."""
-    return (
-        cross_entropy(logits, target, multiclass, valid)
-        + 1
-        - soft_dice(logits, target, multiclass, valid=valid)
-    )
+    """L_BD = BCE (CE for multiclass) + (1 - soft Dice), averaged over the counted ``images``
+    (0 when none counts)."""
+    dice_loss = 1 - _dice_per_image(logits, target, multiclass, 1.0, valid)
+    return cross_entropy(logits, target, multiclass, valid, images) + _batch_mean(dice_loss, images)
 
 
 def feature_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -42,8 +42,20 @@ def paper_scheduler(
 def ds_progress(epoch: int, max_epochs: int) -> float:
     """Training progress passed to ``DeepSupervised.set_progress`` during 1-based ``epoch``:
     :func:`dsplug.losses.epoch_progress` of the 0-based epoch (0 during the first epoch, 1
-    during epoch ``max_epochs``), the convention of ``ds.set_epoch`` and Lightning too."""
-    return epoch_progress(min(max(epoch, 1), max(max_epochs, 1)) - 1, max(max_epochs, 1))
+    during epoch ``max_epochs``), the convention of ``ds.set_epoch`` and Lightning too.
+
+    Raises:
+        ValueError: ``epoch`` outside 1..``max_epochs`` (as ``epoch_progress`` does).
+    """
+    for name, value in (("epoch", epoch), ("max_epochs", max_epochs)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r}.")
+    if max_epochs < 1 or not 1 <= epoch <= max_epochs:
+        raise ValueError(
+            f"epoch is 1-based and at most max_epochs (>= 1): got epoch={epoch}, "
+            f"max_epochs={max_epochs}."
+        )
+    return epoch_progress(epoch - 1, max_epochs)
 
 
 @dataclass

@@ -97,8 +97,15 @@ def test_unsure_pixels_teach_nothing(mode: str) -> None:
     for name, value in loss.terms.items():
         if name != "rei":  # the one label-free term reads X, not the mask
             assert value == 0.0, name
-    sure = ds.loss(ds.unlabeled(x, _constant_teacher(-6.0), noise=0.0))
-    assert sure.terms["image"] > 0
+    empty = ds.loss(ds.unlabeled(x, _constant_teacher(-6.0), noise=0.0))
+    assert empty.terms["image"] == 0.0  # a confidently empty pseudo-mask teaches nothing
+
+    def square(x: torch.Tensor) -> torch.Tensor:  # sure everywhere, foreground in a square
+        logits = torch.full((x.shape[0], 1, *x.shape[2:]), -6.0)
+        logits[..., 8:20, 8:20] = 6.0
+        return logits
+
+    assert ds.loss(ds.unlabeled(x, square, noise=0.0)).terms["image"] > 0
 
 
 def test_only_confident_pixels_count_in_l_image() -> None:

@@ -49,6 +49,8 @@ def test_readme_section_is_the_generated_one():
     assert (
         guidance.replace_section(text, recipe, guidance.RECIPE_START, guidance.RECIPE_END) == text
     )
+    semi = guidance.render_semi()
+    assert guidance.replace_section(text, semi, guidance.SEMI_START, guidance.SEMI_END) == text
 
 
 def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
@@ -125,3 +127,32 @@ def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monk
     assert pseudo[1] == "`hyb-no-pseudo`"
     assert pseudo[3].startswith("+0.000 (1/3") and "-0.010, +0.010, +0.000" in pseudo[3]
     assert pseudo[4].startswith("+0.017 (3/3") and pseudo[5] == "2.50x |"
+
+
+def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch):
+    """The semi-supervised rows come from benchmarks/semi.py's runs: differences per seed, k of
+    n, and the target's verdict (>= +0.03 over `up` in every seed) from the same numbers."""
+    import json
+
+    from benchmarks.semi import summarise
+
+    def run(arm: str, seed: int, dice: float) -> dict:
+        setting = {"labeled": 4, "seed": seed}
+        return {
+            "arm": arm,
+            "setting": setting,
+            "test_dice": dice,
+            "seconds_per_step": 1.0,
+            "steps_run": 100,
+        }
+
+    dice = {"none": [0.70, 0.71, 0.72], "up": [0.71, 0.72, 0.73], "hyb-semi": [0.75, 0.76, 0.75]}
+    runs = [run(a, s, d) for a, values in dice.items() for s, d in enumerate(values)]
+    table = summarise(runs, against=("none", "up", "mean-teacher"))
+    config = {"val": 10, "test": 30, "steps": 100, "eval_every": 10, "seeds": "0,1,2"}
+    (tmp_path / guidance.SEMI).write_text(json.dumps({"config": config, "table": table}))
+    monkeypatch.setattr(guidance, "RESULTS", tmp_path)
+    text = guidance.render_semi()
+    row = next(line for line in text.splitlines() if "pseudo-masks (G pass" in line)
+    assert "0.7533" in row and row.split(" | ")[4].startswith("+0.033 (3/3")
+    assert "`hyb-semi`, +0.0333 over `up` (3/3 seeds)" in text and "is not met" in text

@@ -358,6 +358,7 @@ SEMI_START, SEMI_END = "<!-- semi:start -->", "<!-- semi:end -->"
 SEMI_ARMS = {
     "none": "none (labelled cases only)",
     "up": "up (labelled cases only)",
+    "hyb": "hyb (labelled cases only)",
     "mean-teacher": "mean teacher on `none`",
     "mean-teacher-1": "mean teacher on `none`, weight 1",
     "pseudo-none": "`none` on the EMA teacher's pseudo-masks",
@@ -398,7 +399,8 @@ def render_semi() -> str:
             ratio = row.get("step_time_vs_none")
             cells.append(f"{ratio:.2f}x" if ratio else "")
             lines.append("| " + " | ".join(cells) + " |")
-        semi = {a: r for a, r in rows.items() if a not in ("none", "up", "full") and "vs_up" in r}
+        supervised = ("none", "up", "hyb", "full")
+        semi = {a: r for a, r in rows.items() if a not in supervised and "vs_up" in r}
         if semi:
             best = max(semi, key=lambda a: semi[a]["test_dice_mean"])
             diffs = semi[best]["vs_up"]["per_seed_diff"]

@@ -12,7 +12,7 @@ step, weighted by a sigmoid ramp-up over the first quarter of the budget; their 
 EMA of the student (decay 0.99).
 
 Arms:
-    none, up: supervised, labelled cases only (``up`` is the strongest mask-only mode).
+    none, up, hyb: supervised, labelled cases only (``up`` is the strongest mask-only mode).
     mean-teacher: ``none`` + mean teacher's consistency (MSE of probabilities under noise and
         flips, weight 0.1 as SSL4MIS; ``mean-teacher-1``: weight 1).
     pseudo-none, pseudo-up: ``none`` / ``up`` on the EMA teacher's confident pseudo-masks
@@ -76,6 +76,7 @@ class Arm:
 ARMS: dict[str, Arm] = {
     "none": Arm("none"),
     "up": Arm("up"),
+    "hyb": Arm("hyb"),
     "mean-teacher": Arm("none", "mean-teacher", 0.1),
     "mean-teacher-1": Arm("none", "mean-teacher", 1.0),
     "pseudo-none": Arm("none", "pseudo"),
@@ -100,6 +101,9 @@ class Setting:
     depth: int = 4
     batch: int = 8
     split_seed: int = 0
+    confidence: float = 0.8  # the teacher's confidence a pseudo-label pixel needs
+    ramp_start: float = 0.0  # the unlabelled loss is off before this share of the steps
+    ramp: float = 0.25  # then its sigmoid ramp-up over this share
 
 
 def _cases(source: Path, val: int, test: int, split_seed: int) -> dict[str, list[str]]:
@@ -171,11 +175,13 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
         loss = ds.loss(ds(x, y), y).total
         if arm.semi:
             u = x_u[torch.randint(len(x_u), (s.batch,), generator=rng)]
-            w = arm.weight * sigmoid_rampup(step, s.steps // 4)
+            start = int(s.ramp_start * s.steps)
+            w = arm.weight * sigmoid_rampup(step - start, s.ramp * s.steps) * (step >= start)
             if arm.semi == "mean-teacher":
                 loss = loss + w * mean_teacher_loss(ds, teacher, u, ds.label_mode)
             elif arm.semi == "pseudo":
-                loss = loss + w * ds.loss(ds.unlabeled(u, teacher)).total
+                branches = ds.unlabeled(u, teacher, confidence=s.confidence)
+                loss = loss + w * ds.loss(branches).total
             else:
                 loss = loss + w * ds.loss(ds.unlabeled(u)).total
         opt.zero_grad(set_to_none=True)
@@ -293,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-evals", type=int, default=8)
     parser.add_argument("--val", type=int, default=10)
     parser.add_argument("--test", type=int, default=30)
+    parser.add_argument("--confidence", type=float, default=0.8)
+    parser.add_argument("--ramp-start", type=float, default=0.0)
+    parser.add_argument("--ramp", type=float, default=0.25)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--source", type=Path, default=SOURCE)
     parser.add_argument("--out", type=Path, default=Path("runs/semi"))
@@ -311,7 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         (
             a,
             Setting(
-                int(n), int(seed), args.steps, args.eval_every, args.min_evals, args.val, args.test
+                int(n),
+                int(seed),
+                args.steps,
+                args.eval_every,
+                args.min_evals,
+                args.val,
+                args.test,
+                confidence=args.confidence,
+                ramp_start=args.ramp_start,
+                ramp=args.ramp,
             ),
         )
         for n in args.labeled.split(",")

@@ -110,11 +110,15 @@ def _copy_without_hooks(model: nn.Module) -> nn.Module:
         model.train(training)
 
 
-def pseudo_target(logits: torch.Tensor, label_mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_target(
+    logits: torch.Tensor, label_mode: str, confidence: float = CONFIDENCE
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A teacher's pseudo-mask G̃ in the form ``ds.loss`` takes a target (float (B, C, *) 0/1
     for binary / multilabel, int64 (B, *) class indices for multiclass) and (B, 1, *) 1.0
-    where every channel is confident (top probability >= ``CONFIDENCE``)."""
-    target, sure = pseudo_label(logits, label_mode, confident=True)
+    where every channel is confident (top probability >= ``confidence``)."""
+    if not 0.5 <= confidence < 1:
+        raise ValueError(f"confidence must be in [0.5, 1), got {confidence!r}.")
+    target, sure = pseudo_label(logits, label_mode, confident=True, threshold=confidence)
     return target, sure
 
 

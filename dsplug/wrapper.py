@@ -22,7 +22,7 @@ from .modes import ModeSpec, mode_spec
 from .nets.freeze import set_frozen, set_norms_training
 from .options import Balance, LabelMode, Mode
 from .output import DSOutput
-from .semi import flip_noise, pseudo_target
+from .semi import CONFIDENCE, flip_noise, pseudo_target
 from .tied.base import ReconstructionOutput
 
 __all__ = ["DeepSupervised"]
@@ -259,7 +259,12 @@ class DeepSupervised(nn.Module):
         return self.criterion(out, y)
 
     def unlabeled(
-        self, x: torch.Tensor, teacher: Callable | None = None, *, noise: float = 0.1
+        self,
+        x: torch.Tensor,
+        teacher: Callable | None = None,
+        *,
+        noise: float = 0.1,
+        confidence: float = CONFIDENCE,
     ) -> DSOutput:
         """The branches of an unlabelled batch (no mask), for ``ds.loss(out)`` without a target.
 
@@ -267,8 +272,9 @@ class DeepSupervised(nn.Module):
         its confident predictions on ``x`` are a pseudo-mask G̃, and every branch of the mode
         runs on a perturbed X (Gaussian noise of ``noise`` x the image's sd, random flips; G̃
         flipped alike) with G̃ as its mask, as ``ds(x, G̃)`` would: the loss counts the
-        confident pixels only. Without a teacher, the μ-Net modes run the tied decoder on X
-        alone (L_rei); modes with no label-free term refuse in one line.
+        pixels whose top probability is >= ``confidence`` only. Without a teacher, the μ-Net
+        modes run the tied decoder on X alone (L_rei); modes with no label-free term refuse in
+        one line.
         """
         if self._stripped:
             raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
@@ -276,7 +282,7 @@ class DeepSupervised(nn.Module):
             self._check_image(x)
         self._watch_updates()
         if teacher is not None:
-            target, sure = pseudo_target(teacher(x), self.label_mode)
+            target, sure = pseudo_target(teacher(x), self.label_mode, confidence)
             x, dims = flip_noise(x, noise)
             if dims:  # class-index targets have no channel axis: flip the same spatial axes
                 sure = torch.flip(sure, dims)

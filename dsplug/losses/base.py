@@ -198,12 +198,12 @@ def _need(value: object, field_name: str, mode: str) -> object:
 
 
 def pseudo_label(
-    logits: torch.Tensor, label_mode: str, confident: bool
+    logits: torch.Tensor, label_mode: str, confident: bool, threshold: float = CONFIDENCE
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A teacher's detached target and the pixels where it counts.
 
     ``confident``: hard labels (class indices for multiclass, 0/1 otherwise) where the teacher's
-    probability of its choice is >= ``CONFIDENCE``, the other pixels left out; otherwise the
+    probability of its choice is >= ``threshold``, the other pixels left out; otherwise the
     soft probabilities everywhere (the paper).
     """
     probs = to_probabilities(logits.detach(), label_mode)
@@ -211,9 +211,9 @@ def pseudo_label(
         return probs, None
     if label_mode == "multiclass":
         top, labels = probs.max(dim=1)
-        return labels, (top >= CONFIDENCE).unsqueeze(1).float()
+        return labels, (top >= threshold).unsqueeze(1).float()
     hard = (probs >= 0.5).float()
-    sure = torch.maximum(probs, 1 - probs) >= CONFIDENCE
+    sure = torch.maximum(probs, 1 - probs) >= threshold
     # multilabel: a pixel counts when every channel is sure
     return hard, sure.all(dim=1, keepdim=True).float()
 

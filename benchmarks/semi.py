@@ -175,8 +175,8 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
         loss = ds.loss(ds(x, y), y).total
         if arm.semi:
             u = x_u[torch.randint(len(x_u), (s.batch,), generator=rng)]
-            start = int(s.ramp_start * s.steps)
-            w = arm.weight * sigmoid_rampup(step - start, s.ramp * s.steps) * (step >= start)
+            first = int(s.ramp_start * s.steps)
+            w = arm.weight * sigmoid_rampup(step - first, s.ramp * s.steps) * (step >= first)
             if arm.semi == "mean-teacher":
                 loss = loss + w * mean_teacher_loss(ds, teacher, u, ds.label_mode)
             elif arm.semi == "pseudo":

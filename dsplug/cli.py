@@ -379,14 +379,15 @@ def _semi_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="a folder of images, or an MSD task whose images are read without their labels, "
-        "preprocessed as --data; turns on --semi pseudo (default: none)",
+        "preprocessed as --data; turns on --semi mean-teacher (default: none)",
     )
     g.add_argument(
         "--semi",
         choices=SEMI_RECIPES,
         default=None,
         help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
-        "mean-teacher, rei (the tied decoder reconstructs them; modes with one) (default: pseudo)",
+        "mean-teacher, rei (the tied decoder reconstructs them; modes with one) (default: "
+        "mean-teacher: the measured least harmful, README)",
     )
     g.add_argument(
         "--labeled-cases",

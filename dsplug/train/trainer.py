@@ -19,7 +19,7 @@ from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
 from ..semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 from .absent import ForegroundTally, class_names, unpredicted_classes
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig
+from .config import DEFAULT_SEMI, TrainConfig
 from .distributed import DistInfo, all_gather_objects, setup_distributed
 from .evaluation import evaluate_loader
 from .loop import SigintFlag, TrainingInterrupted, train_epoch
@@ -79,9 +79,10 @@ class Trainer:
         device: force a device; default CUDA when present, else CPU.
         unlabeled_data: images without masks (items with ``image``): each step adds
             ``config.unlabeled_ratio`` x ``batch_size`` of them with the recipe
-            ``config.semi`` (default ``"pseudo"``: an EMA teacher's pseudo-masks), weighted by
-            ``config.semi_weight`` after a sigmoid ramp-up over ``config.rampup`` of the steps.
-            The teacher is updated after every optimiser step and saved in each checkpoint.
+            ``config.semi`` (default ``"mean-teacher"``: consistency with an EMA teacher),
+            weighted by ``config.semi_weight`` after a sigmoid ramp-up over ``config.rampup`` of
+            the steps. The teacher is updated after every optimiser step and saved in each
+            checkpoint.
 
     Example:
         >>> trainer = Trainer(ds, train, val, out="runs/hyb", config=TrainConfig(max_epochs=5))
@@ -556,7 +557,7 @@ def _train_record(config: TrainConfig) -> dict[str, Any]:
 def _semi_config(
     config: TrainConfig, ds: torch.nn.Module, unlabeled: Dataset | None
 ) -> TrainConfig:
-    """The config with its semi-supervised recipe resolved (``"pseudo"`` when unlabelled
+    """The config with its semi-supervised recipe resolved (``DEFAULT_SEMI`` when unlabelled
     images come without one); refuses a recipe without images, or one the mode cannot use."""
     if unlabeled is None:
         if config.semi is not None:
@@ -568,7 +569,7 @@ def _semi_config(
     if len(unlabeled) == 0:
         raise ValueError("unlabeled_data is empty: give at least one image without a mask.")
     if config.semi is None:
-        config = replace(config, semi="pseudo")
+        config = replace(config, semi=DEFAULT_SEMI)
     if config.semi == "rei" and not ds.criterion.label_free_terms:
         raise ValueError(
             f"--semi rei trains the tied decoder on unlabelled images, which mode "

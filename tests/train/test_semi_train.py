@@ -39,14 +39,14 @@ def test_labeled_cases_trains_on_the_rest_and_records_the_recipe(tmp_path: Path,
     run = tmp_path / "run"
     args = ["train", *synthetic_cli(12), *TINY_CLI, *ONE_EPOCH, "--mode", "up"]
     assert main([*args, "--labeled-cases", "3", "--out", str(run)]) == 0
-    assert "--semi pseudo on 5 unlabelled image(s)" in capsys.readouterr().out
+    assert "--semi mean-teacher on 5 unlabelled image(s)" in capsys.readouterr().out
     semi = json.loads((run / "summary.json").read_text())["semi"]
-    assert semi["recipe"] == "pseudo" and semi["labeled_cases"] == 3
+    assert semi["recipe"] == "mean-teacher" and semi["labeled_cases"] == 3
     assert semi["unlabeled_cases"] == 5 and semi["unlabeled_source"] == "the other training cases"
-    assert (semi["unlabeled_ratio"], semi["rampup"], semi["unlabeled_weight"]) == (1, 0.25, 1.0)
+    assert (semi["unlabeled_ratio"], semi["rampup"], semi["unlabeled_weight"]) == (1, 0.25, 0.1)
     assert semi["ema_decay"] == 0.99
     config = json.loads((run / "config.json").read_text())
-    assert config["train_config"]["semi"] == "pseudo"
+    assert config["train_config"]["semi"] == "mean-teacher"
     assert len(config["data_config"]["train"]["cases"]) == 3
     unlabeled = config["data_config"]["unlabeled"]["cases"]
     assert len(unlabeled) == 5 and not set(unlabeled) & set(config["data_config"]["train"]["cases"])

@@ -13,7 +13,7 @@ import torch
 
 from ...data.splits import save_splits
 from ...wrapper import DeepSupervised
-from ..config import TrainConfig
+from ..config import DEFAULT_SEMI, TrainConfig
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from ..lock import RunLock
 from ..models import SMP_ARCHS, build_model, config_divisor
@@ -182,7 +182,7 @@ def _semi_config(args: argparse.Namespace, unlabeled: Any) -> dict[str, Any]:
     if unlabeled is None:
         return {}
     return {
-        "semi": args.semi or "pseudo",
+        "semi": args.semi or DEFAULT_SEMI,
         "unlabeled_ratio": args.unlabeled_ratio,
         "rampup": args.rampup,
         "unlabeled_weight": args.unlabeled_weight,

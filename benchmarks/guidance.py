@@ -411,7 +411,31 @@ def render_semi() -> str:
                 f"/{len(diffs)} seeds); the target (>= +0.03 in every seed) is "
                 f"{'met' if met else 'not met'}."
             )
-    return "\n".join([*lines, "", *verdicts])
+    return "\n".join([*lines, "", *verdicts, *_semi_designs()])
+
+
+def _semi_designs() -> list[str]:
+    """The pseudo-label designs tried (``semi_designs_hippocampus.json``), seed 0."""
+    path = RESULTS / "semi_designs_hippocampus.json"
+    if not path.exists():
+        return []
+    result = json.loads(path.read_text())
+    ref = result["reference"]
+    lines = [
+        "",
+        "The pseudo-mask designs tried (`pseudo-none`, seed 0, chosen by validation Dice; "
+        f"`none` {ref['none']['val_dice_best']:.3f} validation, {ref['none']['test_dice']:.4f} "
+        f"test; `up` {ref['up']['val_dice_best']:.3f}, {ref['up']['test_dice']:.4f}):",
+        "",
+        "| design | best validation Dice (step) | test Dice |",
+        "|---|---|---|",
+    ]
+    for d in result["designs"]:
+        lines.append(
+            f"| {d['design']} | {d['val_dice_best']:.3f} ({d['best_step']}) | "
+            f"{d['test_dice']:.4f} |"
+        )
+    return lines
 
 
 def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:

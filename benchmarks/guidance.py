@@ -385,6 +385,10 @@ def render_semi() -> str:
         "",
         f"![semi-supervised](benchmarks/results/{Path(SEMI).stem}.png)",
         "",
+        "Step time: each run's wall time per step over `none`'s, median over seeds; the runs "
+        "shared the machine with other jobs, so it is rough (`benchmarks/step_time.py` times "
+        "the unlabelled steps interleaved).",
+        "",
         "| labelled cases | arm | test Dice | vs `none` | vs `up` | vs mean teacher | step time |",
         "|---|---|---|---|---|---|---|",
     ]

@@ -261,29 +261,26 @@ def summarise(runs: Sequence[dict[str, Any]], against: Sequence[str]) -> dict[st
 
 
 def plot(table: dict[str, Any], path: Path) -> None:
-    """Test Dice against labelled cases, one line per arm (sd over seeds as error bars)."""
+    """Test Dice per arm, one panel per labelled size: each seed a dot, the mean a bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
     sizes = sorted(int(n) for n in table)
-    for arm in ARMS:
-        points = [(n, table[str(n)][arm]) for n in sizes if arm in table[str(n)]]
-        if points:
-            ax.errorbar(
-                [n for n, _ in points],
-                [r["test_dice_mean"] for _, r in points],
-                yerr=[r["test_dice_sd"] for _, r in points],
-                marker="o",
-                capsize=3,
-                label=arm,
-            )
-    ax.set_xlabel("labelled training cases")
-    ax.set_ylabel("test Dice (mean over cases)")
-    ax.set_title("Task04 2D: labelled cases + the unlabelled rest", fontsize=10)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6.5 * len(sizes), 4), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        rows = table[str(n)]
+        arms = [a for a in ARMS if a in rows]
+        for i, arm in enumerate(arms):
+            values = rows[arm]["per_seed"]
+            ax.bar(i, rows[arm]["test_dice_mean"], color="0.85")
+            ax.scatter([i] * len(values), values, color="C0", zorder=3, s=16)
+        ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("test Dice (mean over cases)")
+        ax.set_title(
+            f"Task04 2D: {n} labelled cases + the unlabelled rest (dots: seeds)", fontsize=9
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

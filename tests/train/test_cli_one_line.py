@@ -10,28 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from dsplug.cli import main
 from dsplug.train.models import monai_settings
 
 from .conftest import TINY_CLI, synthetic_cli
-
-
-def _run(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        status = main(args)
-    except SystemExit as exc:  # argparse
-        status = exc.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def _one_error_line(err: str, command: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one line, got:\n{err}"
-    assert lines[0].startswith(f"dsplug {command}: error: "), lines[0]
-    assert "Traceback" not in err and "usage:" not in err
-    return lines[0]
-
+from .test_cli_errors import _one_error_line, _run
 
 # 12a: damaged run files name the file and the fix.
 

@@ -37,6 +37,7 @@ def _worker(rank, world, init_file, mode, result_path):
         _step(ddp, x[rank * per : (rank + 1) * per], y[rank * per : (rank + 1) * per])
         if rank == 0:
             torch.save(ds.state_dict(), result_path)
+        dist.barrier()  # both ranks done before teardown (gloo aborts on a racing shutdown)
     finally:
         dist.destroy_process_group()
 
@@ -77,6 +78,7 @@ def _skip_worker(rank, world, init_file, result_path):
         zero = all(g is not None and bool((g == 0).all()) for g in own)
         if rank == 0:
             torch.save({"own": len(own), "zero": zero}, result_path)
+        dist.barrier()  # both ranks done before teardown (gloo aborts on a racing shutdown)
     finally:
         dist.destroy_process_group()
 

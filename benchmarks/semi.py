@@ -305,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 cases, few steps")
+    parser.add_argument("--reuse", action="store_true", help="summarise the runs in --out only")
     args = parser.parse_args(argv)
     if args.quick:
         args.labeled, args.seeds, args.steps, args.eval_every, args.min_evals = "2", "0", 6, 3, 1
@@ -333,11 +334,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for seed in args.seeds.split(",")
         for a in arms
     ]
-    from tqdm.auto import tqdm
+    if args.reuse:  # only the runs already in --out, no training
+        paths = [args.out / f"{a}_n{s.labeled}_seed{s.seed}.json" for a, s in jobs]
+        runs = [json.loads(p.read_text()) for p in paths if p.is_file()]
+    else:
+        from tqdm.auto import tqdm
 
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(run_arm, a, s, args.source, args.out) for a, s in jobs]
-        runs = [f.result() for f in tqdm(futures, desc="semi runs")]
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(run_arm, a, s, args.source, args.out) for a, s in jobs]
+            runs = [f.result() for f in tqdm(futures, desc="semi runs")]
     table = summarise(runs, against=("none", "up", "mean-teacher", "pseudo-none", "pseudo-up"))
     result = {"benchmark": "semi", "config": vars(args) | {"arms": arms}, "table": table}
     text = json.dumps(result, indent=1, default=str)

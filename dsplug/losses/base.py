@@ -583,6 +583,18 @@ class DeepSupervisionLoss(nn.Module):
                 informative=partial(_has_foreground, c),
             )
             scales = self.balancer.scales()
+        return self._breakdown(out, raw, factor, scales)
+
+    def _breakdown(
+        self,
+        out: DSOutput,
+        raw: dict[str, torch.Tensor],
+        factor: float,
+        scales: Mapping[str, torch.Tensor | float],
+    ) -> LossBreakdown:
+        """α L_image + factor · mean_i(w_i c_i L_i) of the computed terms ``raw`` (the others
+        read 0); the mean is a plain weighted sum without a balancer."""
+        aux = [t for t in self.terms if t.scheduled]
         share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
         total = out.logits.new_zeros((), dtype=torch.float32)
         parts: dict[str, torch.Tensor] = {}
@@ -622,24 +634,9 @@ class DeepSupervisionLoss(nn.Module):
             informative=out.logits.new_zeros(out.logits.shape[0]),
         )
         factor = self.factor
-        aux = [t for t in self.terms if t.scheduled]
-        share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
+        raw = {t.name: t.compute(c) for t in self.terms if t.label_free and factor > 0}
         scales = self.balancer.scales() if self.balancer is not None else {}
-        total = out.logits.new_zeros((), dtype=torch.float32)
-        parts: dict[str, torch.Tensor] = {}
-        raw: dict[str, torch.Tensor] = {}
-        for term in self.terms:
-            if not (term.label_free and factor > 0):
-                raw[term.name] = parts[term.name] = total.new_zeros(())
-                continue
-            raw[term.name] = value = term.compute(c)
-            weight = float(getattr(self.weights, term.weight)) * factor * share
-            part = weight * scales.get(term.name, 1.0) * value
-            parts[term.name] = part.detach()
-            total = total + part
-        return LossBreakdown(
-            total=total, tensors=parts, raw_tensors={k: v.detach() for k, v in raw.items()}
-        )
+        return self._breakdown(out, raw, factor, scales)
 
 
 def _informative_images(

@@ -20,7 +20,11 @@ Arms:
     hyb-semi: ``hyb`` on the same pseudo-masks: the G pass and the tied decoder on unlabelled
         images too (dsplug's μ-Net recipe).
     hyb-rei: ``hyb`` with the tied decoder reconstructing unlabelled X (no teacher).
-    full: ``none`` with every pool case labelled (the upper line).
+    up-mt: ``up`` + mean teacher's consistency (weight 0.1): the strongest mask-only mode with
+        the field's semi-supervised baseline.
+    up-cons, up-cons-01: ``up`` + its side outputs' consistency on unlabelled X (URPC,
+        ``ds.loss(ds.unlabeled(x))``), weight 1 / 0.1.
+    full, full-up: ``none`` / ``up`` with every pool case labelled (the upper line).
 
 Test metrics: per case (slices' counts summed, the two classes averaged), mean over cases; the
 seed is the unit of every p-value (a t-test of per-seed differences), with "better in k of n".
@@ -83,7 +87,11 @@ ARMS: dict[str, Arm] = {
     "pseudo-up": Arm("up", "pseudo"),
     "hyb-semi": Arm("hyb", "pseudo"),
     "hyb-rei": Arm("hyb", "rei"),
+    "up-mt": Arm("up", "mean-teacher", 0.1),
+    "up-cons": Arm("up", "rei", 1.0),
+    "up-cons-01": Arm("up", "rei", 0.1),
     "full": Arm("none", all_labeled=True),
+    "full-up": Arm("up", all_labeled=True),
 }
 
 
@@ -141,7 +149,9 @@ def _dice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, owner: list)
 
 def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
     """Train one arm on one setting; the result is written to ``out`` (and reused)."""
-    path = out / f"{name}_n{s.labeled}_seed{s.seed}.json"
+    # an all-labelled arm does not depend on the labelled count: one run per seed serves all
+    size = "all" if ARMS[name].all_labeled else f"n{s.labeled}"
+    path = out / f"{name}_{size}_seed{s.seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
     torch.set_num_threads(1)

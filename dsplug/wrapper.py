@@ -273,8 +273,8 @@ class DeepSupervised(nn.Module):
         runs on a perturbed X (Gaussian noise of ``noise`` x the image's sd, random flips; G̃
         flipped alike) with G̃ as its mask, as ``ds(x, G̃)`` would: the loss counts the
         pixels whose top probability is >= ``confidence`` only. Without a teacher, the μ-Net
-        modes run the tied decoder on X alone (L_rei); modes with no label-free term refuse in
-        one line.
+        modes run the tied decoder on X alone (L_rei), ``up`` and ``down`` train their side
+        outputs' consistency (URPC); modes with no label-free term refuse in one line.
         """
         if self._stripped:
             raise RuntimeError("This DeepSupervised was stripped; wrap the model again.")
@@ -296,13 +296,17 @@ class DeepSupervised(nn.Module):
             raise ValueError(
                 f"Mode {self.mode.value!r} has no term that learns without a mask: pass a "
                 "teacher (ds.unlabeled(x, teacher=dsplug.semi.EMATeacher(ds))), or use a μ-Net "
-                "mode (seg, rec, hyb), whose tied decoder reconstructs unlabelled images."
+                "mode (seg, rec, hyb), whose tied decoder reconstructs unlabelled images, or "
+                "up / down, whose side outputs learn to agree."
             )
         if not self.criterion.auxiliary_active:
             return DSOutput(logits=self.model(x), image=x, labeled=False)
         a = self._adapter
         logits, features = self._tapped(x)
         out = DSOutput(logits=logits, image=x, features=features, labeled=False)
+        if self.spec.heads is not None:  # up, down: the side outputs' consistency
+            out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
+            return out
         bottleneck = (
             a.encode(self.ae_encoder, x)[-1]
             if self.spec.reconstruction == "ae"

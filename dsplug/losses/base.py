@@ -373,6 +373,8 @@ class DeepSupervisionLoss(nn.Module):
 
     mode: ClassVar[str] = ""
     terms: ClassVar[tuple[Term, ...]] = ()
+    #: label-free terms computed on unlabelled batches only (``ds.loss(ds.unlabeled(x))``)
+    unlabeled_terms: ClassVar[tuple[Term, ...]] = ()
 
     def __init__(
         self,
@@ -540,7 +542,7 @@ class DeepSupervisionLoss(nn.Module):
     @property
     def label_free_terms(self) -> tuple[str, ...]:
         """The terms that read no mask (they train on unlabelled images without a teacher)."""
-        return tuple(t.name for t in self.terms if t.label_free)
+        return tuple(t.name for t in (*self.terms, *self.unlabeled_terms) if t.label_free)
 
     def forward(self, out: DSOutput, y: torch.Tensor | None = None) -> LossBreakdown:
         """The loss of ``out`` against the target ``y`` (see ``dsplug.labels``).
@@ -598,7 +600,8 @@ class DeepSupervisionLoss(nn.Module):
         share = 1.0 / len(aux) if aux and self.balancer is not None else 1.0
         total = out.logits.new_zeros((), dtype=torch.float32)
         parts: dict[str, torch.Tensor] = {}
-        for term in self.terms:
+        extra = [t for t in self.unlabeled_terms if t.name in raw]  # an unlabelled batch's
+        for term in (*self.terms, *extra):
             if term.name not in raw:
                 raw[term.name] = parts[term.name] = total.new_zeros(())
                 continue
@@ -634,7 +637,8 @@ class DeepSupervisionLoss(nn.Module):
             informative=out.logits.new_zeros(out.logits.shape[0]),
         )
         factor = self.factor
-        raw = {t.name: t.compute(c) for t in self.terms if t.label_free and factor > 0}
+        free = [t for t in (*self.terms, *self.unlabeled_terms) if t.label_free]
+        raw = {t.name: t.compute(c) for t in free if factor > 0}
         scales = self.balancer.scales() if self.balancer is not None else {}
         return self._breakdown(out, raw, factor, scales)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..labels import one_hot
+from ..labels import one_hot, to_probabilities
 from .base import _Context, _need, seg_loss_vs_target
 from .terms import cross_entropy
 
-__all__ = ["down_term", "up_term"]
+__all__ = ["consistency_term", "down_term", "up_term"]
 
 
 def _weighted_heads(c: _Context, mode: str) -> list[tuple[float, int, torch.Tensor]]:
@@ -47,3 +47,32 @@ def down_term(c: _Context) -> torch.Tensor:
         )
         total = total + w * cross_entropy(logits, pooled, False, valid)
     return total
+
+
+def _as_distributions(logits: torch.Tensor, label_mode: str) -> torch.Tensor:
+    """Per-pixel class distributions (B, C', *): softmax over classes (multiclass), or each
+    sigmoid channel as a two-outcome distribution stacked on the channel axis."""
+    probs = to_probabilities(logits, label_mode)
+    return probs if label_mode == "multiclass" else torch.cat([probs, 1 - probs], dim=1)
+
+
+def consistency_term(c: _Context) -> torch.Tensor:
+    """Uncertainty-rectified consistency across the side outputs and the main output, for an
+    unlabelled batch (URPC, Luo et al. 2021): with p_s the (upsampled) prediction of output s
+    and p̄ their mean, Σ_s [Σ_x e^{-D_s} ||p_s - p̄||² / Σ_x e^{-D_s} + mean_x D_s] / S, where
+    D_s = KL(p_s || p̄) per pixel. Reads no mask."""
+    size = c.out.logits.shape[2:]
+    interp = "bilinear" if len(size) == 2 else "trilinear"
+    heads = [c.out.logits] + [
+        F.interpolate(logits, size=size, mode=interp, align_corners=False)
+        for _, _, logits in _weighted_heads(c, "up")
+    ]
+    probs = [_as_distributions(h.float(), c.label_mode) for h in heads]
+    mean = torch.stack(probs).mean(dim=0)
+    total = mean.new_zeros(())
+    for p in probs:
+        kl = (p * (torch.log(p + 1e-8) - torch.log(mean + 1e-8))).sum(dim=1)
+        weight = torch.exp(-kl)
+        squared = ((p - mean) ** 2).sum(dim=1)
+        total = total + (weight * squared).sum() / (weight.sum() + 1e-8) + kl.mean()
+    return total / len(probs)

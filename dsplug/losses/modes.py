@@ -22,7 +22,7 @@ from .base import (
     seg_rec_term,
     seg_term,
 )
-from .baselines import down_term, up_term
+from .baselines import consistency_term, down_term, up_term
 
 __all__ = [
     "LOSSES",
@@ -44,6 +44,8 @@ DEEP = Term("deep", "lam", deep_term)
 REM = Term("rem", "a", rem_term)
 REI = Term("rei", "b", rei_term, label_free=True)
 SEG_REC = Term("seg_rec", "xi", seg_rec_term)
+#: The side outputs' consistency on an unlabelled batch (URPC): computed on unlabelled batches only.
+CONS = Term("cons", "aux", consistency_term, label_free=True)
 DEEP_REC = Term("deep_rec", "eta", deep_rec_term)
 
 
@@ -97,17 +99,21 @@ class HybLoss(DeepSupervisionLoss):
 
 
 class UpLoss(DeepSupervisionLoss):
-    """U-Net with Up (M-Net): α L_image + aux Σ_k L_BD(upsample(head_k(y_k)), G)."""
+    """U-Net with Up (M-Net): α L_image + aux Σ_k L_BD(upsample(head_k(y_k)), G); on an
+    unlabelled batch, aux · the heads' consistency (URPC)."""
 
     mode = Mode.UP
     terms = (IMAGE, Term("aux", "aux", up_term))
+    unlabeled_terms = (CONS,)
 
 
 class DownLoss(DeepSupervisionLoss):
-    """U-Net with Down (MLDS): α L_image + aux Σ_k L_B(head_k(y_k), maxpool_k(G))."""
+    """U-Net with Down (MLDS): α L_image + aux Σ_k L_B(head_k(y_k), maxpool_k(G)); on an
+    unlabelled batch, aux · the heads' consistency (URPC)."""
 
     mode = Mode.DOWN
     terms = (IMAGE, Term("aux", "aux", down_term))
+    unlabeled_terms = (CONS,)
 
 
 class VAELoss(DeepSupervisionLoss):

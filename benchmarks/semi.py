@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 from benchmarks.convergence_stats import compare_seeds
 from dsplug import DeepSupervised, UNet
-from dsplug.data import MSDDataset, default_cache_dir
+from dsplug.data import LabelRule, MSDDataset, build_datasets, default_cache_dir
 from dsplug.data.msd import read_msd_json
 from dsplug.data.nifti import nifti_case_id
 from dsplug.data.preprocess import Preprocessing
@@ -65,6 +65,7 @@ from dsplug.semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 __all__ = ["ARMS", "Arm", "main", "run_arm", "summarise"]
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "Task04_Hippocampus"
+ISBI = "isbi2012_em_membrane/train"
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Setting:
     confidence: float = 0.8  # the teacher's confidence a pseudo-label pixel needs
     ramp_start: float = 0.0  # the unlabelled loss is off before this share of the steps
     ramp: float = 0.25  # then its sigmoid ramp-up over this share
+    data: str = "hippocampus"  # or "isbi2012": the contiguous training block of the stack
 
 
 def _cases(source: Path, val: int, test: int, split_seed: int) -> dict[str, list[str]]:
@@ -130,16 +132,50 @@ def _slices(data: MSDDataset, cases: Sequence[str]) -> tuple[torch.Tensor, torch
     return images, masks, [item["case"] for item in items]
 
 
+def _isbi_sets(
+    source: Path, s: Setting, out: Path
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, list]]:
+    """ISBI 2012 as benchmarks/convergence.py reads it: contiguous 15 / 3 / 12 slices of the
+    stack, membranes (raw 0) the foreground, resized to 128 px; the training block is the pool
+    (its first ``s.labeled`` slices keep their masks)."""
+    sets = build_datasets(
+        source,
+        kind="folder",
+        preprocessing=Preprocessing(fit="resize", size=(128, 128), multiple=2 ** (s.depth - 1)),
+        contiguous=True,
+        fractions=(0.5, 0.1, 0.4),
+        splits_path=out / "isbi_splits.json",
+        cache_dir=default_cache_dir(),
+        options={
+            "image": "image/{id}.png",
+            "mask": "label/{id}.png",
+            "labels": LabelRule.binary((0, 255), foreground=(0,)),
+        },
+    )
+    names = {"pool": "train", "val": "val", "test": "test"}
+    result = {}
+    for key, split in names.items():
+        items = [sets[split][i] for i in range(len(sets[split]))]
+        images = torch.stack([item["image"] for item in items])
+        masks = torch.stack([item["mask"].float().reshape(1, *images.shape[2:]) for item in items])
+        result[key] = (images, masks, [item["case"] for item in items])
+    return result
+
+
 def _dice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, owner: list) -> float:
-    """Mean over cases of the classes' Dice (slices' counts summed per case)."""
+    """Mean over cases of the classes' Dice (slices' counts summed per case); a binary model
+    (one output channel): the foreground's Dice per case."""
     model.eval()
     with torch.no_grad():
-        pred = torch.cat([model(x[i : i + 64]).argmax(1) for i in range(0, len(x), 64)])
+        logits = torch.cat([model(x[i : i + 64]) for i in range(0, len(x), 64)])
+    binary = logits.shape[1] == 1
+    pred = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
+    y = y[:, 0].long() if binary and y.dim() == 4 else y
     cases = sorted(set(owner))
     index = {c: i for i, c in enumerate(cases)}
     rows = torch.tensor([index[c] for c in owner])
     scores = []
-    for k in (1, 2):
+    for k in (1,) if binary else (1, 2):
         p, t = (pred == k).flatten(1).sum(1), (y == k).flatten(1).sum(1)
         inter = ((pred == k) & (y == k)).flatten(1).sum(1)
         sums = [torch.zeros(len(cases)).index_add_(0, rows, v.float()) for v in (inter, p, t)]
@@ -156,19 +192,28 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     torch.set_num_threads(1)
     arm = ARMS[name]
-    split = _cases(source, s.val, s.test, s.split_seed)
-    labeled = split["pool"] if arm.all_labeled else split["pool"][: s.labeled]
-    unlabeled = split["pool"][s.labeled :]
-    multiple = 2 ** (s.depth - 1)
-    prep = Preprocessing(size=s.size, multiple=multiple)
-    needed = labeled + split["val"] + split["test"] + (unlabeled if arm.semi else [])
-    data = MSDDataset(source, preprocessing=prep, cases=needed, cache_dir=default_cache_dir())
-    x_l, y_l, _ = _slices(data, labeled)
-    x_u = _slices(data, unlabeled)[0] if arm.semi else None  # masks never used
-    x_v, y_v, o_v = _slices(data, split["val"])
-    x_t, y_t, o_t = _slices(data, split["test"])
+    if s.data == "isbi2012":
+        sets = _isbi_sets(source, s, out)
+        pool_x, pool_y, pool_ids = sets["pool"]
+        n = len(pool_x) if arm.all_labeled else s.labeled
+        x_l, y_l, labeled = pool_x[:n], pool_y[:n], pool_ids[:n]
+        unlabeled = pool_ids[s.labeled :]
+        x_u = pool_x[s.labeled :] if arm.semi else None  # masks never used
+        (x_v, y_v, o_v), (x_t, y_t, o_t) = sets["val"], sets["test"]
+    else:
+        split = _cases(source, s.val, s.test, s.split_seed)
+        labeled = split["pool"] if arm.all_labeled else split["pool"][: s.labeled]
+        unlabeled = split["pool"][s.labeled :]
+        prep = Preprocessing(size=s.size, multiple=2 ** (s.depth - 1))
+        needed = labeled + split["val"] + split["test"] + (unlabeled if arm.semi else [])
+        data = MSDDataset(source, preprocessing=prep, cases=needed, cache_dir=default_cache_dir())
+        x_l, y_l, _ = _slices(data, labeled)
+        x_u = _slices(data, unlabeled)[0] if arm.semi else None  # masks never used
+        x_v, y_v, o_v = _slices(data, split["val"])
+        x_t, y_t, o_t = _slices(data, split["test"])
     torch.manual_seed(s.seed)
-    model = UNet(1, 3, base_channels=s.base, depth=s.depth, norm="batch")
+    classes = 1 if s.data == "isbi2012" else 3
+    model = UNet(1, classes, base_channels=s.base, depth=s.depth, norm="batch")
     ds = DeepSupervised(model, arm.mode)
     teacher = EMATeacher(ds) if arm.semi in ("pseudo", "mean-teacher") else None
     opt = torch.optim.Adam(ds.parameters(), lr=3e-4)
@@ -270,7 +315,7 @@ def summarise(runs: Sequence[dict[str, Any]], against: Sequence[str]) -> dict[st
     return table
 
 
-def plot(table: dict[str, Any], path: Path) -> None:
+def plot(table: dict[str, Any], path: Path, title: str = "Task04 2D") -> None:
     """Test Dice per arm, one panel per labelled size: each seed a dot, the mean a bar."""
     import matplotlib
 
@@ -288,9 +333,7 @@ def plot(table: dict[str, Any], path: Path) -> None:
             ax.scatter([i] * len(values), values, color="C0", zorder=3, s=16)
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("test Dice (mean over cases)")
-        ax.set_title(
-            f"Task04 2D: {n} labelled cases + the unlabelled rest (dots: seeds)", fontsize=9
-        )
+        ax.set_title(f"{title}: {n} labelled + the unlabelled rest (dots: seeds)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -310,13 +353,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ramp-start", type=float, default=0.0)
     parser.add_argument("--ramp", type=float, default=0.25)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--source", type=Path, default=SOURCE)
+    parser.add_argument("--data", choices=("hippocampus", "isbi2012"), default="hippocampus")
+    parser.add_argument("--batch", type=int, default=8, help="labelled (and unlabelled) batch")
+    parser.add_argument("--source", type=Path, default=None, help="default: ../shared/data/...")
     parser.add_argument("--out", type=Path, default=Path("runs/semi"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 cases, few steps")
     parser.add_argument("--reuse", action="store_true", help="summarise the runs in --out only")
     args = parser.parse_args(argv)
+    if args.source is None:
+        args.source = SOURCE if args.data == "hippocampus" else SOURCE.parent / ISBI
     if args.quick:
         args.labeled, args.seeds, args.steps, args.eval_every, args.min_evals = "2", "0", 6, 3, 1
         args.val, args.test = 2, 2
@@ -338,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 confidence=args.confidence,
                 ramp_start=args.ramp_start,
                 ramp=args.ramp,
+                batch=args.batch,
+                data=args.data,
             ),
         )
         for n in args.labeled.split(",")
@@ -345,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for a in arms
     ]
     if args.reuse:  # only the runs already in --out, no training
-        paths = [args.out / f"{a}_n{s.labeled}_seed{s.seed}.json" for a, s in jobs]
+        sizes = [("all" if ARMS[a].all_labeled else f"n{s.labeled}") for a, s in jobs]
+        paths = [args.out / f"{a}_{n}_seed{s.seed}.json" for (a, s), n in zip(jobs, sizes)]
         runs = [json.loads(p.read_text()) for p in paths if p.is_file()]
     else:
         from tqdm.auto import tqdm
@@ -361,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     if args.plot:
-        plot(table, args.plot)
+        plot(table, args.plot, "ISBI 2012" if args.data == "isbi2012" else "Task04 2D")
     return 0
 
 

@@ -386,8 +386,9 @@ def _semi_options(p: argparse.ArgumentParser) -> None:
         choices=SEMI_RECIPES,
         default=None,
         help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
-        "mean-teacher, rei (the tied decoder reconstructs them; modes with one) (default: "
-        "mean-teacher: the measured least harmful, README)",
+        "mean-teacher, rei (the tied decoder reconstructs them; modes with one), consistency "
+        "(the side outputs agree; up, down) (default: mean-teacher: the measured least "
+        "harmful, README)",
     )
     g.add_argument(
         "--labeled-cases",

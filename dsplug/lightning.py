@@ -31,12 +31,11 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .losses import LossBreakdown, LossWeights
-from .semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
+from .semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
 from .wrapper import DeepSupervised, SegLoss
 
 __all__ = ["DeepSupervisedModule"]
 
-_RECIPES = ("pseudo", "mean-teacher", "rei")
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -54,10 +53,11 @@ class DeepSupervisedModule(pl.LightningModule):
     ``"unlabeled"`` carries them there (a tensor, an ``(image, ...)`` tuple or a mapping with
     ``image_key``); its labelled part is ``batch["labeled"]`` when present (the form of
     ``CombinedLoader({"labeled": ..., "unlabeled": ...})``), else the batch itself. Their
-    loss (``semi`` as ``dsplug train --semi``: ``"pseudo"``, ``"mean-teacher"`` or
-    ``"rei"``) is added with ``unlabeled_weight`` x a sigmoid ramp-up over ``rampup_steps``
-    optimiser steps and logged as ``train/unlabeled``. The EMA teacher (``module.teacher``)
-    is updated in ``on_train_batch_end`` and saved in Lightning's checkpoints.
+    loss (``semi`` as ``dsplug train --semi``: ``"pseudo"``, ``"mean-teacher"``,
+    ``"rei"`` or ``"consistency"``) is added with ``unlabeled_weight`` x a sigmoid ramp-up
+    over ``rampup_steps`` optimiser steps and logged as ``train/unlabeled``. The EMA teacher
+    (``module.teacher``) is updated in ``on_train_batch_end`` and saved in Lightning's
+    checkpoints.
 
     Args:
         model: the segmentation model (smp, MONAI, dsplug's own; see ``DeepSupervised``).
@@ -111,14 +111,7 @@ class DeepSupervisedModule(pl.LightningModule):
             ignore_index=ignore_index,
         )
         self._optimizer = optimizer
-        if semi not in (None, *_RECIPES):
-            raise ValueError(f"semi must be one of {list(_RECIPES)} or None, got {semi!r}.")
-        if semi == "rei" and not self.ds.criterion.label_free_terms:
-            raise ValueError(
-                f"semi='rei' trains the tied decoder on unlabelled images, which mode {mode!r} "
-                "has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae), "
-                "or semi='pseudo' / 'mean-teacher'."
-            )
+        check_recipe(semi, mode)
         self.teacher = (
             EMATeacher(self.ds, ema_decay) if semi in ("pseudo", "mean-teacher") else None
         )
@@ -168,7 +161,7 @@ class DeepSupervisedModule(pl.LightningModule):
         if semi is None:
             raise ValueError(
                 "The batch carries images without masks ('unlabeled'); pass semi='pseudo' (or "
-                "'mean-teacher', 'rei') to DeepSupervisedModule to learn from them."
+                "'mean-teacher', 'rei', 'consistency') to DeepSupervisedModule to learn from them."
             )
         loss = self._step(batch.get("labeled", batch), "train").total
         u = batch["unlabeled"]

@@ -30,15 +30,45 @@ from torch import nn
 
 from .labels import to_probabilities
 from .losses.base import CONFIDENCE, pseudo_label
+from .modes import mode_spec
 
 __all__ = [
     "CONFIDENCE",
+    "RECIPES",
     "EMATeacher",
+    "check_recipe",
     "flip_noise",
     "mean_teacher_loss",
     "pseudo_target",
     "sigmoid_rampup",
 ]
+
+
+#: The semi-supervised recipes: ``pseudo`` (an EMA teacher's confident pseudo-masks through the
+#: mode's whole loss), ``mean-teacher`` (consistency with the EMA teacher under noise and
+#: flips), ``rei`` (the tied decoder reconstructs the unlabelled images: seg, rec, hyb, auto,
+#: vae) and ``consistency`` (the side outputs agree with the main output, URPC: up, down).
+RECIPES = ("pseudo", "mean-teacher", "rei", "consistency")
+
+
+def check_recipe(semi: str | None, mode: str) -> None:
+    """Refuse, in one line, a recipe that ``mode`` cannot use (or an unknown one)."""
+    if semi is None:
+        return
+    if semi not in RECIPES:
+        raise ValueError(f"semi must be one of {list(RECIPES)} or None, got {semi!r}.")
+    spec = mode_spec(mode)
+    if semi == "rei" and spec.reconstruction is None:
+        raise ValueError(
+            f"semi 'rei' trains the tied decoder on unlabelled images, which mode {mode!r} "
+            "has not; use a mode with a reconstruction decoder (seg, rec, hyb, auto, vae), or "
+            "'consistency' (up, down), 'pseudo', 'mean-teacher'."
+        )
+    if semi == "consistency" and spec.heads is None:
+        raise ValueError(
+            f"semi 'consistency' trains side outputs to agree, which mode {mode!r} has not; "
+            "use mode up or down, or 'rei' (seg, rec, hyb), 'pseudo', 'mean-teacher'."
+        )
 
 
 def _bare(model: nn.Module) -> nn.Module:

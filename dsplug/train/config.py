@@ -7,11 +7,12 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..options import Amp, choose
+from ..semi import RECIPES
 
 __all__ = ["SEMI_RECIPES", "TrainConfig"]
 
 #: The semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``).
-SEMI_RECIPES = ("pseudo", "mean-teacher", "rei")
+SEMI_RECIPES = RECIPES
 #: The recipe unlabelled images get when none is named: the one measured least harmful on
 #: Task04 (benchmarks/semi.py: the EMA teacher's pseudo-masks collapsed every seed).
 DEFAULT_SEMI = "mean-teacher"
@@ -51,8 +52,9 @@ class TrainConfig:
         semi: the semi-supervised recipe when the Trainer has unlabelled images (None: none;
             the Trainer then uses ``DEFAULT_SEMI``, ``"mean-teacher"``): ``"pseudo"`` (the EMA
             teacher's confident pseudo-masks through the mode's whole loss, every mode),
-            ``"mean-teacher"`` (consistency with the EMA teacher under noise and flips) or
-            ``"rei"`` (the tied decoder reconstructs the unlabelled images; μ-Net modes only).
+            ``"mean-teacher"`` (consistency with the EMA teacher under noise and flips),
+            ``"rei"`` (the tied decoder reconstructs the unlabelled images; μ-Net modes only)
+            or ``"consistency"`` (the side outputs agree, URPC; up and down).
         unlabeled_ratio: unlabelled images per labelled image in a step.
         rampup: the unlabelled weight rises (sigmoid ramp-up) over this fraction of the
             optimiser steps of ``max_epochs``.

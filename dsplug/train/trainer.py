@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.volumes import NativeCase, native_cases
 from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
-from ..semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
+from ..semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
 from .absent import ForegroundTally, class_names, unpredicted_classes
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DEFAULT_SEMI, TrainConfig
@@ -328,7 +328,7 @@ class Trainer:
         weight = cfg.semi_weight * sigmoid_rampup(self.global_step, self._ramp_steps)
         if cfg.semi == "mean-teacher":
             loss = mean_teacher_loss(self.ds, self.teacher, u, self.label_mode)
-        else:  # pseudo: the teacher's pseudo-masks; rei: the tied decoder alone
+        else:  # pseudo: the teacher's pseudo-masks; rei, consistency: the label-free terms
             loss = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
         return weight * loss, {"unlabeled": loss}
 
@@ -570,10 +570,5 @@ def _semi_config(
         raise ValueError("unlabeled_data is empty: give at least one image without a mask.")
     if config.semi is None:
         config = replace(config, semi=DEFAULT_SEMI)
-    if config.semi == "rei" and not ds.criterion.label_free_terms:
-        raise ValueError(
-            f"--semi rei trains the tied decoder on unlabelled images, which mode "
-            f"{ds.config()['mode']!r} has not; use a mode with a reconstruction decoder (seg, "
-            "rec, hyb, auto, vae) or --semi pseudo / mean-teacher."
-        )
+    check_recipe(config.semi, ds.config()["mode"])
     return config

@@ -109,6 +109,10 @@ def test_an_unlabelled_validation_or_test_case_is_refused(tmp_path: Path, capsys
     [
         (["--semi", "mean-teacher"], "--semi set(s) how images without masks"),
         (["--labeled-cases", "3", "--semi", "rei", "--mode", "up"], "which mode 'up' has not"),
+        (
+            ["--labeled-cases", "3", "--semi", "consistency", "--mode", "hyb"],
+            "which mode 'hyb' has not",
+        ),
         (["--labeled-cases", "8"], "--labeled-cases 8: the training split has 8 cases"),
     ],
 )
@@ -166,6 +170,22 @@ def test_the_unlabelled_loss_is_logged_and_moves_the_weights(tmp_path: Path) -> 
         runs[weight] = {k: v.clone() for k, v in trainer.ds.model.state_dict().items()}
     moved = [k for k in runs[0.0] if not torch.equal(runs[0.0][k], runs[1.0][k])]
     assert any(k.endswith("weight") for k in moved)
+
+
+def test_the_consistency_recipe_trains_up_on_unlabelled_images_without_a_teacher(
+    tmp_path: Path,
+) -> None:
+    """``semi="consistency"``: up's side outputs learn to agree on the unlabelled images (no
+    teacher); the unlabelled loss is logged and moves the weights."""
+    runs = {}
+    for weight in (0.0, 1.0):
+        trainer = _semi_trainer(tmp_path / str(weight), semi="consistency", rampup=0.0,
+                                unlabeled_weight=weight, max_epochs=1, min_epochs=1)  # fmt: skip
+        assert trainer.teacher is None
+        trainer.fit()
+        assert trainer.history[-1]["loss/unlabeled"] > 0
+        runs[weight] = {k: v.clone() for k, v in trainer.ds.model.state_dict().items()}
+    assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
 
 
 def test_lightning_learns_from_an_unlabelled_batch_and_updates_its_teacher() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from ...modes import mode_spec
+from ...semi import check_recipe
 from ..unlabeled import join_unlabeled, read_unlabeled, split_labeled
 
 __all__ = ["check_semi", "semi_data", "semi_line"]
@@ -42,12 +42,7 @@ def check_semi(args: argparse.Namespace) -> None:
             f"{', '.join(given)} set(s) how images without masks are learnt from, but none are "
             "given: add --unlabeled PATH (a folder of images) or --labeled-cases N."
         )
-    if args.semi == "rei" and mode_spec(args.mode).reconstruction is None:
-        raise ValueError(
-            f"--semi rei trains the tied decoder on unlabelled images, which mode "
-            f"{args.mode!r} has not; use a mode with a reconstruction decoder (seg, rec, hyb, "
-            "auto, vae) or --semi pseudo / mean-teacher."
-        )
+    check_recipe(args.semi, args.mode)
     if _used(args) and getattr(args, "patch", None):
         raise ValueError(
             "--unlabeled / --labeled-cases do not work with --patch yet (whole slices only); "

@@ -9,8 +9,9 @@ section, each between its markers in its file: the headline table of README.md
 (``<!-- headline:start -->``), and in ``docs/results/``: the full table (``guidance``), the
 label-efficiency plots and tables (``label-efficiency``), the recipe ablation
 (``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and
-none seed by seed; ``recipe``), the semi-supervised runs (``semi``) and ``report.py``'s step
-time, inference and convergence tables (``results``).
+none seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution
+tables (``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and
+convergence tables (``results``).
 
 Usage:
     python benchmarks/guidance.py            # rewrite every section
@@ -43,7 +44,9 @@ __all__ = [
     "main",
     "render",
     "render_headline",
+    "render_isbi_patches",
     "render_label_efficiency",
+    "render_native_3d",
     "render_recipe",
     "render_results",
     "render_semi",
@@ -490,6 +493,79 @@ def _semi_designs() -> list[str]:
     return lines
 
 
+NATIVE_3D = "native_3d_hippocampus.json"
+ISBI_PATCHES = "isbi_patches.json"
+NATIVE_START, NATIVE_END = "<!-- native-3d:start -->", "<!-- native-3d:end -->"
+PATCHES_START, PATCHES_END = "<!-- isbi-patches:start -->", "<!-- isbi-patches:end -->"
+#: (key, label, digits) of the native benchmarks' metrics.
+_METRICS = (("dice", "Dice", 4), ("hd95", "HD95 (lower is better)", 2), ("nsd", "NSD", 4))
+
+
+def _means_row(cells: Sequence[str], m: Mapping[str, Any]) -> str:
+    figures = (f"{m['dice']:.4f}", f"{m['hd95']:.2f}", f"{m['nsd']:.4f}")
+    seconds = (f"{m['train_s']:.0f}", f"{m['val_s']:.0f}")
+    return "| " + " | ".join((*cells, *figures, *seconds)) + " |"
+
+
+def _comparison_rows(cells: Sequence[str], compared: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for key, label, digits in _METRICS:
+        c = compared[key]
+        seeds = ", ".join(f"{d:+.{digits}f}" for d in c["per_seed_diff"])
+        figures = (seeds, f"{c['mean_diff']:+.{digits}f}", c["better_in"], f"{c['p']:.2f}")
+        rows.append("| " + " | ".join((*cells, label, *figures)) + " |")
+    return rows
+
+
+def render_native_3d() -> str:
+    """The 3D benchmark's tables (``native_3d.py``): means per net and mode, hyb - none."""
+    path = RESULTS / NATIVE_3D
+    if not path.exists():
+        return "No 3D result is stored yet."
+    summary = json.loads(path.read_text())["summary"]
+    names = {"unet": "own U-Net", "monai-dynunet": "MONAI DynUNet"}
+    lines = [
+        "| net | mode | 3D Dice | HD95 (mm) | NSD (1 mm) | training s / run | validation s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for net, entry in summary.items():
+        lines += [_means_row((names.get(net, net), mode), entry[mode]) for mode in ("none", "hyb")]
+    lines += [
+        "",
+        "| net | metric | hyb - none per seed (0, 1, 2) | mean | hyb better in "
+        "| p (t-test over seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net, entry in summary.items():
+        lines += _comparison_rows((names.get(net, net),), entry["hyb_minus_none"])
+    return "\n".join(lines)
+
+
+def render_isbi_patches() -> str:
+    """The ISBI native-patch benchmark's tables (``isbi_patches.py``): means per path and
+    mode, patch - resize per mode and hyb - none per path."""
+    path = RESULTS / ISBI_PATCHES
+    if not path.exists():
+        return "No native-patch result is stored yet."
+    summary = json.loads(path.read_text())["summary"]
+    lines = [
+        "| path | mode | Dice | HD95 (px) | NSD (1 px) | training s / run | validation s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, means in summary["means"].items():
+        lines.append(_means_row(key.split("/"), means))
+    lines += [
+        "",
+        "| comparison | metric | per seed (0, 1, 2) | mean | better in | p (t-test over seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, compared in summary["patch_minus_resize"].items():
+        lines += _comparison_rows((f"patch - resize, {mode}",), compared)
+    for where, compared in summary["hyb_minus_none"].items():
+        lines += _comparison_rows((f"hyb - none, {where}",), compared)
+    return "\n".join(lines)
+
+
 #: The JSON behind ``report.py``'s section (step time, inference, convergence).
 REPORT = {
     "step_time": ["step_time.json"],
@@ -543,6 +619,8 @@ def sections() -> tuple[Section, ...]:
         Section(DOCS / "modes.md", RECIPE_START, RECIPE_END, render_recipe),
         Section(DOCS / "modes.md", LE_START, LE_END, render_label_efficiency),
         Section(DOCS / "semi.md", SEMI_START, SEMI_END, render_semi),
+        Section(DOCS / "native.md", NATIVE_START, NATIVE_END, render_native_3d),
+        Section(DOCS / "native.md", PATCHES_START, PATCHES_END, render_isbi_patches),
         Section(DOCS / "benchmarks.md", report.START, report.END, render_results),
     )
 

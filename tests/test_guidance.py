@@ -69,9 +69,8 @@ def test_check_names_a_stale_section_and_writing_fixes_it(tmp_path, monkeypatch,
     readme, docs = tmp_path / "README.md", tmp_path / "docs" / "results"
     docs.mkdir(parents=True)
     readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
-    for page in ("modes.md", "semi.md", "benchmarks.md"):
-        text = (ROOT / "docs" / "results" / page).read_text(encoding="utf-8")
-        (docs / page).write_text(text, encoding="utf-8")
+    for page in (ROOT / "docs" / "results").glob("*.md"):
+        (docs / page.name).write_text(page.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(guidance, "ROOT", tmp_path)
     monkeypatch.setattr(guidance, "README", readme)
     monkeypatch.setattr(guidance, "DOCS", docs)

@@ -651,7 +651,9 @@ def stale_sections() -> list[str]:
     stale = []
     for s in sections():
         text = s.path.read_text(encoding="utf-8")
-        if replace_section(text, s.render(), s.start, s.end) != text:
+        if s.start not in text or s.end not in text:
+            stale.append(f"{s.path.relative_to(ROOT)}: {s.start} (its markers are missing)")
+        elif replace_section(text, s.render(), s.start, s.end) != text:
             stale.append(f"{s.path.relative_to(ROOT)}: {s.start}")
     return stale
 

@@ -82,6 +82,10 @@ def test_check_names_a_stale_section_and_writing_fixes_it(tmp_path, monkeypatch,
     assert "docs/results/modes.md: <!-- guidance:start -->" in capsys.readouterr().err
     assert guidance.main([]) == 0 and guidance.main(["--check"]) == 0
     assert "(edited)" not in page.read_text(encoding="utf-8")
+    native = docs / "native.md"
+    native.write_text(native.read_text(encoding="utf-8").replace(guidance.NATIVE_END, ""))
+    assert guidance.main(["--check"]) == 1
+    assert "native-3d:start --> (its markers are missing)" in capsys.readouterr().err
 
 
 def test_the_headline_rows_are_rows_of_the_full_table():

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast demo lint format clean
+.PHONY: venv test test-fast demo docs lint format clean
 
 venv: $(STAMP)
 
@@ -12,14 +12,20 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[test,monai,onnx]"
+	$(PY) -m pip install -q -e ".[test,monai,onnx,docs]"
 	touch $(STAMP)
 
-# The whole suite, slow integration tests included (this is what CI runs).
+# Lint, the docs site and the whole suite, slow integration tests included (what CI runs).
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(MAKE) docs
 	$(PY) -m pytest --durations=15 --timeout=1800 tests
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, a missing
+# reference or a docstring that names a parameter the signature lacks is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 # Everything but the tests marked slow.
 test-fast: $(STAMP)
@@ -37,4 +43,4 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build site *.egg-info

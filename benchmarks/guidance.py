@@ -1,19 +1,22 @@
-"""The README's "Which mode when" table, generated from the benchmarks' JSON (issue 19).
+"""The results sections of the README and the docs pages, generated from the benchmarks' JSON.
 
 One row per (regime, mode) measurement: the test Dice difference from ``none`` with its seeds
 ("k/n" beat ``none``, the t-test over seeds), the step time and memory (``step_time.py``), the
 validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
 equal-compute figures of ``convergence_stats``), and a verdict that follows from those figures
-by the rule in :func:`verdict` (nothing typed by hand). The section of README.md between
-``<!-- guidance:start -->`` and ``<!-- guidance:end -->`` is replaced, and the label-efficiency
-section (plots and tables of ``label_efficiency_*.json``) between
-``<!-- label-efficiency:start -->`` and ``<!-- label-efficiency:end -->``, and the recipe
-ablation (``convergence_hippocampus_recipe.json``: each term family of hyb left out, against
-hyb and none seed by seed) between ``<!-- recipe:start -->`` and ``<!-- recipe:end -->``.
+by the rule in :func:`verdict` (nothing typed by hand). :func:`sections` lists every generated
+section, each between its markers in its file: the headline table of README.md
+(``<!-- headline:start -->``), and in ``docs/results/``: the full table (``guidance``), the
+label-efficiency plots and tables (``label-efficiency``), the recipe ablation
+(``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and
+none seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution
+tables (``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and
+convergence tables (``results``).
 
 Usage:
-    python benchmarks/guidance.py            # rewrite the README section
-    python benchmarks/guidance.py --print    # print it
+    python benchmarks/guidance.py            # rewrite every section
+    python benchmarks/guidance.py --check    # exit 1, naming them, if any section is stale
+    python benchmarks/guidance.py --print    # print them
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,23 +33,37 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import report
 from benchmarks.convergence_stats import compare_seeds
 
 __all__ = [
+    "HEADLINE",
     "ROWS",
     "Row",
+    "Section",
     "main",
     "render",
+    "render_headline",
+    "render_isbi_patches",
     "render_label_efficiency",
+    "render_native_3d",
     "render_recipe",
+    "render_results",
     "render_semi",
     "row_figures",
+    "sections",
+    "stale_sections",
     "verdict",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs" / "results"  # the results pages of the docs site
+#: How a page in ``DOCS`` links a plot of ``RESULTS`` (the site serves a copy: docs/_hooks).
+DOCS_PLOTS = "../../benchmarks/results/"
 START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end -->"
 RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
 LEVEL = 0.005  # a mean difference smaller than this is "level"
@@ -208,11 +225,13 @@ def verdict(f: Mapping[str, Any]) -> str:
     return text
 
 
-def _diff_cell(f: Mapping[str, Any]) -> str:
+def _diff_cell(f: Mapping[str, Any], per_seed: bool = True) -> str:
     diffs = f["diffs"]
     mean = sum(diffs) / len(diffs)
     better = sum(d > 0 for d in diffs)
     p = "" if f["p"] is None else f", p = {f['p']:.2g}"
+    if not per_seed:
+        return f"{mean:+.3f} ({better}/{len(diffs)}{p})"
     seeds = ", ".join(f"{d:+.3f}" for d in diffs)
     return f"{mean:+.3f} ({better}/{len(diffs)}{p}; {seeds})"
 
@@ -225,10 +244,10 @@ def _equal_cell(f: Mapping[str, Any]) -> str:
     return f"{mean:+.3f} ({sum(d > 0 for d in equal)}/{len(equal)})"
 
 
-def _cost_cell(f: Mapping[str, Any]) -> str:
+def _cost_cell(f: Mapping[str, Any], memory: bool = True) -> str:
     step = f.get("step")
     if step is not None:
-        return f"{step[0]:.2f}x / {step[1]:.2f}x"
+        return f"{step[0]:.2f}x / {step[1]:.2f}x" if memory else f"{step[0]:.2f}x"
     return "" if f.get("wall") is None else f"{f['wall']:.1f}x (wall)"
 
 
@@ -281,8 +300,39 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def render_label_efficiency() -> str:
-    """The label-efficiency section: per data set, its plot and its table (from the JSON)."""
+#: The README's headline rows: (regime, JSON, mode), each a row of ``ROWS``.
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("scarce labels: Task04, 6 training cases", "convergence_hippocampus_aux.json", "hyb"),
+    ("same", "convergence_hippocampus.json", "up"),
+    ("thin structures: ISBI 2012, 15 training slices", "convergence_isbi2012.json", "hyb"),
+    ("fewest labels: Task04, 2 training cases", "label_efficiency_hippocampus.json@2", "hyb"),
+    ("same", "label_efficiency_hippocampus.json@2", "up"),
+    ("fewest labels: ISBI 2012, 4 training slices", "label_efficiency_isbi2012.json@4", "hyb"),
+    ("same", "label_efficiency_isbi2012.json@4", "up"),
+    ("your own loop: smp Unet, Task04, 20 epochs", "own_loop_hippocampus_20epochs.json", "hyb"),
+    ("plentiful labels, an easy task: the demo's phantoms", "demo_seeds.json#12", "hyb"),
+)
+
+
+def render_headline() -> str:
+    """The README's headline table: the rows of ``HEADLINE`` (figures as in :func:`render`)."""
+    lines = [
+        "| regime | mode | test Dice vs `none` (seeds better, p) | step time | use it? |",
+        "|---|---|---|---|---|",
+    ]
+    rows = {(row.file, row.variant): row for row in ROWS}
+    for regime, file, mode in HEADLINE:
+        f = row_figures(rows[file, mode])
+        if f is None:
+            continue
+        cells = (regime, f"`{mode}`", _diff_cell(f, per_seed=False), _cost_cell(f, False))
+        lines.append("| " + " | ".join((*cells, verdict(f))) + " |")
+    return "\n".join(lines)
+
+
+def render_label_efficiency(plots: str = DOCS_PLOTS) -> str:
+    """The label-efficiency section: per data set, its plot and its table (from the JSON);
+    ``plots`` is how the page links ``benchmarks/results/``."""
     from benchmarks.label_efficiency import markdown
 
     lines = []
@@ -301,7 +351,7 @@ def render_label_efficiency() -> str:
             "Each cell: mean test Dice; for a mode, its difference from `none`, the seeds in "
             "which it beat `none` and the t-test over seeds.",
             "",
-            f"![label efficiency, {table['dataset']}](benchmarks/results/{path.stem}.png)",
+            f"![label efficiency, {table['dataset']}]({plots}{path.stem}.png)",
             "",
             markdown(table),
             "",
@@ -369,10 +419,11 @@ SEMI_ARMS = {
 }
 
 
-def render_semi() -> str:
+def render_semi(plots: str = DOCS_PLOTS) -> str:
     """The semi-supervised section: per labelled size, each arm's test Dice against ``none``,
     ``up`` and mean teacher seed by seed, its step time, and the verdict of the issue's rule
-    (the best recipe beats ``up`` by >= 0.03 in every seed)."""
+    (the best recipe beats ``up`` by >= 0.03 in every seed); ``plots`` as in
+    :func:`render_label_efficiency`."""
     path = RESULTS / SEMI
     if not path.exists():
         return "No semi-supervised result is stored yet."
@@ -383,7 +434,7 @@ def render_semi() -> str:
         f"cases; at most {config['steps']} optimiser steps per arm (validation every "
         f"{config['eval_every']}, the paper's early stopping); seeds {config['seeds']}.",
         "",
-        f"![semi-supervised](benchmarks/results/{Path(SEMI).stem}.png)",
+        f"![semi-supervised]({plots}{Path(SEMI).stem}.png)",
         "",
         "Step time: each run's wall time per step over `none`'s, median over seeds; the runs "
         "shared the machine with other jobs, so it is rough (`benchmarks/step_time.py` times "
@@ -442,28 +493,187 @@ def _semi_designs() -> list[str]:
     return lines
 
 
+NATIVE_3D = "native_3d_hippocampus.json"
+ISBI_PATCHES = "isbi_patches.json"
+NATIVE_START, NATIVE_END = "<!-- native-3d:start -->", "<!-- native-3d:end -->"
+PATCHES_START, PATCHES_END = "<!-- isbi-patches:start -->", "<!-- isbi-patches:end -->"
+#: (key, label, digits) of the native benchmarks' metrics.
+_METRICS = (("dice", "Dice", 4), ("hd95", "HD95 (lower is better)", 2), ("nsd", "NSD", 4))
+
+
+def _means_row(cells: Sequence[str], m: Mapping[str, Any]) -> str:
+    figures = (f"{m['dice']:.4f}", f"{m['hd95']:.2f}", f"{m['nsd']:.4f}")
+    seconds = (f"{m['train_s']:.0f}", f"{m['val_s']:.0f}")
+    return "| " + " | ".join((*cells, *figures, *seconds)) + " |"
+
+
+def _comparison_rows(cells: Sequence[str], compared: Mapping[str, Any]) -> list[str]:
+    rows = []
+    for key, label, digits in _METRICS:
+        c = compared[key]
+        seeds = ", ".join(f"{d:+.{digits}f}" for d in c["per_seed_diff"])
+        figures = (seeds, f"{c['mean_diff']:+.{digits}f}", c["better_in"], f"{c['p']:.2f}")
+        rows.append("| " + " | ".join((*cells, label, *figures)) + " |")
+    return rows
+
+
+def render_native_3d() -> str:
+    """The 3D benchmark's tables (``native_3d.py``): means per net and mode, hyb - none."""
+    path = RESULTS / NATIVE_3D
+    if not path.exists():
+        return "No 3D result is stored yet."
+    summary = json.loads(path.read_text())["summary"]
+    names = {"unet": "own U-Net", "monai-dynunet": "MONAI DynUNet"}
+    lines = [
+        "| net | mode | 3D Dice | HD95 (mm) | NSD (1 mm) | training s / run | validation s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for net, entry in summary.items():
+        lines += [_means_row((names.get(net, net), mode), entry[mode]) for mode in ("none", "hyb")]
+    lines += [
+        "",
+        "| net | metric | hyb - none per seed (0, 1, 2) | mean | hyb better in "
+        "| p (t-test over seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for net, entry in summary.items():
+        lines += _comparison_rows((names.get(net, net),), entry["hyb_minus_none"])
+    return "\n".join(lines)
+
+
+def render_isbi_patches() -> str:
+    """The ISBI native-patch benchmark's tables (``isbi_patches.py``): means per path and
+    mode, patch - resize per mode and hyb - none per path."""
+    path = RESULTS / ISBI_PATCHES
+    if not path.exists():
+        return "No native-patch result is stored yet."
+    summary = json.loads(path.read_text())["summary"]
+    lines = [
+        "| path | mode | Dice | HD95 (px) | NSD (1 px) | training s / run | validation s / run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, means in summary["means"].items():
+        lines.append(_means_row(key.split("/"), means))
+    lines += [
+        "",
+        "| comparison | metric | per seed (0, 1, 2) | mean | better in | p (t-test over seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, compared in summary["patch_minus_resize"].items():
+        lines += _comparison_rows((f"patch - resize, {mode}",), compared)
+    for where, compared in summary["hyb_minus_none"].items():
+        lines += _comparison_rows((f"hyb - none, {where}",), compared)
+    return "\n".join(lines)
+
+
+#: The JSON behind ``report.py``'s section (step time, inference, convergence).
+REPORT = {
+    "step_time": ["step_time.json"],
+    "inference": ["inference.json"],
+    "convergence": [
+        "convergence_hippocampus.json",
+        "convergence_hippocampus_long.json",
+        "convergence_isbi2012.json",
+    ],
+}
+
+
+def render_results() -> str:
+    """``report.py``'s section (step time, inference, convergence) from the stored JSON,
+    without its markers."""
+    keys = {
+        "step_time": ("ratios", "config"),
+        "inference": ("ratios", "outputs_identical", "config"),
+        "convergence": ("config", "variants", "ordering"),
+    }
+    loaded = {
+        kind: [report.load_json(RESULTS / name, kind, keys[kind]) for name in names]
+        for kind, names in REPORT.items()
+    }
+    sources = {
+        kind: "`, `".join(f"benchmarks/results/{name}" for name in names)
+        for kind, names in REPORT.items()
+    }
+    full = report.render(
+        loaded["step_time"][0], loaded["inference"][0], loaded["convergence"], sources
+    )
+    inner = full.split(report.START, 1)[1].rsplit(report.END, 1)[0]
+    return inner[1:-1]  # replace_section puts back one newline on each side
+
+
+@dataclass(frozen=True)
+class Section:
+    """One generated section: the file, its markers and what renders it."""
+
+    path: Path
+    start: str
+    end: str
+    render: Callable[[], str]
+
+
+def sections() -> tuple[Section, ...]:
+    """Every generated section of the README and the docs' results pages."""
+    return (
+        Section(README, HEADLINE_START, HEADLINE_END, render_headline),
+        Section(DOCS / "modes.md", START, END, render),
+        Section(DOCS / "modes.md", RECIPE_START, RECIPE_END, render_recipe),
+        Section(DOCS / "modes.md", LE_START, LE_END, render_label_efficiency),
+        Section(DOCS / "semi.md", SEMI_START, SEMI_END, render_semi),
+        Section(DOCS / "native.md", NATIVE_START, NATIVE_END, render_native_3d),
+        Section(DOCS / "native.md", PATCHES_START, PATCHES_END, render_isbi_patches),
+        Section(DOCS / "benchmarks.md", report.START, report.END, render_results),
+    )
+
+
 def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:
     """``text`` with the section between ``start`` and ``end`` replaced (both must be there)."""
     if start not in text or end not in text:
-        raise ValueError(f"README.md has no {start} ... {end} section to replace.")
+        raise ValueError(f"the page has no {start} ... {end} section to replace.")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{section}\n{end}{tail}"
 
 
+def _rendered() -> dict[Path, str]:
+    """Each file's text with every one of its sections as generated now."""
+    texts: dict[Path, str] = {}
+    for s in sections():
+        text = texts.get(s.path) or s.path.read_text(encoding="utf-8")
+        try:
+            texts[s.path] = replace_section(text, s.render(), s.start, s.end)
+        except ValueError as exc:
+            raise ValueError(f"{s.path.relative_to(ROOT)}: {exc}") from None
+    return texts
+
+
+def stale_sections() -> list[str]:
+    """``file: marker`` of each section whose text differs from what the JSON gives."""
+    stale = []
+    for s in sections():
+        text = s.path.read_text(encoding="utf-8")
+        if s.start not in text or s.end not in text:
+            stale.append(f"{s.path.relative_to(ROOT)}: {s.start} (its markers are missing)")
+        elif replace_section(text, s.render(), s.start, s.end) != text:
+            stale.append(f"{s.path.relative_to(ROOT)}: {s.start}")
+    return stale
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--print", action="store_true", help="print instead of writing README")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--print", action="store_true", help="print instead of writing")
+    group.add_argument("--check", action="store_true", help="exit 1 if a section is stale")
     args = parser.parse_args(argv)
-    section, curves, recipe = render(), render_label_efficiency(), render_recipe()
-    semi = render_semi()
     if args.print:
-        print(section, curves, recipe, semi, sep="\n\n")
+        print(*(s.render() for s in sections()), sep="\n\n")
+    elif args.check:
+        stale = stale_sections()
+        for name in stale:
+            print(f"stale: {name} (run python benchmarks/guidance.py)", file=sys.stderr)
+        return 1 if stale else 0
     else:
-        text = replace_section(README.read_text(), section)
-        text = replace_section(text, curves, LE_START, LE_END)
-        text = replace_section(text, recipe, RECIPE_START, RECIPE_END)
-        README.write_text(replace_section(text, semi, SEMI_START, SEMI_END))
+        for path, text in _rendered().items():
+            path.write_text(text, encoding="utf-8")
     return 0
 
 

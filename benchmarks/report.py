@@ -644,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--readme",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "README.md",
-        help="the README to update (default: the repository's)",
+        default=Path(__file__).resolve().parents[1] / "docs" / "results" / "benchmarks.md",
+        help="the page to update (default: the docs' docs/results/benchmarks.md)",
     )
     parser.add_argument(
         "--print", action="store_true", help="print the section instead of writing the README"

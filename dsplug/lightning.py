@@ -65,8 +65,14 @@ class DeepSupervisedModule(pl.LightningModule):
         lr: AdamW's learning rate when no ``optimizer`` is given.
         optimizer: ``optimizer(params) -> torch.optim.Optimizer``, given the wrapper's
             parameters (the model's and the wrapper's own).
-        weights, label_mode, schedule, balance, seg_loss, ignore_index: as DeepSupervised.
-        image_key, label_key: the keys of a mapping batch.
+        weights: as DeepSupervised.
+        label_mode: as DeepSupervised.
+        schedule: as DeepSupervised.
+        balance: as DeepSupervised.
+        seg_loss: as DeepSupervised.
+        ignore_index: as DeepSupervised.
+        image_key: the image's key in a mapping batch.
+        label_key: the mask's key in a mapping batch.
         semi: the recipe for images without masks, or None (a batch with them is an error).
         unlabeled_weight: their loss's weight after the ramp-up; None: 1.0 (0.1 for
             ``"mean-teacher"``).

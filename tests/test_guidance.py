@@ -1,4 +1,5 @@
-"""The README's "which mode when" table is generated from the benchmarks' JSON."""
+"""The results sections of the README and the docs pages are generated from the benchmarks'
+JSON."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from benchmarks import guidance
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -39,18 +40,62 @@ def test_every_row_reads_its_json():
             assert time >= 1.0 and memory >= 1.0, row
 
 
-def test_readme_section_is_the_generated_one():
-    """README.md holds what `python benchmarks/guidance.py` writes (regenerate after a run)."""
-    text = README.read_text()
-    assert guidance.replace_section(text, guidance.render()) == text
-    curves = guidance.render_label_efficiency()
-    assert guidance.replace_section(text, curves, guidance.LE_START, guidance.LE_END) == text
-    recipe = guidance.render_recipe()
-    assert (
-        guidance.replace_section(text, recipe, guidance.RECIPE_START, guidance.RECIPE_END) == text
-    )
-    semi = guidance.render_semi()
-    assert guidance.replace_section(text, semi, guidance.SEMI_START, guidance.SEMI_END) == text
+@pytest.mark.parametrize(
+    "section",
+    guidance.sections(),
+    ids=lambda s: f"{s.path.relative_to(ROOT)}:{s.start[5:-4]}",
+)
+def test_each_section_is_the_generated_one(section):
+    """README.md and docs/results/*.md hold what `python benchmarks/guidance.py` writes from
+    benchmarks/results/ (regenerate after a run); a hand edit of a generated table fails here."""
+    text = section.path.read_text(encoding="utf-8")
+    assert guidance.replace_section(text, section.render(), section.start, section.end) == text
+
+
+def test_every_page_with_markers_is_generated():
+    """No page holds generated markers that guidance.py does not fill (a table left to rot)."""
+    markers = {s.start for s in guidance.sections()}
+    known = {(s.path, s.start) for s in guidance.sections()}
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for start in markers:
+            if start in text:
+                assert (page, start) in known, f"{page.relative_to(ROOT)} holds {start}"
+
+
+def test_check_names_a_stale_section_and_writing_fixes_it(tmp_path, monkeypatch, capsys):
+    """`guidance.py --check` fails on a hand-edited table and passes once it is rewritten."""
+    readme, docs = tmp_path / "README.md", tmp_path / "docs" / "results"
+    docs.mkdir(parents=True)
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    for page in (ROOT / "docs" / "results").glob("*.md"):
+        (docs / page.name).write_text(page.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(guidance, "ROOT", tmp_path)
+    monkeypatch.setattr(guidance, "README", readme)
+    monkeypatch.setattr(guidance, "DOCS", docs)
+    assert guidance.main(["--check"]) == 0
+    page = docs / "modes.md"
+    edited = page.read_text(encoding="utf-8").replace("| `up` |", "| `up` (edited) |", 1)
+    page.write_text(edited, encoding="utf-8")
+    assert guidance.main(["--check"]) == 1
+    assert "docs/results/modes.md: <!-- guidance:start -->" in capsys.readouterr().err
+    assert guidance.main([]) == 0 and guidance.main(["--check"]) == 0
+    assert "(edited)" not in page.read_text(encoding="utf-8")
+    native = docs / "native.md"
+    native.write_text(native.read_text(encoding="utf-8").replace(guidance.NATIVE_END, ""))
+    assert guidance.main(["--check"]) == 1
+    assert "native-3d:start --> (its markers are missing)" in capsys.readouterr().err
+
+
+def test_the_headline_rows_are_rows_of_the_full_table():
+    """The README's headline repeats rows of the full table, with the same figures."""
+    rows = {(row.file, row.variant) for row in guidance.ROWS}
+    assert all((file, mode) in rows for _, file, mode in guidance.HEADLINE)
+    full = guidance.render()
+    for line in guidance.render_headline().splitlines()[2:]:
+        cells = line.split(" | ")
+        assert cells[2].split(";")[0].rstrip(")") in full, line
 
 
 def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
@@ -92,7 +137,7 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
     absent = guidance.Row("r", "label_efficiency_hippocampus.json@8", "hyb", None)
     assert guidance.row_figures(absent) is None
     section = guidance.render_label_efficiency()
-    assert "(benchmarks/results/label_efficiency_hippocampus.png)" in section
+    assert f"({guidance.DOCS_PLOTS}label_efficiency_hippocampus.png)" in section
     assert "2 cases: 120, 8 cases: 30; 3 of 9 runs ended at the cap" in section
     assert "| 2 | 0.700 ± 0.010 | 0.700 (+0.020; 3/3, p = 0.1) |" in section
 

@@ -11,7 +11,7 @@ pl = pytest.importorskip("pytorch_lightning")
 from dsplug.lightning import DeepSupervisedModule  # noqa: E402
 from tests.helpers import make_net  # noqa: E402
 
-# The README's Lightning example, verbatim (it runs as written here).
+# The Lightning example of docs/getting-started.md, verbatim (it runs as written here).
 README_LIGHTNING = """
 import pytorch_lightning as pl
 import torch

@@ -59,9 +59,9 @@ def test_look_up_option_keeps_the_users_string():
     assert value == "hyb" and type(value) is str
 
 
-def test_the_readme_strategy_table_lists_every_mode_in_order():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("## Strategies", 1)[1].split("\n\n", 2)[1]
+def test_the_docs_strategy_table_lists_every_mode_in_order():
+    page = (Path(__file__).resolve().parents[1] / "docs" / "strategies.md").read_text()
+    table = page.split("# Strategies", 1)[1].split("\n\n", 2)[1]
     rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
     assert [cell.strip().strip("`") for cell, _ in rows] == [m.value for m in Mode]
     for (_, paper), spec in zip(rows, MODES.values(), strict=True):

@@ -15,7 +15,7 @@ from tests.helpers import make_batch, make_net
 
 smp = pytest.importorskip("segmentation_models_pytorch")
 
-# The README's hand-written loop, verbatim (it runs as written here).
+# The hand-written loop of docs/getting-started.md, verbatim (it runs as written here).
 README_LOOP = """
 import segmentation_models_pytorch as smp
 import torch

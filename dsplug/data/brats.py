@@ -61,8 +61,10 @@ class BraTSDataset(NiftiPairsDataset):
         brain_mask: z-score inside the case's brain mask (thresholded at 0.5) and zero outside.
         files: extra or replacement glob patterns by kind (keys of :data:`BRATS_FILES`, or a
             new modality name).
-        preprocessing, augment, cases, split, cache_dir, cache: as :class:`NiftiPairsDataset`
-            (the paper uses ``Preprocessing(slice_range=(30, 125))``).
+
+    The other arguments (``preprocessing``, ``augment``, ``cases``, ``split``, ``cache_dir``,
+    ``cache``) are as :class:`NiftiPairsDataset`'s (the paper uses
+    ``Preprocessing(slice_range=(30, 125))``).
 
     Example:
         >>> ds = BraTSDataset("brats2015", modalities=["T1c", "flair"])  # doctest: +SKIP

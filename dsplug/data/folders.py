@@ -38,9 +38,11 @@ class ImageFolderDataset(SliceDataset):
         image: the image template.
         mask: the mask template.
         color: ``"auto"`` (the files' kind; all must agree), ``"gray"`` or ``"rgb"``.
-        labels, preprocessing, augment, cases, split, cache_dir, cache: as
-            :class:`~dsplug.data.NiftiPairsDataset` (``preprocessing.slice_range`` and ``axis``
-            do not apply to 2D images and must stay at their defaults).
+
+    The other arguments (``labels``, ``preprocessing``, ``augment``, ``cases``, ``split``,
+    ``cache_dir``, ``cache``) are as :class:`~dsplug.data.NiftiPairsDataset`'s
+    (``preprocessing.slice_range`` and ``axis`` do not apply to 2D images and must stay at
+    their defaults).
 
     Example:
         >>> ds = ImageFolderDataset("isbi2012_em_membrane/train", "image/{id}.png",

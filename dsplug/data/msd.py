@@ -68,7 +68,9 @@ class MSDDataset(NiftiPairsDataset):
         root: the task folder (e.g. ``Task04_Hippocampus``).
         modalities: names (as in ``dataset.json``'s ``modality``, case-insensitive) or indices.
         labels: override the rule derived from ``dataset.json``.
-        preprocessing, augment, cases, split, cache_dir, cache: as :class:`NiftiPairsDataset`.
+
+    The other arguments (``preprocessing``, ``augment``, ``cases``, ``split``, ``cache_dir``,
+    ``cache``) are as :class:`NiftiPairsDataset`'s.
 
     Example:
         >>> ds = MSDDataset("../shared/data/Task04_Hippocampus")  # doctest: +SKIP

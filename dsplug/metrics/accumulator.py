@@ -160,10 +160,11 @@ class CaseMetrics:
             cases: the case id of each batch item (B strings).
             slices: the slice index of each batch item within its case (B integers; a 1-D
                 integer tensor, as a DataLoader collates them, is accepted).
-            pred, truth: with ``surface=True`` (and only then), the boolean masks of each
+            pred: with ``surface=True`` (and only then), the boolean masks of each
                 item per foreground class, cropped like the counts: ``(B, F, *spatial)``
                 tensors, or B tensors ``(F, *spatial)`` when sizes differ (e.g. from
                 :func:`~dsplug.metrics.surface.foreground_masks`).
+            truth: the true masks, as ``pred``.
 
         Raises:
             ValueError: wrong shapes, lengths that differ from B, negative counts or a

@@ -162,8 +162,9 @@ def surface_scores(
     """HD95 and NSD of one case for each foreground class.
 
     Args:
-        pred, truth: boolean ``(F, *spatial)`` per-class masks of one case (2 or 3 spatial
+        pred: boolean ``(F, *spatial)`` per-class masks of one case (2 or 3 spatial
             dims), e.g. one row of :func:`foreground_masks`.
+        truth: the true masks, as ``pred``.
         spacing: voxel size per spatial axis (mm); None: 1.
         tolerance: NSD tolerance, in the units of ``spacing``.
 

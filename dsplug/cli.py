@@ -90,6 +90,13 @@ def _device_options(p: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N or mps, present on this machine (default: CUDA when present, "
         "else CPU)",
     )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: the usable CPUs less the load already running, "
+        "or $OMP_NUM_THREADS)",
+    )
 
 
 def _non_negative_float(text: str) -> float:

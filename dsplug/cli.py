@@ -141,7 +141,10 @@ def _debug_option(p: argparse.ArgumentParser) -> None:
 def _checkpoint_options(p: argparse.ArgumentParser, out: str | None, default: str) -> None:
     p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
     p.add_argument(
-        "--batch-size", type=positive_int, default=16, help="slices per batch (default: 16)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="slices, or sliding windows of a patch model, per forward pass (default: 16)",
     )
     _device_options(p)
     p.add_argument("--out", default=out, help=f"output folder (default: {default})")

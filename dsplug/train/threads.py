@@ -14,6 +14,7 @@ import torch
 __all__ = ["default_threads", "set_threads", "usable_cpus"]
 
 _CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_LOADAVG = Path("/proc/loadavg")
 
 
 def usable_cpus() -> int:
@@ -32,15 +33,22 @@ def usable_cpus() -> int:
 
 
 def _load() -> float:
+    """The 1-minute load average, or the tasks running now besides this one where more (a
+    job started seconds ago shows there first; Linux's ``/proc/loadavg``)."""
     try:
-        return os.getloadavg()[0]
+        load = os.getloadavg()[0]
     except (AttributeError, OSError):  # Windows
-        return 0.0
+        load = 0.0
+    try:
+        running = int(_LOADAVG.read_text().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        running = 0
+    return max(load, float(running))
 
 
 def default_threads() -> int:
     """Threads per process when none are asked for: ``$OMP_NUM_THREADS`` when set, else the
-    usable CPUs less the 1-minute load average (rounded), shared by the processes of this
+    usable CPUs less the load already running (rounded; see :func:`_load`), shared by the processes of this
     node (``$LOCAL_WORLD_SIZE`` under torchrun); at least 1.
 
     Example:

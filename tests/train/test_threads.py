@@ -32,6 +32,7 @@ def machine(monkeypatch, tmp_path: Path):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(threads_module, "_CPU_MAX", tmp_path / "absent")
+    monkeypatch.setattr(threads_module, "_LOADAVG", tmp_path / "absent")
 
     def make(cpus: int, load: float) -> None:
         monkeypatch.setattr(threads_module.os, "sched_getaffinity", lambda pid: set(range(cpus)))
@@ -59,6 +60,16 @@ def test_omp_num_threads_is_the_users_choice(machine, monkeypatch) -> None:
     machine(16, 9.0)
     monkeypatch.setenv("OMP_NUM_THREADS", "6")
     assert default_threads() == 6
+
+
+def test_tasks_running_now_count_before_the_load_average_shows_them(
+    machine, tmp_path: Path, monkeypatch
+) -> None:
+    machine(8, 0.2)  # a training started seconds ago: not yet in the 1-minute average
+    snapshot = tmp_path / "loadavg"
+    snapshot.write_text("0.20 0.10 0.05 4/512 1234\n")  # 3 running besides this process
+    monkeypatch.setattr(threads_module, "_LOADAVG", snapshot)
+    assert default_threads() == 5
 
 
 def test_a_cgroup_quota_caps_the_cpus(machine, tmp_path: Path, monkeypatch) -> None:

@@ -1,6 +1,6 @@
 """How many CPU threads a command gives torch: the cores this process may use, less the load
 already running on them, so that a run beside others does not oversubscribe the cores (threads
-that wait for a busy core stall every parallel op: ten times slower, not two)."""
+that wait for a busy core stall every parallel op: many times slower, not twice)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def _load() -> float:
 
 def default_threads() -> int:
     """Threads per process when none are asked for: ``$OMP_NUM_THREADS`` when set, else the
-    usable CPUs less the load already running (rounded; see :func:`_load`), shared by the processes of this
-    node (``$LOCAL_WORLD_SIZE`` under torchrun); at least 1.
+    usable CPUs less the load already running (rounded; see :func:`_load`), shared by the
+    processes of this node (``$LOCAL_WORLD_SIZE`` under torchrun); at least 1.
 
     Example:
         >>> default_threads() >= 1

@@ -90,6 +90,13 @@ def _device_options(p: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N or mps, present on this machine (default: CUDA when present, "
         "else CPU)",
     )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: the usable CPUs less the load already running, "
+        "or $OMP_NUM_THREADS)",
+    )
 
 
 def _non_negative_float(text: str) -> float:
@@ -134,7 +141,10 @@ def _debug_option(p: argparse.ArgumentParser) -> None:
 def _checkpoint_options(p: argparse.ArgumentParser, out: str | None, default: str) -> None:
     p.add_argument("checkpoint", help="a best.pt or last.pt of a run")
     p.add_argument(
-        "--batch-size", type=positive_int, default=16, help="slices per batch (default: 16)"
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="slices, or sliding windows of a patch model, per forward pass (default: 16)",
     )
     _device_options(p)
     p.add_argument("--out", default=out, help=f"output folder (default: {default})")

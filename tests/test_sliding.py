@@ -78,12 +78,12 @@ def test_3d_windows_equal_a_pointwise_model_on_the_whole_volume(shape, window, b
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_3d_windows_call_forward_once_per_window_and_batch() -> None:
+def test_3d_windows_call_forward_once_per_batch_of_windows() -> None:
     model = Counting(nn.Conv3d(1, 2, kernel_size=1))
     images = torch.randn(3, 1, 10, 12, 8)
     sliding_window_logits(model, images, (6, 6, 8), batch_size=2)
     windows = len(window_starts(10, 6)) * len(window_starts(12, 6)) * 1
-    assert windows == 9 and model.calls == windows * math.ceil(3 / 2)
+    assert windows == 9 and model.calls == math.ceil(3 * windows / 2)  # 2 windows per pass
 
 
 def test_overlapping_windows_are_blended_by_their_gaussian_weights() -> None:
@@ -93,7 +93,7 @@ def test_overlapping_windows_are_blended_by_their_gaussian_weights() -> None:
         calls.append(float(len(calls)))
         return torch.full((x.shape[0], 1, *x.shape[2:]), calls[-1])
 
-    got = sliding_window_logits(constant, torch.zeros(1, 1, 4, 4, 12), (4, 4, 8))
+    got = sliding_window_logits(constant, torch.zeros(1, 1, 4, 4, 12), (4, 4, 8), batch_size=1)
     assert window_starts(12, 8) == [0, 4]  # windows [0, 8) and [4, 12) along the last axis
     weight = gaussian_weight((4, 4, 8))
     assert torch.all(got[..., :4] == 0) and torch.all(got[..., 8:] == 1)

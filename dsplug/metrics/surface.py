@@ -124,7 +124,10 @@ def hd95(
     """
     if not 0.0 <= float(percentile) <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile!r}.")
-    to_truth, to_pred = surface_distances(pred, truth, spacing)
+    return _hd(*surface_distances(pred, truth, spacing), percentile)
+
+
+def _hd(to_truth: _np.ndarray, to_pred: _np.ndarray, percentile: float = 95.0) -> float:
     if to_truth.size == 0 or to_pred.size == 0:
         return float("nan")  # a boundary is empty (its distances would all be inf)
     return float(max(_np.percentile(to_truth, percentile), _np.percentile(to_pred, percentile)))
@@ -145,7 +148,10 @@ def surface_dice(
     """
     if not (_math.isfinite(float(tolerance)) and float(tolerance) >= 0):
         raise ValueError(f"tolerance must be finite and >= 0 (mm), got {tolerance!r}.")
-    to_truth, to_pred = surface_distances(pred, truth, spacing)
+    return _nsd(*surface_distances(pred, truth, spacing), float(tolerance))
+
+
+def _nsd(to_truth: _np.ndarray, to_pred: _np.ndarray, tolerance: float) -> float:
     total = to_truth.size + to_pred.size
     if total == 0:
         return float("nan")
@@ -159,7 +165,8 @@ def surface_scores(
     spacing: _Sequence[float] | None = None,
     tolerance: float = 1.0,
 ) -> dict[str, _np.ndarray]:
-    """HD95 and NSD of one case for each foreground class.
+    """HD95 and NSD of one case for each foreground class (one pair of distance transforms per
+    class, shared by both).
 
     Args:
         pred: boolean ``(F, *spatial)`` per-class masks of one case (2 or 3 spatial
@@ -178,8 +185,12 @@ def surface_scores(
             f"pred and truth must be (F, *spatial) masks of one shape with 2 or 3 spatial dims, "
             f"got {pred.shape} and {truth.shape}."
         )
-    hd = [hd95(p, t, spacing) for p, t in zip(pred, truth)]
-    nsd = [surface_dice(p, t, tolerance, spacing) for p, t in zip(pred, truth)]
+    if not (_math.isfinite(float(tolerance)) and float(tolerance) >= 0):
+        raise ValueError(f"tolerance must be finite and >= 0 (mm), got {tolerance!r}.")
+    # one pair of distance transforms per class, shared by HD95 and NSD
+    distances = [surface_distances(p, t, spacing) for p, t in zip(pred, truth)]
+    hd = [_hd(*d) for d in distances]
+    nsd = [_nsd(*d, float(tolerance)) for d in distances]
     return {"hd95": _np.asarray(hd, dtype=_np.float64), "nsd": _np.asarray(nsd, dtype=_np.float64)}
 
 

@@ -118,7 +118,8 @@ def sliding_window_logits(
         images: the images (on any device; windows are moved to ``forward``'s device by it).
         window: the training size, one entry per spatial dim (``(h, w)`` or ``(d, h, w)``).
         overlap: the fraction of a window shared with its neighbour.
-        batch_size: images per forward pass.
+        batch_size: windows per forward pass (of one image or several; the last pass may
+            hold fewer).
         tta: mirror each window along every spatial axis (:func:`flip_tta`: ``2**dims``
             forward passes per window).
 
@@ -147,15 +148,24 @@ def sliding_window_logits(
         parts = [forward(padded[i : i + batch_size]).float().cpu() for i in batches]
         return torch.cat(parts)[crop]
     weight = gaussian_weight(size)
-    total = torch.zeros(0)  # (B, K, *padded) once K is known
+    corners = list(itertools.product(*starts))
     norm = torch.zeros(padded.shape[2:])
-    for corner in itertools.product(*starts):
-        region = tuple(slice(s, s + n) for s, n in zip(corner, size))
-        norm[region] += weight
-        for i in batches:
-            logits = forward(padded[(slice(i, i + batch_size), slice(None), *region)])
-            logits = logits.float().cpu()
-            if total.numel() == 0:
-                total = torch.zeros(len(padded), logits.shape[1], *padded.shape[2:])
-            total[(slice(i, i + batch_size), slice(None), *region)] += logits * weight
+    for corner in corners:
+        norm[_region(corner, size)] += weight
+    # every (image, window) pair, image-major: each image's windows add up in the order of
+    # one image alone, and ``batch_size`` of them share a forward pass (the last one fewer)
+    jobs = [(i, _region(corner, size)) for i in range(len(padded)) for corner in corners]
+    total = torch.zeros(0)  # (B, K, *padded) once K is known
+    for k in range(0, len(jobs), batch_size):
+        chunk = jobs[k : k + batch_size]
+        windows = torch.stack([padded[(i, slice(None), *region)] for i, region in chunk])
+        logits = forward(windows).float().cpu()
+        if total.numel() == 0:
+            total = torch.zeros(len(padded), logits.shape[1], *padded.shape[2:])
+        for (i, region), out in zip(chunk, logits):
+            total[(i, slice(None), *region)] += out * weight
     return (total / norm)[crop]
+
+
+def _region(corner: Sequence[int], size: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(s, s + n) for s, n in zip(corner, size))

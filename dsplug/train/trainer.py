@@ -167,6 +167,7 @@ class Trainer:
             "world_size": self.info.world_size,
             "device": str(self.device),
             "amp": self.amp,
+            "threads": torch.get_num_threads(),
         }
 
     def _validate(self, data: Dataset, desc: str) -> CaseMetrics:

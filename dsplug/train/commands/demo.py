@@ -84,6 +84,7 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
         run.epochs, run.min_epochs, run.batch_size = args.epochs, args.min_epochs, args.batch_size
         run.option = [f"num_cases={args.cases}", f"size={args.size}"]
         run.target_dice, run.quiet, run.device = args.target_dice, args.quiet, args.device
+        run.threads = args.threads
         run.overwrite, run.argv = args.overwrite, []
         print(f"== training {mode!r} on {args.cases} synthetic phantoms ({args.size} px) ==")
         train_command(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ..plots import plot_overlays
 from ..predict import load_model
 from ..runlog import write_csv, write_json
 from ..sliding import sliding_window_logits
+from ..threads import set_threads
 from ._common import EVALUATE_FILES, _report_folder
 
 __all__ = ["evaluate_command"]
@@ -136,7 +138,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
         [(out / name, f"evaluate's {name}") for name in EVALUATE_FILES],
         [(args.checkpoint, "the checkpoint")],
     )
+    threads = set_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"dsplug evaluate: device {device}, {threads} CPU thread(s)")
     model, ckpt = load_model(args.checkpoint, device)
     label_mode = ckpt["wrapper_config"]["label_mode"]
     dataset = _evaluation_dataset(args, ckpt)
@@ -145,6 +149,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     tolerance = args.nsd_tolerance
     if tolerance is None:  # the run's own, so that evaluate and the run report one NSD
         tolerance = float(train_config.get("nsd_tolerance", 1.0))
+    started = time.perf_counter()
     metrics = score_dataset(
         model,
         dataset,
@@ -164,6 +169,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         "patch": patch,
         "tta": args.tta,
         "nsd_tolerance_mm": metrics.tolerance,
+        "threads": threads,
+        "seconds": round(time.perf_counter() - started, 3),
         **metrics.summary(),
     }
     write_csv(out / "cases.csv", case_rows(metrics))

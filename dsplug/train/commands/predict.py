@@ -10,6 +10,7 @@ import torch
 
 from ..paths import check_writes
 from ..predict import load_model, mask_paths, predict_file
+from ..threads import set_threads
 from ._common import PredictFailures
 
 __all__ = ["predict_command"]
@@ -46,7 +47,9 @@ def predict_command(args: argparse.Namespace) -> int:
             f"{existing[0]} exists already{more}; replace it with --overwrite, or choose "
             "another --out."
         )
+    threads = set_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    print(f"dsplug predict: device {device}, {threads} CPU thread(s)")
     model, ckpt = load_model(args.checkpoint, device)
     failed = []
     for files, target in zip(cases, targets):

@@ -18,6 +18,7 @@ from ..distributed import DistInfo, all_gather_objects, barrier, setup_distribut
 from ..lock import RunLock
 from ..models import SMP_ARCHS, build_model, config_divisor
 from ..runtime import seed_everything
+from ..threads import set_threads
 from ..trainer import Trainer
 from ..unlabeled import describe_unlabeled
 from ._common import _holds_run
@@ -62,7 +63,8 @@ def _print_start(
             "Gaussian sliding windows, with HD95 and NSD"
         )
     print(
-        f"{prog} device {trainer.device}, amp {trainer.amp}; {args.epochs} epochs at most, "
+        f"{prog} device {trainer.device}, amp {trainer.amp}, {torch.get_num_threads()} CPU "
+        f"thread(s); {args.epochs} epochs at most, "
         f"batch {args.batch_size}; {start} in {trainer.out}"
     )
 
@@ -77,6 +79,7 @@ def train_command(args: argparse.Namespace) -> int:
     check_semi(args)
     settings = model_settings(args)
     check_patch(args, settings, config_divisor(settings))
+    set_threads(getattr(args, "threads", None))
     info = setup_distributed(args.device)
     lock: RunLock | None = None
     try:

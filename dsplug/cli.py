@@ -393,12 +393,12 @@ def _semi_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--semi",
-        choices=SEMI_RECIPES,
+        choices=(*SEMI_RECIPES, "none"),
         default=None,
         help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
         "mean-teacher, rei (the tied decoder reconstructs them; modes with one), consistency "
-        "(the side outputs agree; up, down) (default: mean-teacher: the measured least "
-        "harmful, README)",
+        "(the side outputs agree; up, down), none (--labeled-cases N: the N cases alone, the "
+        "supervised baseline) (default: mean-teacher: the measured least harmful, README)",
     )
     g.add_argument(
         "--labeled-cases",

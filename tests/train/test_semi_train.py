@@ -188,6 +188,20 @@ def test_the_consistency_recipe_trains_up_on_unlabelled_images_without_a_teacher
     assert any(not torch.equal(runs[0.0][k], runs[1.0][k]) for k in runs[0.0])
 
 
+def test_semi_none_trains_on_the_labelled_cases_alone(tmp_path, capsys) -> None:
+    """``--labeled-cases 3 --semi none``: the supervised baseline of a semi benchmark, three
+    training cases and no unlabelled loss; with --unlabeled it is refused in one line."""
+    args = ["train", *synthetic_cli(12), *TINY_CLI, *ONE_EPOCH, "--labeled-cases", "3"]
+    status, err = _cli(capsys, *args, "--semi", "none", "--out", str(tmp_path / "run"))
+    assert status == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_config"].get("semi") is None
+    assert "loss/unlabeled" not in (tmp_path / "run" / "log.csv").read_text()
+    status, err = _cli(capsys, *args, "--semi", "none", "--unlabeled", str(tmp_path),
+                       "--out", str(tmp_path / "other"))  # fmt: skip
+    assert status == 2 and "--semi none" in err and len(err.strip().splitlines()) == 1
+
+
 def test_lightning_learns_from_an_unlabelled_batch_and_updates_its_teacher() -> None:
     pl = pytest.importorskip("pytorch_lightning")
     from dsplug import UNet

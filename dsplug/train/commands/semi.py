@@ -42,7 +42,14 @@ def check_semi(args: argparse.Namespace) -> None:
             f"{', '.join(given)} set(s) how images without masks are learnt from, but none are "
             "given: add --unlabeled PATH (a folder of images) or --labeled-cases N."
         )
-    check_recipe(args.semi, args.mode)
+    if args.semi == "none":
+        if getattr(args, "unlabeled", None) is not None:
+            raise ValueError(
+                "--semi none learns nothing from images without masks, but --unlabeled gives "
+                "some: drop one (--semi none with --labeled-cases N trains on N cases alone)."
+            )
+    else:
+        check_recipe(args.semi, args.mode)
     if _used(args) and getattr(args, "patch", None):
         raise ValueError(
             "--unlabeled / --labeled-cases do not work with --patch yet (whole slices only); "
@@ -63,6 +70,8 @@ def semi_data(args: argparse.Namespace, sets: dict[str, Dataset]) -> Dataset | N
     parts: list[Dataset] = []
     if args.labeled_cases is not None:
         sets["train"], rest = split_labeled(sets["train"], args.labeled_cases)
+        if args.semi == "none":  # the supervised baseline: the labelled cases alone
+            return None
         parts.append(rest)
     if args.unlabeled is not None:
         held_out = {split: sets[split] for split in ("val", "test") if split in sets}

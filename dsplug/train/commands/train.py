@@ -192,13 +192,14 @@ def _recipe_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         ValueError: a field-recipe option with the paper's recipe, or --augment with the
             field's (which augments on its own).
     """
-    recipe = args.recipe
-    if recipe is None and (args.resume or args.resume_from):
+    recipe, stored = args.recipe, {}
+    if args.resume or args.resume_from:  # the run's recipe and its values, unless given
         source = Path(args.resume_from) if args.resume_from else out / "last.pt"
         try:
-            recipe = load_checkpoint(source)["train_config"].get("recipe")
+            stored = dict(load_checkpoint(source)["train_config"])
         except (CheckpointError, KeyError, TypeError):
-            recipe = None  # the resume itself says what is wrong with the checkpoint
+            stored = {}  # the resume itself says what is wrong with the checkpoint
+        recipe = recipe or stored.get("recipe")
     recipe = recipe or "paper"
     if recipe == "paper":
         extra = _given(args, (("--iterations", "iterations"), ("--warmup-epochs", "warmup_epochs")))
@@ -217,8 +218,10 @@ def _recipe_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "recipe": recipe,
         "lr": args.lr,
         "patience": args.patience,
-        "iterations": args.iterations,
-        "warmup_epochs": args.warmup_epochs,
+        "iterations": args.iterations or stored.get("iterations"),
+        "warmup_epochs": (
+            stored.get("warmup_epochs") if args.warmup_epochs is None else args.warmup_epochs
+        ),
     }
 
 

@@ -57,7 +57,9 @@ def _has_batch_norm(module: torch.nn.Module) -> bool:
 class Trainer:
     """Train a :class:`~dsplug.DeepSupervised` model the paper's way, and never lose a run.
 
-    Adam (lr 3e-4) decayed x0.9 every 3 epochs; validation per epoch with per-case metrics;
+    Adam (lr 3e-4) decayed x0.9 every 3 epochs (``config.recipe="paper"``; ``"field"``:
+    warm-up then poly decay per step, ``config.iterations`` steps per epoch, the field's
+    augmentation of the training items); validation per epoch with per-case metrics;
     early stopping on validation avg.m (§4.3); ``ds.set_progress`` per epoch. Every epoch
     writes ``last.pt`` (and ``best.pt`` when avg.m improves) atomically, ``log.csv`` and
     ``curves.png``; the end of training writes ``summary.json`` (efficiency, best validation

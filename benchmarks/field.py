@@ -25,6 +25,7 @@ Run (2 threads, one process, about three hours per row; ``--rows`` picks rows):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -280,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row, seed, m in tqdm(plan, desc="field runs", unit="run"):
         folder = args.out_dir / row / m / str(seed)
         command = [*train_argv(args, row, m, seed, splits), "--out", str(folder)]
-        status = dsplug_main(command)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON alone
+            status = dsplug_main(command)
         if status != 0:
             raise SystemExit(f"field: dsplug {' '.join(command)} exited with {status}")
         runs[f"{row}/{m}/{seed}"] = read_run(folder)

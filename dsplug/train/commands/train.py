@@ -56,8 +56,12 @@ def _print_start(
     )
     start = "resuming" if args.resume or args.resume_from else "new run"
     if getattr(args, "patch", None):
+        cfg = trainer.config
+        drawn = (
+            cfg.iterations * cfg.batch_size if cfg.recipe == "field" else len(trainer.train_data)
+        )
         print(
-            f"{prog} {len(trainer.train_data)} random {len(args.patch)}D patches of "
+            f"{prog} {drawn} random {len(args.patch)}D patches of "
             f"{' x '.join(map(str, args.patch))} per epoch at native resolution (a third on "
             f"foreground{', augmented' if args.augment else ''}); validation and test by "
             "Gaussian sliding windows, with HD95 and NSD"

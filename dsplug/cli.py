@@ -305,7 +305,36 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="never stop early before this epoch (default: 10)",
     )
     g.add_argument("--batch-size", type=positive_int, default=4, help="per process (default: 4)")
-    g.add_argument("--lr", type=positive_float, default=3e-4, help="Adam (default: 3e-4)")
+    g.add_argument(
+        "--recipe",
+        choices=("paper", "field"),
+        default=None,
+        help="paper: Adam, lr x0.9 every 3 epochs, each item once per epoch; field (nnU-Net's): "
+        "linear warm-up then poly decay, --iterations steps per epoch, flips, rotations, "
+        "scaling, intensity, gamma and noise (default: paper; a resume keeps the run's)",
+    )
+    g.add_argument(
+        "--lr", type=positive_float, default=None, help="Adam (default: 3e-4; field: 1e-3)"
+    )
+    g.add_argument(
+        "--iterations",
+        type=positive_int,
+        default=None,
+        help="--recipe field: optimiser steps per epoch, whatever the data's size (default: 250)",
+    )
+    g.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        default=None,
+        help="--recipe field: epochs of linear learning-rate warm-up (default: 1)",
+    )
+    g.add_argument(
+        "--patience",
+        type=positive_int,
+        default=None,
+        help="stop after this many epochs without a better validation avg.m (default: stop at "
+        "twice the best epoch, the paper's rule)",
+    )
     g.add_argument(
         "--lr-step",
         type=positive_int,

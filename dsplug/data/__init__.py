@@ -27,6 +27,7 @@ from .factory import build_datasets as build_datasets
 from .factory import dataset_from_config as dataset_from_config
 from .factory import detect_kind as detect_kind
 from .factory import prediction_input as prediction_input
+from .field_augment import FieldAugment as FieldAugment
 from .folders import ImageFolderDataset as ImageFolderDataset
 from .io import Header as Header
 from .label_rules import LabelRule as LabelRule
@@ -53,6 +54,7 @@ __all__ = [
     "BraTSDataset",
     "CaseInfo",
     "DataError",
+    "FieldAugment",
     "Header",
     "ImageFolderDataset",
     "LabelRule",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -9,7 +10,15 @@ from typing import Any
 from ..options import Amp, choose
 from ..semi import RECIPES
 
-__all__ = ["SEMI_RECIPES", "TrainConfig"]
+__all__ = ["RECIPES", "SEMI_RECIPES", "TrainConfig"]
+
+#: The training recipes (``TrainConfig.recipe``; ``dsplug train --recipe``): ``paper`` (§4.3:
+#: Adam 3e-4 decayed x0.9 every 3 epochs, every training item once per epoch) and ``field``
+#: (nnU-Net's: poly decay after a linear warm-up, a fixed number of steps per epoch, the
+#: field's augmentation; :mod:`dsplug.train.recipe`).
+RECIPES = ("paper", "field")
+#: The initial learning rate of each recipe when none is given (``lr=None``).
+RECIPE_LR = {"paper": 3e-4, "field": 1e-3}
 
 #: The semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``).
 SEMI_RECIPES = RECIPES
@@ -26,9 +35,19 @@ class TrainConfig:
         max_epochs: the epoch budget.
         min_epochs: never stop before this epoch (the paper's early stopping, §4.3).
         batch_size: images per optimiser step and process (DDP: per rank).
-        lr: Adam's initial learning rate (paper: 3e-4).
-        lr_step: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs (paper: 3).
-        lr_gamma: the decay factor (paper: 0.9).
+        lr: Adam's initial learning rate (the peak after the warm-up with ``field``); None:
+            the recipe's (paper: 3e-4, field: 1e-3).
+        lr_step: ``paper``: multiply the learning rate by ``lr_gamma`` every ``lr_step``
+            epochs (3).
+        lr_gamma: ``paper``: the decay factor (0.9).
+        recipe: ``"paper"`` (the default) or ``"field"`` (see :data:`RECIPES`).
+        iterations: ``field``: optimiser steps per epoch, whatever the data set's size;
+            None: 250 (nnU-Net's). Refused with ``paper`` (one pass over the data per epoch).
+        warmup_epochs: ``field``: epochs of linear learning-rate warm-up before the poly
+            decay; None: 1. Refused with ``paper``.
+        patience: stop once this many epochs passed without a better validation avg.m
+            (after ``min_epochs``), instead of the paper's rule (stop at twice the best
+            epoch); None: the paper's rule.
         seed: seeds initialisation, data order and every RNG.
         num_workers: DataLoader worker processes.
         amp: an :class:`~dsplug.options.Amp` name: ``auto`` (bf16 where supported, else fp16
@@ -66,9 +85,10 @@ class TrainConfig:
     max_epochs: int = 100
     min_epochs: int = 10
     batch_size: int = 4
-    lr: float = 3e-4
+    lr: float | None = None
     lr_step: int = 3
     lr_gamma: float = 0.9
+    recipe: str = "paper"
     seed: int = 0
     num_workers: int = 0
     amp: str = "auto"
@@ -88,8 +108,12 @@ class TrainConfig:
     rampup: float = 0.25
     unlabeled_weight: float | None = None
     ema_decay: float = 0.99
+    iterations: int | None = None
+    warmup_epochs: int | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_recipe()
         for name in ("max_epochs", "min_epochs", "batch_size", "lr_step"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -131,6 +155,33 @@ class TrainConfig:
             raise ValueError(f"unlabeled_weight must be >= 0, got {weight!r}.")
         if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}.")
+
+    def _check_recipe(self) -> None:
+        """Resolve the recipe's defaults (``lr``, ``iterations``, ``warmup_epochs``)."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"recipe must be one of {list(RECIPES)}, got {self.recipe!r}.")
+        lr = RECIPE_LR[self.recipe] if self.lr is None else self.lr
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
+        object.__setattr__(self, "lr", float(lr))
+        field = self.recipe == "field"
+        for name, default, least in (("iterations", 250, 1), ("warmup_epochs", 1, 0)):
+            value = getattr(self, name)
+            if value is not None and not field:
+                raise ValueError(
+                    f"{name} applies to recipe 'field', got {name}={value!r} with recipe "
+                    f"{self.recipe!r}; drop it or use recipe 'field'."
+                )
+            if field:
+                value = default if value is None else value
+                if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                    raise ValueError(f"{name} must be an int >= {least}, got {value!r}.")
+                object.__setattr__(self, name, value)
+        patience = self.patience
+        if patience is not None and (
+            isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+        ):
+            raise ValueError(f"patience must be an int >= 1 (epochs) or None, got {patience!r}.")
 
     @property
     def semi_weight(self) -> float:

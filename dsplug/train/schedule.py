@@ -1,16 +1,29 @@
-"""The paper's optimisation schedule (§4.3) and early stopping, as the paper states it (§4.3)."""
+"""The paper's optimisation schedule (§4.3), the field's (poly decay after a linear warm-up,
+as nnU-Net), and early stopping as the paper states it (§4.3), or with a patience."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..losses.schedule import epoch_progress
 
-__all__ = ["EarlyStopping", "ds_progress", "paper_optimizer", "paper_scheduler"]
+if TYPE_CHECKING:
+    from .config import TrainConfig
+
+__all__ = [
+    "EarlyStopping",
+    "ds_progress",
+    "field_scheduler",
+    "make_optimizer",
+    "paper_optimizer",
+    "paper_scheduler",
+    "poly_factor",
+]
 
 
 def paper_optimizer(params: Iterable[torch.nn.Parameter], lr: float = 3e-4) -> torch.optim.Adam:
@@ -39,6 +52,46 @@ def paper_scheduler(
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_epochs, gamma=gamma)
 
 
+def poly_factor(step: int, total: int, warmup: int, exponent: float = 0.9) -> float:
+    """The learning-rate factor of 0-based optimiser ``step``: a linear warm-up to 1 over the
+    first ``warmup`` steps, times nnU-Net's poly decay ``(1 - step / total) ** exponent``.
+
+    Example:
+        >>> [round(poly_factor(s, 10, 2), 3) for s in (0, 1, 2, 9)]
+        [0.5, 0.91, 0.818, 0.126]
+    """
+    if total < 1 or warmup < 0:
+        raise ValueError(f"need total >= 1 and warmup >= 0 steps, got {total} and {warmup}.")
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return ramp * max(0.0, 1.0 - step / total) ** exponent
+
+
+def field_scheduler(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`poly_factor` of the optimiser step (step it after every optimiser step)."""
+    if total_steps < 1 or warmup_steps < 0:
+        raise ValueError(
+            f"need total_steps >= 1 and warmup_steps >= 0, got {total_steps} and {warmup_steps}."
+        )
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: poly_factor(step, total_steps, warmup_steps)
+    )
+
+
+def make_optimizer(
+    params: Iterable[torch.nn.Parameter], config: TrainConfig
+) -> tuple[torch.optim.Adam, Any, bool]:
+    """Adam and the recipe's scheduler, and whether it steps per optimiser step (``field``)
+    rather than per epoch (``paper``)."""
+    opt = paper_optimizer(params, config.lr)
+    if config.recipe == "paper":
+        return opt, paper_scheduler(opt, config.lr_step, config.lr_gamma), False
+    steps = int(config.iterations or 1)
+    warmup = int(config.warmup_epochs or 0) * steps
+    return opt, field_scheduler(opt, config.max_epochs * steps, warmup), True
+
+
 def ds_progress(epoch: int, max_epochs: int) -> float:
     """Training progress passed to ``DeepSupervised.set_progress`` during 1-based ``epoch``:
     :func:`dsplug.losses.epoch_progress` of the 0-based epoch (0 during the first epoch, 1
@@ -62,8 +115,10 @@ def ds_progress(epoch: int, max_epochs: int) -> float:
 class EarlyStopping:
     """Stop after epoch e when e >= max(min_epochs, 2 * best_epoch), or at max_epochs.
 
-    Epochs are 1-based; an epoch improves when its score (validation avg.m) is strictly greater
-    than the best so far. ``state()`` / ``from_state()`` round-trip through plain types.
+    With ``patience``: stop after e when e >= min_epochs and e - best_epoch >= patience (or at
+    max_epochs) instead. Epochs are 1-based; an epoch improves when its score (validation
+    avg.m) is strictly greater than the best so far. ``state()`` / ``from_state()``
+    round-trip through plain types.
 
     Example:
         >>> stop = EarlyStopping(max_epochs=10, min_epochs=2)
@@ -75,8 +130,15 @@ class EarlyStopping:
     min_epochs: int = 1
     best_epoch: int = 0
     best_score: float = -math.inf
+    patience: int | None = None
 
     def __post_init__(self) -> None:
+        if self.patience is not None and (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
+            raise ValueError(f"patience must be an int >= 1 or None, got {self.patience!r}.")
         if not isinstance(self.max_epochs, int) or self.max_epochs < 1:
             raise ValueError(f"max_epochs must be an int >= 1, got {self.max_epochs!r}.")
         if not isinstance(self.min_epochs, int) or not 1 <= self.min_epochs <= self.max_epochs:
@@ -94,7 +156,11 @@ class EarlyStopping:
 
     def should_stop(self, epoch: int) -> bool:
         """True when training ends after ``epoch``."""
-        return epoch >= self.max_epochs or epoch >= max(self.min_epochs, 2 * self.best_epoch)
+        if epoch >= self.max_epochs:
+            return True
+        if self.patience is not None:
+            return epoch >= self.min_epochs and epoch - self.best_epoch >= self.patience
+        return epoch >= max(self.min_epochs, 2 * self.best_epoch)
 
     def update(self, epoch: int, score: float) -> bool:
         """Record ``score`` and return whether to stop after ``epoch``."""
@@ -102,8 +168,11 @@ class EarlyStopping:
         return self.should_stop(epoch)
 
     def state(self) -> dict[str, float | int]:
-        """Plain-type state for a checkpoint."""
-        return asdict(self)
+        """Plain-type state for a checkpoint (``patience`` only when set)."""
+        state = asdict(self)
+        if state["patience"] is None:
+            del state["patience"]
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, float | int]) -> EarlyStopping:
@@ -113,4 +182,5 @@ class EarlyStopping:
             min_epochs=int(state["min_epochs"]),
             best_epoch=int(state["best_epoch"]),
             best_score=float(state["best_score"]),
+            patience=None if state.get("patience") is None else int(state["patience"]),
         )

@@ -25,6 +25,7 @@ from .evaluation import evaluate_loader
 from .loop import SigintFlag, TrainingInterrupted, train_epoch
 from .models import model_config as derive_model_config
 from .native import evaluate_native
+from .recipe import field_loader, recipe_record, train_view
 from .reporting import epoch_row, report_epoch, run_summary, write_overlays, write_reports
 from .resume import epoch_state, resume_run, save_epoch
 from .runlog import RunLog, write_json
@@ -35,7 +36,7 @@ from .runtime import (
     make_loader,
     seed_everything,
 )
-from .schedule import EarlyStopping, ds_progress, paper_optimizer, paper_scheduler
+from .schedule import EarlyStopping, ds_progress, make_optimizer
 from .sliding import sliding_window_logits
 from .unlabeled import EpochSampler, describe_unlabeled
 
@@ -56,7 +57,9 @@ def _has_batch_norm(module: torch.nn.Module) -> bool:
 class Trainer:
     """Train a :class:`~dsplug.DeepSupervised` model the paper's way, and never lose a run.
 
-    Adam (lr 3e-4) decayed x0.9 every 3 epochs; validation per epoch with per-case metrics;
+    Adam (lr 3e-4) decayed x0.9 every 3 epochs (``config.recipe="paper"``; ``"field"``:
+    warm-up then poly decay per step, ``config.iterations`` steps per epoch, the field's
+    augmentation of the training items); validation per epoch with per-case metrics;
     early stopping on validation avg.m (§4.3); ``ds.set_progress`` per epoch. Every epoch
     writes ``last.pt`` (and ``best.pt`` when avg.m improves) atomically, ``log.csv`` and
     ``curves.png``; the end of training writes ``summary.json`` (efficiency, best validation
@@ -130,6 +133,8 @@ class Trainer:
             if unlabeled_data is not None:
                 data_config["unlabeled"] = describe_unlabeled(unlabeled_data)
         self.data_config = dict(data_config)
+        self.train_data = train_view(train_data, self.config)  # field: augmented
+        self._sched: Any = None  # the field recipe's scheduler steps per optimiser step
         self.info: DistInfo = setup_distributed(device)
         self.device = self.info.device
         self.label_mode: str = ds.label_mode
@@ -154,7 +159,10 @@ class Trainer:
         key = (id(data), train)
         if key not in self._loaders:  # one loader per dataset: workers persist across epochs
             single = train and _has_batch_norm(self.ds)  # a last batch of one is left out
-            self._loaders[key] = make_loader(data, train, self.config, self.runtime, single)
+            if train and self.config.recipe == "field":  # a fixed number of steps per epoch
+                self._loaders[key] = field_loader(data, self.config, self.runtime)
+            else:
+                self._loaders[key] = make_loader(data, train, self.config, self.runtime, single)
         return self._loaders[key]
 
     def _configs(self) -> dict[str, Any]:
@@ -168,6 +176,7 @@ class Trainer:
             "device": str(self.device),
             "amp": self.amp,
             "threads": torch.get_num_threads(),
+            "recipe": recipe_record(self.config, self.train_data),
         }
 
     def _validate(self, data: Dataset, desc: str) -> CaseMetrics:
@@ -238,16 +247,17 @@ class Trainer:
         if not resume:
             seed_everything(cfg.seed)
         net = self.runtime.place(self.ds, cfg.compile)
-        opt = paper_optimizer(self.ds.parameters(), cfg.lr)
-        sched = paper_scheduler(opt, cfg.lr_step, cfg.lr_gamma)
+        opt, sched, per_step = make_optimizer(self.ds.parameters(), cfg)
+        self._sched = sched if per_step else None
         scaler = self.runtime.grad_scaler()
         self.teacher = (
             EMATeacher(self.ds, cfg.ema_decay) if cfg.semi in ("pseudo", "mean-teacher") else None
         )
         if resume:
             start, stopper = self._resume(source, opt, sched, scaler)
+            stopper.patience = cfg.patience
         else:
-            start, stopper = 1, EarlyStopping(cfg.max_epochs, cfg.min_epochs)
+            start, stopper = 1, EarlyStopping(cfg.max_epochs, cfg.min_epochs, patience=cfg.patience)
             self.history, self.global_step, self._best_state = [], 0, None
             self._best_val_cases = {}
         self._best_unpredicted = []
@@ -354,6 +364,8 @@ class Trainer:
         }
 
     def _after_step(self) -> None:
+        if self._sched is not None:
+            self._sched.step()
         if self.teacher is not None:
             self.teacher.update()
         self.global_step += 1
@@ -418,7 +430,8 @@ class Trainer:
             self._warn_empty_masks(tally, metrics.num_classes or 0, epoch)
         improved = stopper.improved(epoch, summary["avg_m"])
         stop = stopper.should_stop(epoch)
-        sched.step()
+        if self._sched is None:  # the paper's: per epoch
+            sched.step()
         if improved:
             self._best_val_cases = metrics.per_case()
             self._best_unpredicted = unpredicted_classes(metrics)
@@ -470,6 +483,7 @@ class Trainer:
         summary = run_summary(
             self.ds.config()["mode"], self.model_config, self.history, cfg.target_dice
         )
+        summary["recipe"] = recipe_record(cfg, self.train_data)
         semi = self._semi_summary()
         if semi is not None:
             summary["semi"] = semi
@@ -543,15 +557,22 @@ class Trainer:
 
 
 _SEMI_FIELDS = ("semi", "unlabeled_ratio", "rampup", "unlabeled_weight", "ema_decay")
+_FIELD_FIELDS = ("recipe", "iterations", "warmup_epochs")
 
 
 def _train_record(config: TrainConfig) -> dict[str, Any]:
     """The config as checkpoints store it: a supervised run's without the semi-supervised
-    fields (as before they existed, so its earlier checkpoints still resume)."""
+    fields, a paper-recipe run's without the field recipe's, and without ``patience`` unless
+    set (as before they existed, so earlier checkpoints still resume)."""
     record = config.to_dict()
     if record["semi"] is None:
         for name in _SEMI_FIELDS:
             record.pop(name)
+    if record["recipe"] == "paper":
+        for name in _FIELD_FIELDS:
+            record.pop(name)
+    if record["patience"] is None:
+        record.pop("patience")
     return record
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ...data.splits import save_splits
 from ...wrapper import DeepSupervised
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import DEFAULT_SEMI, TrainConfig
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from ..lock import RunLock
@@ -21,7 +22,7 @@ from ..runtime import seed_everything
 from ..threads import set_threads
 from ..trainer import Trainer
 from ..unlabeled import describe_unlabeled
-from ._common import _holds_run
+from ._common import _given, _holds_run, _listed
 from .patches import check_patch, patch_dataset
 from .run_folder import _out_path, _run_folder
 from .semi import check_semi, semi_data, semi_line
@@ -56,11 +57,22 @@ def _print_start(
     )
     start = "resuming" if args.resume or args.resume_from else "new run"
     if getattr(args, "patch", None):
+        cfg = trainer.config
+        drawn = (
+            cfg.iterations * cfg.batch_size if cfg.recipe == "field" else len(trainer.train_data)
+        )
         print(
-            f"{prog} {len(trainer.train_data)} random {len(args.patch)}D patches of "
+            f"{prog} {drawn} random {len(args.patch)}D patches of "
             f"{' x '.join(map(str, args.patch))} per epoch at native resolution (a third on "
             f"foreground{', augmented' if args.augment else ''}); validation and test by "
             "Gaussian sliding windows, with HD95 and NSD"
+        )
+    cfg = trainer.config
+    if cfg.recipe == "field":
+        print(
+            f"{prog} recipe field: Adam lr {cfg.lr:g} after {cfg.warmup_epochs} warm-up "
+            f"epoch(s), poly decay; {cfg.iterations} steps per epoch; flips, rotations, "
+            "scaling, intensity, gamma and noise"
         )
     print(
         f"{prog} device {trainer.device}, amp {trainer.amp}, {torch.get_num_threads()} CPU "
@@ -134,10 +146,10 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         balance=args.balance,
     )
     config = TrainConfig(
+        **_recipe_config(args, out),
         max_epochs=args.epochs,
         min_epochs=min(args.min_epochs, args.epochs),
         batch_size=args.batch_size,
-        lr=args.lr,
         lr_step=args.lr_step,
         lr_gamma=args.lr_gamma,
         seed=args.seed,
@@ -178,6 +190,46 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
     # a resume writes its splits once its checkpoint is accepted
     on_start = None if pending_splits is None else partial(save_splits, pending_splits, splits)
     return trainer.fit(resume=args.resume, resume_from=args.resume_from, on_start=on_start)
+
+
+def _recipe_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The recipe's TrainConfig fields: ``--recipe``, else the resumed run's, else paper.
+
+    Raises:
+        ValueError: a field-recipe option with the paper's recipe, or --augment with the
+            field's (which augments on its own).
+    """
+    recipe, stored = args.recipe, {}
+    if args.resume or args.resume_from:  # the run's recipe and its values, unless given
+        source = Path(args.resume_from) if args.resume_from else out / "last.pt"
+        try:
+            stored = dict(load_checkpoint(source)["train_config"])
+        except (CheckpointError, KeyError, TypeError):
+            stored = {}  # the resume itself says what is wrong with the checkpoint
+        recipe = recipe or stored.get("recipe")
+    recipe = recipe or "paper"
+    if recipe == "paper":
+        extra = _given(args, (("--iterations", "iterations"), ("--warmup-epochs", "warmup_epochs")))
+        if extra:
+            raise ValueError(
+                f"{_listed(extra, 'applies', 'apply')} to --recipe field, but the recipe is "
+                "paper; add --recipe field or drop it."
+            )
+        return {"recipe": recipe, "lr": args.lr, "patience": args.patience}
+    if args.augment:
+        raise ValueError(
+            "--augment is the paper recipe's light augmentation; --recipe field augments on its "
+            "own (flips, rotations, scaling, intensity, gamma, noise): drop --augment."
+        )
+    return {
+        "recipe": recipe,
+        "lr": args.lr,
+        "patience": args.patience,
+        "iterations": args.iterations or stored.get("iterations"),
+        "warmup_epochs": (
+            stored.get("warmup_epochs") if args.warmup_epochs is None else args.warmup_epochs
+        ),
+    }
 
 
 def _semi_config(args: argparse.Namespace, unlabeled: Any) -> dict[str, Any]:

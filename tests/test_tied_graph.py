@@ -17,10 +17,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from dsplug._checks import ShapeError
-from dsplug.tied.graph import (
-    GraphTiedDecoder,
-    PlanError,
-)
+from dsplug.tied.graph import GraphTiedDecoder, PlanError
 from tests.helpers import one_thread as one_thread
 
 smp_encoders = pytest.importorskip("segmentation_models_pytorch.encoders")

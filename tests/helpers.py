@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from dsplug import UNet, UNetPlusPlus
 
 NETS = {"unet": UNet, "unetpp": UNetPlusPlus}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core runner the
+    thread pool's contention makes each op ~50x slower; restore the setting afterwards.
+
+    Autouse in each test module that imports it (``from tests.helpers import one_thread as
+    one_thread``).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_net(

@@ -13,9 +13,7 @@ Example:
 """
 
 from .augment import PatchAugment as PatchAugment
-from .base import CaseInfo as CaseInfo
 from .base import SliceDataset as SliceDataset
-from .base import make_item as make_item
 from .brats import BRATS_FILES as BRATS_FILES
 from .brats import BRATS_REGIONS as BRATS_REGIONS
 from .brats import BraTSDataset as BraTSDataset
@@ -40,6 +38,8 @@ from .preprocess import Preprocessing as Preprocessing
 from .preprocess import SlicedVolume as SlicedVolume
 from .preprocess import slices_to_volume as slices_to_volume
 from .preprocess import volume_to_slices as volume_to_slices
+from .records import CaseInfo as CaseInfo
+from .records import make_item as make_item
 from .splits import check_splits as check_splits
 from .splits import contiguous_splits as contiguous_splits
 from .splits import load_splits as load_splits

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import copy
 import os
-import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -19,11 +17,15 @@ from torch.utils.data import Dataset
 
 from .cache import CACHE_VERSION, CaseArrays, SliceCache, default_cache_dir
 from .errors import DataError
+from .fingerprint import _file_print, fingerprint_changes
 from .io import Header
 from .label_rules import LabelRule
 from .preprocess import Augment, Preprocessing, prepare_image, prepare_mask, to_slices
+from .records import CaseInfo, CaseSpec, Item, RawCase, make_item
 from .splits import SPLITS, natural_key
 
+# CaseInfo, CaseSpec, RawCase, make_item (now in .records) and fingerprint_changes (now in
+# .fingerprint) stay importable from here, where they were first defined.
 __all__ = [
     "CaseInfo",
     "CaseSpec",
@@ -32,115 +34,6 @@ __all__ = [
     "fingerprint_changes",
     "make_item",
 ]
-
-Item = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """The files of one case: image file(s) (one per channel group), label, optional ROI."""
-
-    case: str
-    images: tuple[Path, ...]
-    label: Path
-    roi: Path | None = None
-
-    @property
-    def files(self) -> tuple[Path, ...]:
-        """Every source file (the cache key's fingerprints)."""
-        return (*self.images, self.label, *((self.roi,) if self.roi is not None else ()))
-
-
-class RawCase(NamedTuple):
-    """A case as read from disk: ``image (C, *spatial)`` float32, raw ``label (*spatial)``,
-    optional boolean ``roi (*spatial)``, and the label's header (spatial geometry)."""
-
-    image: np.ndarray
-    label: np.ndarray
-    roi: np.ndarray | None
-    header: Header
-
-
-@dataclass(frozen=True)
-class CaseInfo:
-    """Per-case facts kept with the preprocessed slices (no file is re-read to get them).
-
-    ``shape``, ``spacing`` and ``affine`` describe the case's spatial grid as stored (the
-    affine maps voxel indices to world mm; 2D images get unit spacing and identity).
-    """
-
-    case: str
-    image_files: tuple[str, ...]
-    label_file: str
-    shape: tuple[int, ...]
-    spacing: tuple[float, ...]
-    affine: tuple[tuple[float, ...], ...]
-    in_channels: int
-    slices: int
-    foreground_slices: int
-
-
-def make_item(
-    image: np.ndarray,
-    mask: np.ndarray,
-    label_mode: str,
-    case: str,
-    index: int,
-    size: Sequence[int],
-) -> Item:
-    """The library-wide item: ``image`` float32 ``(C, *spatial)``; ``mask`` float32
-    ``(1, *spatial)`` (binary), float32 ``(K, *spatial)`` (multilabel) or int64 ``(*spatial)``
-    (multiclass); ``case``; ``slice``; ``size`` int64 (the spatial size before padding).
-
-    ``mask`` comes without the binary channel axis; conversions happen in numpy (one torch
-    call per tensor keeps items cheap).
-    """
-    m = np.ascontiguousarray(mask, dtype=np.int64 if label_mode == "multiclass" else np.float32)
-    if label_mode == "binary":
-        m = m[None]
-    return {
-        "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-        "mask": torch.from_numpy(m),
-        "case": case,
-        "slice": int(index),
-        "size": torch.from_numpy(np.asarray(size, dtype=np.int64)),
-    }
-
-
-_PRINT_BYTES = 1 << 16
-
-
-def _file_print(path: str) -> list[int]:
-    """``[size, crc32 of the first 64 KiB]`` of a file (a cheap content check)."""
-    try:
-        size = os.stat(path).st_size
-        with open(path, "rb") as f:
-            head = f.read(_PRINT_BYTES)
-    except OSError as exc:
-        raise DataError(path, f"cannot read ({exc.strerror or exc})") from exc
-    return [int(size), zlib.crc32(head)]
-
-
-def fingerprint_changes(root: str | Path, stored: Mapping[str, Sequence[int]]) -> list[str]:
-    """How the files under ``root`` differ from a :meth:`SliceDataset.fingerprint`.
-
-    Returns:
-        One phrase per kind of change, e.g. ``"2 of 6 files are missing (labelsTr/a.nii.gz,
-        ...)"``; empty when every file is as recorded.
-    """
-    missing, other = [], []
-    for name, recorded in stored.items():
-        path = Path(name) if os.path.isabs(name) else Path(root) / name
-        if not path.is_file():
-            missing.append(name)
-        elif _file_print(str(path)) != list(recorded):
-            other.append(name)
-    changes = []
-    for what, names in (("are missing", missing), ("have other contents", other)):
-        if names:
-            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-            changes.append(f"{len(names)} of {len(stored)} files {what} ({shown})")
-    return changes
 
 
 def _threads() -> int:

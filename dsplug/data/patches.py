@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..options import LabelMode, choose
-from .base import make_item
+from .records import make_item
 
 __all__ = ["PatchDataset", "patch_starts"]
 

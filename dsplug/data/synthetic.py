@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 
 from .._checks import look_up_option
 from ..options import LabelMode
-from .base import Item, make_item
 from .preprocess import Augment, Preprocessing
+from .records import Item, make_item
 from .splits import SPLITS
 
 __all__ = ["SyntheticDataset", "phantom"]

@@ -117,8 +117,8 @@ PAPER = "Yuan et al., μ-Net (2023)"
 CONVERGENCE_TODO = (
     "The full setting (30 runs; about 1.4 h on 2 idle cores) and this section are made with:\n\n"
     "```bash\n"
-    "mkdir -p runs && nohup .venv/bin/python benchmarks/convergence.py --out runs/convergence \\\n"
-    "    > runs/convergence.log 2>&1 &\n"
+    "mkdir -p runs && nohup .venv/bin/python benchmarks/convergence/convergence.py \\\n"
+    "    --out runs/convergence > runs/convergence.log 2>&1 &\n"
     ".venv/bin/python benchmarks/report.py --step-time runs/bench/step_time.json \\\n"
     "    --inference runs/bench/inference.json --convergence runs/convergence/convergence.json\n"
     "```"
@@ -221,7 +221,7 @@ def render_step_time(result: Mapping[str, Any]) -> str:
         f"{c.get('repeats', '?')} interleaved rounds (median); {_machine(c)}"
     )
     return (
-        "### Training-step cost (`benchmarks/step_time.py`)\n\n"
+        "### Training-step cost (`benchmarks/cost/step_time.py`)\n\n"
         f"{setting}.\n\n{_table(headers, rows)}\n\n"
         "The paper's ratios are per epoch on a GPU with its networks and data (Table 5; "
         "† rows: Table 3's M-Net and MLDS-Net, which the paper's Up / Down variants follow)."
@@ -242,7 +242,7 @@ def render_inference(result: Mapping[str, Any]) -> str:
         f"{_machine(c)}"
     )
     return (
-        "### Inference (`benchmarks/inference.py`)\n\n"
+        "### Inference (`benchmarks/cost/inference.py`)\n\n"
         f"{setting}.\n\n"
         f"{_table(['mode', 'eval time ×bare model', 'outputs identical'], rows)}"
     )
@@ -385,7 +385,7 @@ def render_convergence(result: Mapping[str, Any], with_paper: bool = True) -> st
     ]
     parts = [
         f"### Convergence ablation on {result['config'].get('dataset', '?')} "
-        "(`benchmarks/convergence.py`)",
+        "(`benchmarks/convergence/convergence.py`)",
         _convergence_caption(result),
         _table(headers, rows),
         _hyb_sentence(variants),
@@ -437,7 +437,7 @@ def _equal_compute_caption(result: Mapping[str, Any], full: bool = True) -> str:
     return (
         "Validation Dice at equal training compute, per seed against `none` with the same "
         "seed, from the stored per-epoch validation curves (no run repeated; "
-        "`python -m benchmarks.convergence_stats FILE` adds them to a stored JSON). A run's "
+        "`python -m benchmarks.convergence.analysis FILE` adds them to a stored JSON). A run's "
         "budget is what it used over all its epochs: measured training seconds (the sum of "
         "its epochs' training time, validation left out) or `none` epochs (epochs × step "
         "ratio). A run's value within a budget is its best validation Dice among the epochs "
@@ -533,7 +533,7 @@ def _check_comparison(p: Mapping[str, Any]) -> None:
         raise ValueError(
             "this convergence JSON holds the former pooled p-values (seed-averaged cases paired "
             "as if independent); recompute its comparisons from the stored figures with "
-            "`python -m benchmarks.convergence_stats FILE.json`."
+            "`python -m benchmarks.convergence.analysis FILE.json`."
         )
 
 
@@ -633,8 +633,8 @@ def replace_section(text: str, section: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--step-time", type=Path, help="JSON of benchmarks/step_time.py")
-    parser.add_argument("--inference", type=Path, help="JSON of benchmarks/inference.py")
+    parser.add_argument("--step-time", type=Path, help="JSON of benchmarks/cost/step_time.py")
+    parser.add_argument("--inference", type=Path, help="JSON of benchmarks/cost/inference.py")
     parser.add_argument(
         "--convergence",
         type=Path,

@@ -14,8 +14,9 @@ import pytest
 from scipy import stats
 
 from benchmarks import report
-from benchmarks.convergence import build_parser, main, settings_from_args
-from benchmarks.convergence_settings import (
+from benchmarks.convergence.analysis import analyse, compare_seeds, upgrade
+from benchmarks.convergence.convergence import build_parser, main, settings_from_args
+from benchmarks.convergence.settings import (
     FULL,
     QUICK,
     THIN,
@@ -23,7 +24,6 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     setting_name,
 )
-from benchmarks.convergence_stats import analyse, compare_seeds, upgrade
 from dsplug.metrics import METRIC_NAMES
 from dsplug.options import Mode
 from tests.data.conftest import require_data
@@ -224,7 +224,8 @@ def test_compare_seeds_t_test_bootstrap_and_validation() -> None:
 
 def test_stored_results_are_seed_aware() -> None:
     """The shipped JSON holds the seed-aware comparison, and recomputing it changes nothing."""
-    for path in sorted((ROOT / "benchmarks" / "results").glob("convergence_*.json")):
+    results = ROOT / "benchmarks" / "convergence" / "results"
+    for path in sorted(results.glob("convergence_*.json")):
         result = json.loads(path.read_text())
         for name, v in result["variants"].items():
             p = v["p_vs_none"]
@@ -247,7 +248,7 @@ def test_report_refuses_the_former_pooled_p_values(records, tmp_path: Path, caps
     path = _write(tmp_path, "old.json", conv)
     with pytest.raises(SystemExit) as exc:
         report.main(["--convergence", str(path), "--readme", str(tmp_path / "R.md")])
-    assert exc.value.code == 2 and "benchmarks.convergence_stats" in capsys.readouterr().err
+    assert exc.value.code == 2 and "benchmarks.convergence.analysis" in capsys.readouterr().err
 
 
 def test_ordering_verdict(records) -> None:
@@ -399,7 +400,7 @@ def test_report_appends_markers_and_rejects_bad_input(records, tmp_path: Path, c
 # ------------------------------------------------------------------------- smoke run
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "convergence.py"), *args],
+        [sys.executable, str(ROOT / "benchmarks" / "convergence" / "convergence.py"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks import report
-from benchmarks.convergence_stats import analyse, best_within, upgrade
+from benchmarks.convergence.analysis import analyse, best_within, upgrade
 from tests.test_benchmark_convergence import fake_run
 
 STEP = {"ratios": {"none": {"time": 1.0}, "hyb": {"time": 2.5}, "up": {"time": 1.2}}}

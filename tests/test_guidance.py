@@ -47,7 +47,8 @@ def test_every_row_reads_its_json():
 )
 def test_each_section_is_the_generated_one(section):
     """README.md and docs/results/*.md hold what `python benchmarks/guidance.py` writes from
-    benchmarks/results/ (regenerate after a run); a hand edit of a generated table fails here."""
+    benchmarks/<study>/results/ (regenerate after a run); a hand edit of a generated table fails
+    here."""
     text = section.path.read_text(encoding="utf-8")
     assert guidance.replace_section(text, section.render(), section.start, section.end) == text
 
@@ -127,7 +128,9 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
         "equal_steps": True,
         "rows": [row(2, "none", None), row(2, "hyb", [0.02, 0.01, 0.03]), row(8, "none", None)],
     }
-    (tmp_path / "label_efficiency_hippocampus.json").write_text(json.dumps(table))
+    results = tmp_path / "label_efficiency" / "results"
+    results.mkdir(parents=True)
+    (results / "label_efficiency_hippocampus.json").write_text(json.dumps(table))
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     figures = guidance.row_figures(
         guidance.Row("r", "label_efficiency_hippocampus.json@2", "hyb", None)
@@ -137,7 +140,8 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
     absent = guidance.Row("r", "label_efficiency_hippocampus.json@8", "hyb", None)
     assert guidance.row_figures(absent) is None
     section = guidance.render_label_efficiency()
-    assert f"({guidance.DOCS_PLOTS}label_efficiency_hippocampus.png)" in section
+    plot = "label_efficiency/results/label_efficiency_hippocampus.png"
+    assert f"({guidance.DOCS_PLOTS}{plot})" in section
     assert "2 cases: 120, 8 cases: 30; 3 of 9 runs ended at the cap" in section
     assert "| 2 | 0.700 ± 0.010 | 0.700 (+0.020; 3/3, p = 0.1) |" in section
 
@@ -164,7 +168,8 @@ def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monk
             "ratios": {n: {"time": t} for n, t in [("hyb", 2.8), ("hyb-no-pseudo", 2.5)]}
         },
     }
-    (tmp_path / guidance.RECIPE).write_text(json.dumps(result))
+    (tmp_path / "convergence" / "results").mkdir(parents=True)
+    (tmp_path / "convergence" / "results" / guidance.RECIPE).write_text(json.dumps(result))
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     rows = guidance.render_recipe().splitlines()[2:]
     assert len(rows) == 2 and rows[0].startswith("| nothing (the default) | `hyb` | 0.7267 |")
@@ -175,11 +180,11 @@ def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monk
 
 
 def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch):
-    """The semi-supervised rows come from benchmarks/semi.py's runs: differences per seed, k of
+    """The semi-supervised rows come from benchmarks/semi/semi.py's runs: differences per seed, k of
     n, and the target's verdict (>= +0.03 over `up` in every seed) from the same numbers."""
     import json
 
-    from benchmarks.semi import summarise
+    from benchmarks.semi.semi import summarise
 
     def run(arm: str, seed: int, dice: float) -> dict:
         setting = {"labeled": 4, "seed": seed}
@@ -195,7 +200,10 @@ def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch
     runs = [run(a, s, d) for a, values in dice.items() for s, d in enumerate(values)]
     table = summarise(runs, against=("none", "up", "mean-teacher"))
     config = {"val": 10, "test": 30, "steps": 100, "eval_every": 10, "seeds": "0,1,2"}
-    (tmp_path / guidance.SEMI).write_text(json.dumps({"config": config, "table": table}))
+    (tmp_path / "semi" / "results").mkdir(parents=True)
+    (tmp_path / "semi" / "results" / guidance.SEMI).write_text(
+        json.dumps({"config": config, "table": table})
+    )
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     text = guidance.render_semi()
     row = next(line for line in text.splitlines() if "pseudo-masks (G pass" in line)

@@ -1,12 +1,13 @@
 """The pseudo-label designs tried for issue 27 (seed 0, chosen by validation Dice), as JSON.
 
-Each design is one ``benchmarks/semi.py`` run of the ``pseudo-none`` arm (``none`` trained on
+Each design is one ``benchmarks/semi/semi.py`` run of the ``pseudo-none`` arm (``none`` trained on
 the EMA teacher's confident pseudo-masks of the unlabelled cases, 4 labelled Task04 cases,
 1000 steps); designs 1 and 2 are earlier forms of ``dsplug.losses`` (soft Dice on the
 pseudo-masks; every image counted), 4a and 4b use ``--confidence 0.95`` and ``--ramp-start 0.5``.
 
 Usage (after the runs):
-    python benchmarks/semi_designs.py --json benchmarks/results/semi_designs_hippocampus.json
+    python benchmarks/semi/semi_designs.py \\
+        --json benchmarks/semi/results/semi_designs_hippocampus.json
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ median is reported. A last, optional figure reads the cached dataset through a `
 with workers.
 
 Usage:
-    python benchmarks/data_loading.py
-    python benchmarks/data_loading.py --repeats 3 --json /tmp/data_loading.json
+    python benchmarks/cost/data_loading.py
+    python benchmarks/cost/data_loading.py --repeats 3 --json /tmp/data_loading.json
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from torch.utils.data import DataLoader
@@ -42,7 +42,7 @@ TARGET_SPEEDUP = 10.0
 def default_source() -> Path:
     """``$DSPLUG_DATA/Task04_Hippocampus``, else ``<repo>/../shared/data/Task04_Hippocampus``."""
     env = os.environ.get("DSPLUG_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
     return (root / "Task04_Hippocampus").resolve()
 
 

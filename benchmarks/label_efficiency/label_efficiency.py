@@ -1,23 +1,25 @@
 """Label efficiency: test Dice of each mode against the number of training cases (issue 19).
 
-A thin driver over ``benchmarks/convergence.py``: one convergence run per training-set size
-(the same settings otherwise, the same seeds; each size in its own folder, resumable), then
-one table and one plot of mean test Dice (± sd over seeds) per mode and size, with each mode's
-per-seed differences from ``none``, "better in k of n seeds" and the t-test over seeds
-(``benchmarks.convergence_stats``). Every size is tested on the same cases and validated on
-the same cases (the samples are drawn from one seeded permutation per split), and the training
-sets are nested: the cases of a smaller size are among those of a larger one. ISBI 2012 trains
-on the first n slices of its contiguous training block.
+A thin driver over ``benchmarks/convergence/convergence.py``: one convergence run per
+training-set size (the same settings otherwise, the same seeds; each size in its own folder,
+resumable), then one table and one plot of mean test Dice (± sd over seeds) per mode and size,
+with each mode's per-seed differences from ``none``, "better in k of n seeds" and the t-test
+over seeds (``benchmarks.convergence.analysis``). Every size is tested on the same cases and
+validated on the same cases (the samples are drawn from one seeded permutation per split), and
+the training sets are nested: the cases of a smaller size are among those of a larger one. ISBI
+2012 trains on the first n slices of its contiguous training block.
 
 With ``--equal-steps`` the epoch cap and the minimum epochs of a size are scaled by (largest
 size / size): at equal epochs a quarter of the data would also be a quarter of the optimiser
 steps, and the smallest sets would stop before they converge.
 
 Usage (the stored results, 3 seeds each):
-    python benchmarks/label_efficiency.py --cases 2,4,8 --variants none,up,hyb --equal-steps \\
-        --out runs/le_hippocampus --json benchmarks/results/label_efficiency_hippocampus.json \\
-        --plot benchmarks/results/label_efficiency_hippocampus.png
-    python benchmarks/label_efficiency.py --thin --cases 4,8,15 --jobs 2 --equal-steps ...  # ISBI
+    python benchmarks/label_efficiency/label_efficiency.py --cases 2,4,8 \\
+        --variants none,up,hyb --equal-steps --out runs/le_hippocampus \\
+        --json benchmarks/label_efficiency/results/label_efficiency_hippocampus.json \\
+        --plot benchmarks/label_efficiency/results/label_efficiency_hippocampus.png
+    python benchmarks/label_efficiency/label_efficiency.py --thin --cases 4,8,15 --jobs 2 \\
+        --equal-steps ...  # ISBI
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks import convergence
+from benchmarks.convergence import convergence
 
 __all__ = ["collect", "main", "markdown", "plot", "scaled_epochs"]
 

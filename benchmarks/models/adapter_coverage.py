@@ -6,8 +6,8 @@ and listed), build `smp.Unet(name, encoder_weights=None)`, run one `hyb` trainin
 parameter the bare model's own training step trains) and check the eval identity
 (`ds.eval(); ds(x)` equals `model(x)`). Prints JSON: which work, which fail and why, the share.
 
-    python benchmarks/adapter_coverage.py --json runs/adapter_coverage.json
-    python benchmarks/adapter_coverage.py --encoders resnet18 mit_b0   # a subset
+    python benchmarks/models/adapter_coverage.py --json runs/adapter_coverage.json
+    python benchmarks/models/adapter_coverage.py --encoders resnet18 mit_b0   # a subset
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from dsplug import DeepSupervised
 
-try:  # run as a script (python benchmarks/adapter_coverage.py) or as a module
-    from _common import emit, machine_info
-except ImportError:  # pragma: no cover
-    from benchmarks._common import emit, machine_info
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks._common import emit, machine_info
 
 MAX_PARAMS = 100_000_000
 SIZE = 64

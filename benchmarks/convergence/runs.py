@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks._common import interleaved, median, time_once
-from benchmarks.convergence_settings import (
+from benchmarks.convergence.settings import (
     EVAL_BATCH,
     LR,
     SCHEMA_VERSION,
@@ -24,7 +24,7 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     Variant,
 )
-from benchmarks.step_time import ModeCase, measure_flops
+from benchmarks.cost.step_time import ModeCase, measure_flops
 from dsplug import DeepSupervised
 from dsplug.data import LabelRule, MSDDataset, Preprocessing, build_datasets, make_splits
 from dsplug.data.msd import read_msd_json
@@ -132,7 +132,7 @@ def measure_step_ratios(
 ) -> dict[str, Any]:
     """Train-step time of every variant relative to ``none``, interleaved in one process.
 
-    The step of ``benchmarks/step_time.py`` (forward, loss, backward, Adam) on the first
+    The step of ``benchmarks/cost/step_time.py`` (forward, loss, backward, Adam) on the first
     training batch, one wrapper per variant around a copy of one seeded model; rounds
     round-robin with the order rotated each round, warm-up rounds discarded, medians.
 
@@ -184,7 +184,7 @@ def measure_step_ratios(
         "repeats": settings.step_repeats,
         "warmup": settings.step_warmup,
         "torch_threads": torch.get_num_threads(),
-        "step": "zero_grad, ds(x, y), ds.loss, backward, Adam step (benchmarks.step_time)",
+        "step": "zero_grad, ds(x, y), ds.loss, backward, Adam step (benchmarks.cost.step_time)",
         "timing": "interleaved round-robin (order rotated each round), warm-up rounds "
         "discarded, median per variant; 'time' is wall-clock, 'cpu_time' the process's",
     }

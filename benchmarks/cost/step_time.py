@@ -9,9 +9,9 @@ on CUDA). FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over t
 backward of one step.
 
 Usage:
-    python benchmarks/step_time.py                 # defaults sized for a 2-core CPU
-    python benchmarks/step_time.py --quick --json /tmp/step_time.json
-    python benchmarks/step_time.py --device cuda --base 64 --size 256 --batch 16
+    python benchmarks/cost/step_time.py                 # defaults sized for a 2-core CPU
+    python benchmarks/cost/step_time.py --quick --json /tmp/step_time.json
+    python benchmarks/cost/step_time.py --device cuda --base 64 --size 256 --batch 16
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode

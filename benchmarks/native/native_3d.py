@@ -10,15 +10,15 @@ masks, HD95 nan where one is, skipped in means). Seeds pair the runs: the same s
 and hyb the same initial model weights and the same patches. The case split is fixed (a seeded
 shuffle of all cases, then subsets) and the same in every run; settings are in the JSON.
 
-Statistics per net and metric (:func:`benchmarks.convergence_stats.compare_seeds`): each seed's
+Statistics per net and metric (:func:`benchmarks.convergence.analysis.compare_seeds`): each seed's
 hyb - none of the means over the test volumes, "better in k of n seeds" (for HD95 better means
 lower), Student's t-test over seeds, and (Dice, NSD) the seeds x cases bootstrap.
 
 Run (one CPU thread, about an hour for the 12 runs):
-    OMP_NUM_THREADS=1 python benchmarks/native_3d.py \\
+    OMP_NUM_THREADS=1 python benchmarks/native/native_3d.py \\
         --data ../shared/data/Task04_Hippocampus \\
-        --json benchmarks/results/native_3d_hippocampus.json
-    python benchmarks/native_3d.py --quick   # 4 tiny runs, a minute: the path works
+        --json benchmarks/native/results/native_3d_hippocampus.json
+    python benchmarks/native/native_3d.py --quick   # 4 tiny runs, a minute: the path works
 """
 
 from __future__ import annotations
@@ -37,16 +37,16 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import emit, machine_info
-from benchmarks.convergence_stats import compare_seeds
+from benchmarks.convergence.analysis import compare_seeds
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = ("dice", "hd95", "nsd")
 #: CLI options of each net: the own U-Net and MONAI DynUNet at the same widths and depth.
 NETS = {"unet": ["--model", "unet"], "monai-dynunet": ["--model", "monai-dynunet"]}

@@ -35,9 +35,9 @@ step-time ratios are kept in ``step_time.json``. The result is ``convergence.jso
 to stdout); ``benchmarks/report.py`` turns it into the README table.
 
 Usage:
-    python benchmarks/convergence.py --quick --out runs/convergence_quick
-    mkdir -p runs && nohup .venv/bin/python benchmarks/convergence.py --out runs/convergence \\
-        > runs/convergence.log 2>&1 &
+    python benchmarks/convergence/convergence.py --quick --out runs/convergence_quick
+    mkdir -p runs && nohup .venv/bin/python benchmarks/convergence/convergence.py \\
+        --out runs/convergence > runs/convergence.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -50,14 +50,15 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
 from benchmarks._common import emit
-from benchmarks.convergence_driver import run_convergence
-from benchmarks.convergence_runs import build_sets, measure_step_ratios, run_variant
-from benchmarks.convergence_settings import (
+from benchmarks.convergence.analysis import analyse, estimate_seconds
+from benchmarks.convergence.driver import run_convergence
+from benchmarks.convergence.runs import build_sets, measure_step_ratios, run_variant
+from benchmarks.convergence.settings import (
     FULL,
     PAPER_ORDER,
     QUICK,
@@ -68,7 +69,6 @@ from benchmarks.convergence_settings import (
     default_source,
     setting_name,
 )
-from benchmarks.convergence_stats import analyse, estimate_seconds
 from dsplug._checks import positive_int
 from dsplug.data import default_cache_dir
 

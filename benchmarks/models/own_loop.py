@@ -9,9 +9,9 @@ the same loop with the same loss on ``model(x)``. Test Dice is per case over its
 
 Run (the stored results: 8 training cases, 20 test cases, one thread; ``--seeds 0``, ``1``
 and ``2`` side by side for 12 and 20 epochs, then merged):
-    python benchmarks/own_loop.py --data ../shared/data/Task04_Hippocampus --cases 8 \\
-        --epochs 6 --threads 1 --json benchmarks/results/own_loop_hippocampus.json
-    python benchmarks/own_loop.py --cases 8 --epochs 20 --threads 1 --seeds 0 --json s0.json
+    python benchmarks/models/own_loop.py --data ../shared/data/Task04_Hippocampus --cases 8 \\
+        --epochs 6 --threads 1 --json benchmarks/models/results/own_loop_hippocampus.json
+    python benchmarks/models/own_loop.py --cases 8 --epochs 20 --threads 1 --seeds 0 --json s0.json
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _loaders(args: argparse.Namespace, seed: int):

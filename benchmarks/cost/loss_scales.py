@@ -7,8 +7,8 @@ ratio ||g(mode) - g(none)|| / ||g(none)|| of all auxiliary terms together (what 
 bound to 0.2-2). "Late" is after ``--steps`` training steps of the mode on synthetic phantoms.
 
 Usage:
-    python benchmarks/loss_scales.py --json runs/bench/loss_scales.json
-    python benchmarks/loss_scales.py --balance paper --steps 50
+    python benchmarks/cost/loss_scales.py --json runs/bench/loss_scales.json
+    python benchmarks/cost/loss_scales.py --balance paper --steps 50
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from torch import nn

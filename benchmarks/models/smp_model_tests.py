@@ -9,7 +9,7 @@ hub-download tests are smp's slow ones (skipped), and GitPython is stubbed (smp'
 then runs every test).
 
 Usage:
-    python benchmarks/smp_model_tests.py SOURCE [--rev REV] [--mode hyb] [--out result.json]
+    python benchmarks/models/smp_model_tests.py SOURCE [--rev REV] [--mode hyb] [--out result.json]
 
 SOURCE is a checkout of segmentation_models.pytorch or its git directory (read at ``--rev``).
 The tests are copied to a temporary folder, never into this repository.
@@ -34,7 +34,7 @@ _FILES = ("tests/__init__.py", "tests/utils.py", "tests/conftest.py", "tests/mod
 
 _PATCH = """
 
-# --- added by dsplug's benchmarks/smp_model_tests.py --------------------------------------
+# --- added by dsplug's benchmarks/models/smp_model_tests.py --------------------------------------
 import functools as _functools
 import os as _os
 

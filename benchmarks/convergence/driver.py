@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from benchmarks._common import format_table, machine_info
-from benchmarks.convergence_runs import (
+from benchmarks.convergence.analysis import EQUAL_COMPUTE, P_VALUES, analyse, estimate_seconds
+from benchmarks.convergence.runs import (
     build_sets,
     class_names,
     external_step_ratios,
@@ -24,7 +25,7 @@ from benchmarks.convergence_runs import (
     run_variant,
     unet_config,
 )
-from benchmarks.convergence_settings import (
+from benchmarks.convergence.settings import (
     FOLDERS,
     LR,
     SCHEMA_VERSION,
@@ -33,7 +34,6 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     setting_name,
 )
-from benchmarks.convergence_stats import EQUAL_COMPUTE, P_VALUES, analyse, estimate_seconds
 from dsplug.data import MSDDataset
 from dsplug.train.runlog import write_json
 

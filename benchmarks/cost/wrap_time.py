@@ -8,7 +8,7 @@ classes=1)`` twice and times, for each of the two models, ``DeepSupervised(model
 Model construction is not timed. The first wrap traces the encoder with ``torch.export``; the
 second reuses the cached trace. Medians over ``--repeats`` fresh processes; prints JSON.
 
-    python benchmarks/wrap_time.py --json benchmarks/results/wrap_time.json
+    python benchmarks/cost/wrap_time.py --json benchmarks/cost/results/wrap_time.json
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-try:  # run as a script (python benchmarks/wrap_time.py) or as a module
-    from _common import emit, machine_info
-except ImportError:  # pragma: no cover
-    from benchmarks._common import emit, machine_info
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from benchmarks._common import emit, machine_info
 
 __all__ = ["main", "one_process"]
 

@@ -6,8 +6,8 @@ difference). ``--ref DIR`` adds an older checkout (its root, put first on ``sys.
 before/after figure. It also lists which heavy optional packages each import loaded.
 
 Usage:
-    python benchmarks/import_time.py --repeats 7
-    git worktree add /tmp/before <commit>; python benchmarks/import_time.py --ref /tmp/before
+    python benchmarks/cost/import_time.py --repeats 7
+    git worktree add /tmp/before <commit>; python benchmarks/cost/import_time.py --ref /tmp/before
 """
 
 from __future__ import annotations

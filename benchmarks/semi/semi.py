@@ -30,10 +30,10 @@ Test metrics: per case (slices' counts summed, the two classes averaged), mean o
 seed is the unit of every p-value (a t-test of per-seed differences), with "better in k of n".
 
 Usage:
-    python benchmarks/semi.py --labeled 4 --seeds 0,1,2 --jobs 2 --out runs/semi \\
-        --json benchmarks/results/semi_hippocampus.json \\
-        --plot benchmarks/results/semi_hippocampus.png
-    python benchmarks/semi.py --quick   # a few steps on 2 labelled cases (smoke test)
+    python benchmarks/semi/semi.py --labeled 4 --seeds 0,1,2 --jobs 2 --out runs/semi \\
+        --json benchmarks/semi/results/semi_hippocampus.json \\
+        --plot benchmarks/semi/results/semi_hippocampus.png
+    python benchmarks/semi/semi.py --quick   # a few steps on 2 labelled cases (smoke test)
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ import numpy as np
 import torch
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.convergence_stats import compare_seeds
+from benchmarks.convergence.analysis import compare_seeds
 from dsplug import DeepSupervised, UNet
 from dsplug.data import LabelRule, MSDDataset, build_datasets, default_cache_dir
 from dsplug.data.msd import read_msd_json
@@ -64,7 +64,7 @@ from dsplug.semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 
 __all__ = ["ARMS", "Arm", "main", "run_arm", "summarise"]
 
-SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "Task04_Hippocampus"
+SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "Task04_Hippocampus"
 ISBI = "isbi2012_em_membrane/train"
 
 
@@ -135,9 +135,9 @@ def _slices(data: MSDDataset, cases: Sequence[str]) -> tuple[torch.Tensor, torch
 def _isbi_sets(
     source: Path, s: Setting, out: Path
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, list]]:
-    """ISBI 2012 as benchmarks/convergence.py reads it: contiguous 15 / 3 / 12 slices of the
-    stack, membranes (raw 0) the foreground, resized to 128 px; the training block is the pool
-    (its first ``s.labeled`` slices keep their masks)."""
+    """ISBI 2012 as benchmarks/convergence/convergence.py reads it: contiguous 15 / 3 / 12
+    slices of the stack, membranes (raw 0) the foreground, resized to 128 px; the training block
+    is the pool (its first ``s.labeled`` slices keep their masks)."""
     sets = build_datasets(
         source,
         kind="folder",

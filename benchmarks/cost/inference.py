@@ -7,8 +7,8 @@ alternating each round and the modes interleaved round-robin; the time ratio of 
 median over rounds of ds time / bare time. Outputs must be identical (``torch.equal``).
 
 Usage:
-    python benchmarks/inference.py
-    python benchmarks/inference.py --quick --json /tmp/inference.json
+    python benchmarks/cost/inference.py
+    python benchmarks/cost/inference.py --quick --json /tmp/inference.json
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from torch import nn

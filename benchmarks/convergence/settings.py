@@ -239,5 +239,5 @@ def default_source(dataset: str = "hippocampus") -> Path:
     """``$DSPLUG_DATA/<folder>``, else ``<repo>/../shared/data/<folder>`` (Task04_Hippocampus
     or isbi2012_em_membrane/train)."""
     env = os.environ.get("DSPLUG_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
     return (root / FOLDERS[dataset]).resolve()

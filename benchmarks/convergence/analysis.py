@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _stats
 
-from benchmarks.convergence_settings import PAPER_ORDER, VARIANTS, ConvergenceSettings
+from benchmarks.convergence.settings import PAPER_ORDER, VARIANTS, ConvergenceSettings
 from dsplug.metrics import METRIC_NAMES, paired_tests
 
 __all__ = [
@@ -524,7 +524,7 @@ def estimate_seconds(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.convergence_stats FILE...``: :func:`upgrade` each stored result in
+    """``python -m benchmarks.convergence.analysis FILE...``: :func:`upgrade` each stored result in
     place (the comparisons and equal-compute figures only; every other figure is left as it was)."""
     import json
     import sys
@@ -532,7 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     paths = list(sys.argv[1:] if argv is None else argv)
     if not paths:
-        print("usage: python -m benchmarks.convergence_stats convergence.json ...", file=sys.stderr)
+        usage = "usage: python -m benchmarks.convergence.analysis convergence.json ..."
+        print(usage, file=sys.stderr)
         return 2
     for path in map(Path, paths):
         result = upgrade(json.loads(path.read_text(encoding="utf-8")))

@@ -6,7 +6,7 @@ and again after 20 steps of half-empty batches (AdamW 1e-3), on dsplug's U-Net (
 smp Unet/resnet18; healthy: 0.05-2. Prints JSON.
 
 Run:
-    python benchmarks/degenerate_batches.py --json runs/degenerate_batches.json
+    python benchmarks/cost/degenerate_batches.py --json runs/degenerate_batches.json
 """
 
 from __future__ import annotations

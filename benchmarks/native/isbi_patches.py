@@ -1,7 +1,7 @@
 """ISBI 2012 membranes: native-resolution patches with sliding-window evaluation against
 today's resize path, at the same number of optimiser steps, modes none and hyb, 3 seeds.
 
-Data as the convergence benchmark's ISBI runs (``benchmarks/convergence_runs.py``): the
+Data as the convergence benchmark's ISBI runs (``benchmarks/convergence/runs.py``): the
 30-slice stack split into contiguous 15 / 3 / 12 slices (train / val / test), membrane (raw
 value 0) as the foreground, per-image z-score. Two paths train the same U-Net with dsplug's
 Trainer:
@@ -20,15 +20,15 @@ Both are scored the same way on the 12 native test slices at 512 x 512 with the 
 the best validation epoch: the patch model by sliding windows, the resize model on the slice
 resized to ``--size`` with its logits resized back (bilinear), as the issue describes today's
 path. Dice, HD95 and NSD (1 px tolerance) per slice. Statistics
-(:func:`benchmarks.convergence_stats.compare_seeds`): patch - resize per mode, and hyb - none
+(:func:`benchmarks.convergence.analysis.compare_seeds`): patch - resize per mode, and hyb - none
 per path, per seed, "better in k of n seeds", the t-test over seeds and the seeds x slices
 bootstrap.
 
 Run (one CPU thread):
-    OMP_NUM_THREADS=1 python benchmarks/isbi_patches.py \\
+    OMP_NUM_THREADS=1 python benchmarks/native/isbi_patches.py \\
         --data ../shared/data/isbi2012_em_membrane/train \\
-        --json benchmarks/results/isbi_patches.json
-    python benchmarks/isbi_patches.py --quick   # 4 tiny runs: the path works
+        --json benchmarks/native/results/isbi_patches.json
+    python benchmarks/native/isbi_patches.py --quick   # 4 tiny runs: the path works
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
@@ -54,9 +54,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmarks._common import emit, machine_info
-from benchmarks.native_3d import compare_metric
+from benchmarks.native.native_3d import compare_metric
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = ("dice", "hd95", "nsd")
 PATHS = ("resize", "patch")
 #: The share of patches centred on foreground (as ``dsplug train --patch``).

@@ -3,7 +3,7 @@
 One row per (regime, mode) measurement: the test Dice difference from ``none`` with its seeds
 ("k/n" beat ``none``, the t-test over seeds), the step time and memory (``step_time.py``), the
 validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
-equal-compute figures of ``convergence_stats``), and a verdict that follows from those figures
+equal-compute figures of ``convergence/analysis.py``), and a verdict that follows from those figures
 by the rule in :func:`verdict` (nothing typed by hand). :func:`sections` lists every generated
 section, each between its markers in its file: the headline table of README.md
 (``<!-- headline:start -->``), and in ``docs/results/``: the full table (``guidance``), the
@@ -34,7 +34,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import report
-from benchmarks.convergence.analysis import compare_seeds
+from dsplug.metrics.paired import compare_seeds
 
 __all__ = [
     "HEADLINE",

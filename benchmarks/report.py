@@ -437,7 +437,7 @@ def _equal_compute_caption(result: Mapping[str, Any], full: bool = True) -> str:
     return (
         "Validation Dice at equal training compute, per seed against `none` with the same "
         "seed, from the stored per-epoch validation curves (no run repeated; "
-        "`python -m benchmarks.convergence.analysis FILE` adds them to a stored JSON). A run's "
+        "`python benchmarks/convergence/analysis.py FILE` adds them to a stored JSON). A run's "
         "budget is what it used over all its epochs: measured training seconds (the sum of "
         "its epochs' training time, validation left out) or `none` epochs (epochs × step "
         "ratio). A run's value within a budget is its best validation Dice among the epochs "
@@ -533,7 +533,7 @@ def _check_comparison(p: Mapping[str, Any]) -> None:
         raise ValueError(
             "this convergence JSON holds the former pooled p-values (seed-averaged cases paired "
             "as if independent); recompute its comparisons from the stored figures with "
-            "`python -m benchmarks.convergence.analysis FILE.json`."
+            "`python benchmarks/convergence/analysis.py FILE.json`."
         )
 
 

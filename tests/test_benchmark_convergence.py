@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from benchmarks import report
-from benchmarks.convergence.analysis import analyse, compare_seeds, upgrade
+from benchmarks.convergence.analysis import analyse, upgrade
 from benchmarks.convergence.convergence import build_parser, main, settings_from_args
 from benchmarks.convergence.settings import (
     FULL,
@@ -203,25 +203,6 @@ def test_better_in_k_of_n_seeds_is_counted_by_seed() -> None:
     assert "better in 2 of 4 seeds (+0.0200 (seed 3), -0.0100 (seed 5)" in text
 
 
-def test_compare_seeds_t_test_bootstrap_and_validation() -> None:
-    a = [[0.8, 0.7, 0.9], [0.82, 0.71, 0.93], [0.81, 0.69, 0.92]]
-    b = [[0.7, 0.6, 0.85], [0.7, 0.62, 0.8], [0.75, 0.6, 0.82]]
-    r = compare_seeds(a, b, n_boot=2000, rng_seed=3)
-    per_seed = np.mean(np.subtract(a, b), axis=1)
-    assert r["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)
-    assert r["ci95"][0] > 0.0 and r["better_seeds"] == 3
-    assert r["bootstrap"]["ci95"][0] > 0.0 and r["bootstrap"]["p"] == pytest.approx(2 / 2001)
-    assert compare_seeds(a, b, n_boot=2000, rng_seed=3) == r  # deterministic
-    means = compare_seeds(np.mean(a, axis=1), np.mean(b, axis=1))
-    assert means["bootstrap"] is None and means["p"] == pytest.approx(r["p"])
-    assert compare_seeds([0.7], [0.6])["p"] is None  # one seed: no test
-    assert compare_seeds([0.7, 0.8], [0.7, 0.8])["p"] == 1.0
-    with pytest.raises(ValueError, match="same seeds"):
-        compare_seeds([0.7, 0.8], [0.7])
-    with pytest.raises(ValueError, match="non-finite"):
-        compare_seeds([0.7, math.nan], [0.7, 0.8])
-
-
 def test_stored_results_are_seed_aware() -> None:
     """The shipped JSON holds the seed-aware comparison, and recomputing it changes nothing."""
     results = ROOT / "benchmarks" / "convergence" / "results"
@@ -248,7 +229,7 @@ def test_report_refuses_the_former_pooled_p_values(records, tmp_path: Path, caps
     path = _write(tmp_path, "old.json", conv)
     with pytest.raises(SystemExit) as exc:
         report.main(["--convergence", str(path), "--readme", str(tmp_path / "R.md")])
-    assert exc.value.code == 2 and "benchmarks.convergence.analysis" in capsys.readouterr().err
+    assert exc.value.code == 2 and "benchmarks/convergence/analysis.py" in capsys.readouterr().err
 
 
 def test_ordering_verdict(records) -> None:

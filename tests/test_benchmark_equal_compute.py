@@ -1,4 +1,4 @@
-"""Equal-compute figures of the convergence benchmark (``convergence_stats.equal_compute``),
+"""Equal-compute figures of the convergence benchmark (``convergence.analysis.equal_compute``),
 on synthetic runs whose answers are known by construction, and their README table."""
 
 from __future__ import annotations

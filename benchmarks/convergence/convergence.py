@@ -13,7 +13,7 @@ training batch (so that machine noise between separate runs does not decide it);
 PPV, SEN, IoU per case and foreground class with the best-epoch weights. Across seeds: means,
 standard deviations, and the comparison with ``none`` with the seed as the unit: per-seed
 differences in mean test Dice, better in k of n seeds, a t-test of the per-seed differences and a
-seeds x cases bootstrap (``convergence_stats.compare_seeds``). The test split is never used for
+seeds x cases bootstrap (``dsplug.metrics.paired.compare_seeds``). The test split is never used for
 any choice.
 
 Splits are by case: a seeded 70/10/20 split of all 200 cases (``splits.json``), from which a

@@ -4,7 +4,7 @@ A thin driver over ``benchmarks/convergence/convergence.py``: one convergence ru
 training-set size (the same settings otherwise, the same seeds; each size in its own folder,
 resumable), then one table and one plot of mean test Dice (± sd over seeds) per mode and size,
 with each mode's per-seed differences from ``none``, "better in k of n seeds" and the t-test
-over seeds (``benchmarks.convergence.analysis``). Every size is tested on the same cases and
+over seeds (``dsplug.metrics.paired.compare_seeds``). Every size is tested on the same cases and
 validated on the same cases (the samples are drawn from one seeded permutation per split), and
 the training sets are nested: the cases of a smaller size are among those of a larger one. ISBI
 2012 trains on the first n slices of its contiguous training block.

@@ -20,7 +20,7 @@ Both are scored the same way on the 12 native test slices at 512 x 512 with the 
 the best validation epoch: the patch model by sliding windows, the resize model on the slice
 resized to ``--size`` with its logits resized back (bilinear), as the issue describes today's
 path. Dice, HD95 and NSD (1 px tolerance) per slice. Statistics
-(:func:`benchmarks.convergence.analysis.compare_seeds`): patch - resize per mode, and hyb - none
+(:func:`dsplug.metrics.paired.compare_seeds`): patch - resize per mode, and hyb - none
 per path, per seed, "better in k of n seeds", the t-test over seeds and the seeds x slices
 bootstrap.
 

@@ -10,7 +10,7 @@ masks, HD95 nan where one is, skipped in means). Seeds pair the runs: the same s
 and hyb the same initial model weights and the same patches. The case split is fixed (a seeded
 shuffle of all cases, then subsets) and the same in every run; settings are in the JSON.
 
-Statistics per net and metric (:func:`benchmarks.convergence.analysis.compare_seeds`): each seed's
+Statistics per net and metric (:func:`dsplug.metrics.paired.compare_seeds`): each seed's
 hyb - none of the means over the test volumes, "better in k of n seeds" (for HD95 better means
 lower), Student's t-test over seeds, and (Dice, NSD) the seeds x cases bootstrap.
 
@@ -44,7 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import emit, machine_info
-from benchmarks.convergence.analysis import compare_seeds
+from dsplug.metrics.paired import compare_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = ("dice", "hd95", "nsd")

@@ -54,12 +54,12 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.convergence.analysis import compare_seeds
 from dsplug import DeepSupervised, UNet
 from dsplug.data import LabelRule, MSDDataset, build_datasets, default_cache_dir
 from dsplug.data.msd import read_msd_json
 from dsplug.data.nifti import nifti_case_id
 from dsplug.data.preprocess import Preprocessing
+from dsplug.metrics.paired import compare_seeds
 from dsplug.semi import EMATeacher, mean_teacher_loss, sigmoid_rampup
 
 __all__ = ["ARMS", "Arm", "main", "run_arm", "summarise"]

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks import report
+from benchmarks import paper, report
+from benchmarks.convergence import report as convergence_report
 from benchmarks.convergence.analysis import analyse, upgrade
 from benchmarks.convergence.convergence import build_parser, main, settings_from_args
 from benchmarks.convergence.settings import (
@@ -198,7 +199,7 @@ def test_better_in_k_of_n_seeds_is_counted_by_seed() -> None:
     assert p["per_seed_diff"] == pytest.approx(list(diffs.values()), abs=1e-12)
     assert p["better_seeds"] == 2 and p["n_seeds"] == 4
     assert p["mean_diff"] == pytest.approx(np.mean(list(diffs.values())))
-    text = report.render_convergence(result)
+    text = convergence_report.render_convergence(result)
     assert "(2/4, p = " in text
     assert "better in 2 of 4 seeds (+0.0200 (seed 3), -0.0100 (seed 5)" in text
 
@@ -345,8 +346,8 @@ def test_report_renders_json_into_the_readme(records, tmp_path: Path) -> None:
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert "| `hyb` | 2.46 | 2.50 | 1.90 | 2.70 |" in text
     paper_hyb = " / ".join(
-        f"{report.PAPER_EFFICIENCY['hyb'][d][0] / report.PAPER_EFFICIENCY['none'][d][0]:.2f}"
-        for d in report.DATASETS
+        f"{paper.PAPER_EFFICIENCY['hyb'][d][0] / paper.PAPER_EFFICIENCY['none'][d][0]:.2f}"
+        for d in paper.DATASETS
     )
     assert paper_hyb.startswith(f"{0.6470 / 0.1960:.2f}") and paper_hyb in text
     assert "| `hyb` | 0.999 | yes |" in text

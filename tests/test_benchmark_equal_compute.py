@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from benchmarks import report
+from benchmarks.convergence import report
 from benchmarks.convergence.analysis import analyse, best_within, upgrade
 from tests.test_benchmark_convergence import fake_run
 

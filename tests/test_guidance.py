@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import guidance
+from benchmarks._sections import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def test_each_section_is_the_generated_one(section):
     benchmarks/<study>/results/ (regenerate after a run); a hand edit of a generated table fails
     here."""
     text = section.path.read_text(encoding="utf-8")
-    assert guidance.replace_section(text, section.render(), section.start, section.end) == text
+    assert replace_section(text, section.render(), section.start, section.end) == text
 
 
 def test_every_page_with_markers_is_generated():
@@ -148,7 +149,7 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
 
 def test_replace_section_needs_its_markers():
     with pytest.raises(ValueError, match="guidance:start"):
-        guidance.replace_section("no markers", "x")
+        replace_section("no markers", "x", guidance.START, guidance.END)
 
 
 def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monkeypatch):

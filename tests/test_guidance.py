@@ -210,3 +210,36 @@ def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch
     row = next(line for line in text.splitlines() if "pseudo-masks (G pass" in line)
     assert "0.7533" in row and row.split(" | ")[4].startswith("+0.033 (3/3")
     assert "`hyb-semi`, +0.0333 over `up` (3/3 seeds)" in text and "is not met" in text
+
+
+def test_every_listed_json_is_stored_once_in_its_studys_results():
+    """Each study keeps its results in benchmarks/<study>/results/; a name is in one study only
+    (guidance finds a JSON by its name), and every JSON the sections list is stored."""
+    stored = [p.name for p in guidance.RESULTS.glob("*/results/*")]
+    assert len(stored) == len(set(stored)) and not (guidance.RESULTS / "results").exists()
+    listed = {row.file.partition("#")[0].partition("@")[0] for row in guidance.ROWS}
+    listed |= {row.step[0] for row in guidance.ROWS if row.step is not None}
+    listed |= {name for names in guidance.REPORT.values() for name in names}
+    listed |= {guidance.RECIPE, guidance.SEMI, guidance.SEMI_DESIGNS, guidance.NATIVE_3D}
+    listed |= {guidance.ISBI_PATCHES, *guidance.LABEL_EFFICIENCY}
+    missing = sorted(name for name in listed if not guidance.result_file(name).exists())
+    assert not missing, missing
+
+
+def test_the_docs_site_serves_each_studys_plots():
+    """docs/_hooks/results_images.py: a page's link to benchmarks/<study>/results/NAME.png
+    points to the copy the site serves, and every stored plot is served."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "results_images", ROOT / "docs" / "_hooks" / "results_images.py"
+    )
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="results/semi.md"))
+    markdown = "![a](../../benchmarks/semi/results/a.png) ![b](../../benchmarks/x.png)"
+    served = "![a](../assets/results/semi/a.png) ![b](../../benchmarks/x.png)"
+    assert hook.on_page_markdown(markdown, page) == served
+    plots = sorted(guidance.RESULTS.glob("*/results/*.png"))
+    assert plots and all(p.relative_to(hook.BENCHMARKS).parts[1] == "results" for p in plots)

@@ -1,17 +1,19 @@
 """The results sections of the README and the docs pages, generated from the benchmarks' JSON.
 
 One row per (regime, mode) measurement: the test Dice difference from ``none`` with its seeds
-("k/n" beat ``none``, the t-test over seeds), the step time and memory (``step_time.py``), the
-validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
-equal-compute figures of ``convergence_stats``), and a verdict that follows from those figures
-by the rule in :func:`verdict` (nothing typed by hand). :func:`sections` lists every generated
-section, each between its markers in its file: the headline table of README.md
+("k/n" beat ``none``, the t-test over seeds), the step time and memory (``cost/step_time.py``),
+the validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
+equal-compute figures of ``convergence/analysis.py``), and a verdict that follows from those
+figures by the rule in :func:`verdict` (nothing typed by hand). :func:`sections` lists every
+generated section, each between its markers in its file: the headline table of README.md
 (``<!-- headline:start -->``), and in ``docs/results/``: the full table (``guidance``), the
 label-efficiency plots and tables (``label-efficiency``), the recipe ablation
 (``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and
 none seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution
 tables (``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and
-convergence tables (``results``).
+convergence tables (``results``). Each study's ``report.py`` renders its tables; this module
+knows where each JSON is (:func:`result_file`: in its study's ``results/`` folder) and which
+page shows it.
 
 Usage:
     python benchmarks/guidance.py            # rewrite every section
@@ -25,7 +27,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,14 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import report
-from benchmarks.convergence_stats import compare_seeds
+from benchmarks._sections import Section, rendered, stale
+from benchmarks._tables import diff_cell
+from benchmarks.convergence.report import render_recipe as recipe_report
+from benchmarks.label_efficiency.report import render_label_efficiency as label_efficiency_report
+from benchmarks.native.report import render_isbi_patches as isbi_patches_report
+from benchmarks.native.report import render_native_3d as native_3d_report
+from benchmarks.semi.report import render_semi as semi_report
+from dsplug.metrics.paired import compare_seeds
 
 __all__ = [
     "HEADLINE",
@@ -42,6 +51,7 @@ __all__ = [
     "Row",
     "Section",
     "main",
+    "plot_link",
     "render",
     "render_headline",
     "render_isbi_patches",
@@ -50,18 +60,20 @@ __all__ = [
     "render_recipe",
     "render_results",
     "render_semi",
+    "result_file",
     "row_figures",
     "sections",
     "stale_sections",
     "verdict",
 ]
 
-RESULTS = Path(__file__).resolve().parent / "results"
+#: The benchmarks: each study's package keeps its JSON and plots in ``<study>/results/``.
+RESULTS = Path(__file__).resolve().parent
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs" / "results"  # the results pages of the docs site
-#: How a page in ``DOCS`` links a plot of ``RESULTS`` (the site serves a copy: docs/_hooks).
-DOCS_PLOTS = "../../benchmarks/results/"
+#: How a page in ``DOCS`` links a plot in ``RESULTS`` (the site serves a copy: docs/_hooks).
+DOCS_PLOTS = "../../benchmarks/"
 START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end -->"
@@ -141,12 +153,25 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+def result_file(name: str) -> Path:
+    """The stored result ``name`` in its study's folder, ``RESULTS/<study>/results/`` (names
+    are unique across studies); a path that does not exist when no study holds it."""
+    found = sorted(RESULTS.glob(f"*/results/{name}"))
+    return found[0] if found else RESULTS / "results" / name
+
+
+def plot_link(path: Path, plots: str) -> str:
+    """How a page links the plot stored beside ``path`` (``plots``: the page's way to
+    ``RESULTS``)."""
+    return plots + path.relative_to(RESULTS).with_suffix(".png").as_posix()
+
+
 def _load(name: str) -> dict[str, Any] | None:
     """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``, and
     ``file.json@n`` (a label-efficiency table) its rows for ``n`` training cases."""
     name, _, part = name.partition("#")
     name, _, cases = name.partition("@")
-    path = RESULTS / name
+    path = result_file(name)
     if not path.exists():
         return None
     result = json.loads(path.read_text())
@@ -225,17 +250,6 @@ def verdict(f: Mapping[str, Any]) -> str:
     return text
 
 
-def _diff_cell(f: Mapping[str, Any], per_seed: bool = True) -> str:
-    diffs = f["diffs"]
-    mean = sum(diffs) / len(diffs)
-    better = sum(d > 0 for d in diffs)
-    p = "" if f["p"] is None else f", p = {f['p']:.2g}"
-    if not per_seed:
-        return f"{mean:+.3f} ({better}/{len(diffs)}{p})"
-    seeds = ", ".join(f"{d:+.3f}" for d in diffs)
-    return f"{mean:+.3f} ({better}/{len(diffs)}{p}; {seeds})"
-
-
 def _equal_cell(f: Mapping[str, Any]) -> str:
     equal = f.get("at_none_compute")
     if not equal:
@@ -265,13 +279,14 @@ def render() -> str:
     lines = [
         "Measured, per regime (3 seeds each). Test Dice vs `none`: the mean difference, in how "
         "many seeds the mode beat `none`, the t-test over seeds and each seed's difference. Step "
-        "time / memory: `benchmarks/step_time.py`, own U-Net base 16, depth 5, batch 8 of 96². "
+        "time / memory: `benchmarks/cost/step_time.py`, own U-Net base 16, depth 5, batch 8 of "
+        "96². "
         "At `none`'s compute: validation Dice after the training compute `none` used (in epochs "
         "of `none`), minus `none`'s. To `none`'s best: compute, in epochs of `none`, until "
         "validation Dice first reaches `none`'s best. The verdict follows from the figures "
         f"(`benchmarks/guidance.py`: worse by {LEVEL} or more: no; within {LEVEL}: level; a gain "
         f"of {GAIN} or more in every seed: yes). Generated by `python benchmarks/guidance.py` "
-        "from `benchmarks/results/`.",
+        "from the studies' results (`benchmarks/<study>/results/`).",
         "",
         "| regime (JSON) | mode | test Dice vs `none` | step time / memory | at `none`'s compute "
         "| to `none`'s best | use it? |",
@@ -289,7 +304,7 @@ def render() -> str:
         cells = (
             regime,
             f"`{mode}`",
-            _diff_cell(f),
+            diff_cell(f),
             _cost_cell(f),
             _equal_cell(f),
             _best_cell(f),
@@ -325,245 +340,74 @@ def render_headline() -> str:
         f = row_figures(rows[file, mode])
         if f is None:
             continue
-        cells = (regime, f"`{mode}`", _diff_cell(f, per_seed=False), _cost_cell(f, False))
+        cells = (regime, f"`{mode}`", diff_cell(f, per_seed=False), _cost_cell(f, False))
         lines.append("| " + " | ".join((*cells, verdict(f))) + " |")
     return "\n".join(lines)
 
 
+def _stored(name: str) -> dict[str, Any] | None:
+    """The stored result ``name`` (:func:`result_file`), or None when it is absent."""
+    path = result_file(name)
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+#: The label-efficiency tables, one per data set, each with its plot beside it.
+LABEL_EFFICIENCY = ("label_efficiency_hippocampus.json", "label_efficiency_isbi2012.json")
+
+
 def render_label_efficiency(plots: str = DOCS_PLOTS) -> str:
     """The label-efficiency section: per data set, its plot and its table (from the JSON);
-    ``plots`` is how the page links ``benchmarks/results/``."""
-    from benchmarks.label_efficiency import markdown
-
+    ``plots`` is how the page links ``RESULTS``."""
     lines = []
-    for data in ("hippocampus", "isbi2012"):
-        path = RESULTS / f"label_efficiency_{data}.json"
-        if not path.exists():
-            continue
-        table = json.loads(path.read_text())
-        caps = sorted({(r["cases"], r["epochs_cap"]) for r in table["rows"]})
-        steps = "scaled to equal optimiser steps" if table.get("equal_steps") else "equal"
-        runs = [e == r["epochs_cap"] for r in table["rows"] for e in r["epochs_run"]]
-        lines += [
-            f"**{table['dataset']}** (epoch caps {steps}: "
-            + ", ".join(f"{n} cases: {e}" for n, e in caps)
-            + f"; {sum(runs)} of {len(runs)} runs ended at the cap, not by early stopping). "
-            "Each cell: mean test Dice; for a mode, its difference from `none`, the seeds in "
-            "which it beat `none` and the t-test over seeds.",
-            "",
-            f"![label efficiency, {table['dataset']}]({plots}{path.stem}.png)",
-            "",
-            markdown(table),
-            "",
-        ]
+    for name in LABEL_EFFICIENCY:
+        table = _stored(name)
+        if table is not None:
+            lines += label_efficiency_report(table, plot_link(result_file(name), plots))
     return "\n".join(lines).rstrip() or "No label-efficiency result is stored yet."
 
 
 RECIPE = "convergence_hippocampus_recipe.json"
-#: What each ablated variant leaves out of hyb's recipe.
-LEFT_OUT = {
-    "hyb": "nothing (the default)",
-    "rec": "the G pass (L_mask, L_seg, L_D: hyb is μ-Net-Rec plus these)",
-    "hyb-no-rec-x": "L_rei (reconstruction of X)",
-    "hyb-no-rec-g": "L_rem (reconstruction of G)",
-    "hyb-no-pseudo": "the pseudo-label terms (L_seg, L_seg')",
-    "hyb-no-features": "the feature terms (L_D, L_D')",
-}
 
 
 def render_recipe() -> str:
     """The recipe ablation: each variant's test Dice against hyb and none, seed by seed."""
-    path = RESULTS / RECIPE
-    if not path.exists():
-        return "No recipe ablation is stored yet."
-    result = json.loads(path.read_text())
-    variants, ratios = result["variants"], result["step_time"]["ratios"]
-
-    def per_seed(name: str) -> list[float]:
-        return [s["test"]["dice"] for s in sorted(variants[name]["seeds"], key=lambda s: s["seed"])]
-
-    lines = [
-        "| left out of `hyb` | variant | test Dice | vs `hyb` | vs `none` | step time |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in variants:
-        if name == "none":
-            continue
-        dice = per_seed(name)
-        cells = [LEFT_OUT.get(name, name), f"`{name}`", f"{statistics.mean(dice):.4f}"]
-        for reference in ("hyb", "none"):
-            if name == reference or reference not in variants:
-                cells.append("")
-                continue
-            f = compare_seeds(dice, per_seed(reference))
-            cells.append(_diff_cell({"diffs": f["per_seed_diff"], "p": f["p"]}))
-        cells.append(f"{ratios[name]['time']:.2f}x")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    result = _stored(RECIPE)
+    return "No recipe ablation is stored yet." if result is None else recipe_report(result)
 
 
 SEMI = "semi_hippocampus.json"
+SEMI_DESIGNS = "semi_designs_hippocampus.json"
 SEMI_START, SEMI_END = "<!-- semi:start -->", "<!-- semi:end -->"
-#: What each arm of ``benchmarks/semi.py`` does with the unlabelled cases.
-SEMI_ARMS = {
-    "none": "none (labelled cases only)",
-    "up": "up (labelled cases only)",
-    "hyb": "hyb (labelled cases only)",
-    "mean-teacher": "mean teacher on `none`",
-    "mean-teacher-1": "mean teacher on `none`, weight 1",
-    "pseudo-none": "`none` on the EMA teacher's pseudo-masks",
-    "pseudo-up": "`up` on the pseudo-masks",
-    "hyb-semi": "`hyb` on the pseudo-masks (G pass and tied decoder too)",
-    "hyb-rei": "`hyb`, tied decoder reconstructing unlabelled X (no teacher)",
-    "full": "`none` with every pool case labelled (upper line)",
-}
 
 
 def render_semi(plots: str = DOCS_PLOTS) -> str:
-    """The semi-supervised section: per labelled size, each arm's test Dice against ``none``,
-    ``up`` and mean teacher seed by seed, its step time, and the verdict of the issue's rule
-    (the best recipe beats ``up`` by >= 0.03 in every seed); ``plots`` as in
-    :func:`render_label_efficiency`."""
-    path = RESULTS / SEMI
-    if not path.exists():
+    """The semi-supervised section (``semi/report.py``) with the pseudo-mask designs tried;
+    ``plots`` as in :func:`render_label_efficiency`."""
+    result = _stored(SEMI)
+    if result is None:
         return "No semi-supervised result is stored yet."
-    result = json.loads(path.read_text())
-    config = result["config"]
-    lines = [
-        f"Task04 2D, empty slices kept; {config['val']} validation and {config['test']} test "
-        f"cases; at most {config['steps']} optimiser steps per arm (validation every "
-        f"{config['eval_every']}, the paper's early stopping); seeds {config['seeds']}.",
-        "",
-        f"![semi-supervised]({plots}{Path(SEMI).stem}.png)",
-        "",
-        "Step time: each run's wall time per step over `none`'s, median over seeds; the runs "
-        "shared the machine with other jobs, so it is rough (`benchmarks/step_time.py` times "
-        "the unlabelled steps interleaved).",
-        "",
-        "| labelled cases | arm | test Dice | vs `none` | vs `up` | vs mean teacher | step time |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    verdicts = []
-    for n, rows in result["table"].items():
-        for arm, row in rows.items():
-            cells = [n, SEMI_ARMS.get(arm, arm)]
-            cells.append(f"{row['test_dice_mean']:.4f} ± {row['test_dice_sd']:.4f}")
-            for ref in ("none", "up", "mean-teacher"):
-                f = row.get(f"vs_{ref}")
-                cells.append(_diff_cell({"diffs": f["per_seed_diff"], "p": f["p"]}) if f else "")
-            ratio = row.get("step_time_vs_none")
-            cells.append(f"{ratio:.2f}x" if ratio else "")
-            lines.append("| " + " | ".join(cells) + " |")
-        supervised = ("none", "up", "hyb", "full")
-        semi = {a: r for a, r in rows.items() if a not in supervised and "vs_up" in r}
-        if semi:
-            best = max(semi, key=lambda a: semi[a]["test_dice_mean"])
-            diffs = semi[best]["vs_up"]["per_seed_diff"]
-            met = min(diffs) >= 0.03
-            verdicts.append(
-                f"- {n} labelled cases: the best unlabelled-image arm is `{best}`, "
-                f"{statistics.mean(diffs):+.4f} over `up` ({semi[best]['vs_up']['better_seeds']}"
-                f"/{len(diffs)} seeds); the target (>= +0.03 in every seed) is "
-                f"{'met' if met else 'not met'}."
-            )
-    return "\n".join([*lines, "", *verdicts, *_semi_designs()])
-
-
-def _semi_designs() -> list[str]:
-    """The pseudo-label designs tried (``semi_designs_hippocampus.json``), seed 0."""
-    path = RESULTS / "semi_designs_hippocampus.json"
-    if not path.exists():
-        return []
-    result = json.loads(path.read_text())
-    ref = result["reference"]
-    lines = [
-        "",
-        "The pseudo-mask designs tried (`pseudo-none`, seed 0, chosen by validation Dice; "
-        f"`none` {ref['none']['val_dice_best']:.3f} validation, {ref['none']['test_dice']:.4f} "
-        f"test; `up` {ref['up']['val_dice_best']:.3f}, {ref['up']['test_dice']:.4f}):",
-        "",
-        "| design | best validation Dice (step) | test Dice |",
-        "|---|---|---|",
-    ]
-    for d in result["designs"]:
-        lines.append(
-            f"| {d['design']} | {d['val_dice_best']:.3f} ({d['best_step']}) | "
-            f"{d['test_dice']:.4f} |"
-        )
-    return lines
+    return semi_report(result, plot_link(result_file(SEMI), plots), _stored(SEMI_DESIGNS))
 
 
 NATIVE_3D = "native_3d_hippocampus.json"
 ISBI_PATCHES = "isbi_patches.json"
 NATIVE_START, NATIVE_END = "<!-- native-3d:start -->", "<!-- native-3d:end -->"
 PATCHES_START, PATCHES_END = "<!-- isbi-patches:start -->", "<!-- isbi-patches:end -->"
-#: (key, label, digits) of the native benchmarks' metrics.
-_METRICS = (("dice", "Dice", 4), ("hd95", "HD95 (lower is better)", 2), ("nsd", "NSD", 4))
-
-
-def _means_row(cells: Sequence[str], m: Mapping[str, Any]) -> str:
-    figures = (f"{m['dice']:.4f}", f"{m['hd95']:.2f}", f"{m['nsd']:.4f}")
-    seconds = (f"{m['train_s']:.0f}", f"{m['val_s']:.0f}")
-    return "| " + " | ".join((*cells, *figures, *seconds)) + " |"
-
-
-def _comparison_rows(cells: Sequence[str], compared: Mapping[str, Any]) -> list[str]:
-    rows = []
-    for key, label, digits in _METRICS:
-        c = compared[key]
-        seeds = ", ".join(f"{d:+.{digits}f}" for d in c["per_seed_diff"])
-        figures = (seeds, f"{c['mean_diff']:+.{digits}f}", c["better_in"], f"{c['p']:.2f}")
-        rows.append("| " + " | ".join((*cells, label, *figures)) + " |")
-    return rows
 
 
 def render_native_3d() -> str:
-    """The 3D benchmark's tables (``native_3d.py``): means per net and mode, hyb - none."""
-    path = RESULTS / NATIVE_3D
-    if not path.exists():
-        return "No 3D result is stored yet."
-    summary = json.loads(path.read_text())["summary"]
-    names = {"unet": "own U-Net", "monai-dynunet": "MONAI DynUNet"}
-    lines = [
-        "| net | mode | 3D Dice | HD95 (mm) | NSD (1 mm) | training s / run | validation s / run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for net, entry in summary.items():
-        lines += [_means_row((names.get(net, net), mode), entry[mode]) for mode in ("none", "hyb")]
-    lines += [
-        "",
-        "| net | metric | hyb - none per seed (0, 1, 2) | mean | hyb better in "
-        "| p (t-test over seeds) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for net, entry in summary.items():
-        lines += _comparison_rows((names.get(net, net),), entry["hyb_minus_none"])
-    return "\n".join(lines)
+    """The 3D benchmark's tables: means per net and mode, hyb - none."""
+    result = _stored(NATIVE_3D)
+    return "No 3D result is stored yet." if result is None else native_3d_report(result["summary"])
 
 
 def render_isbi_patches() -> str:
-    """The ISBI native-patch benchmark's tables (``isbi_patches.py``): means per path and
-    mode, patch - resize per mode and hyb - none per path."""
-    path = RESULTS / ISBI_PATCHES
-    if not path.exists():
+    """The ISBI native-patch benchmark's tables: means per path and mode, patch - resize per
+    mode and hyb - none per path."""
+    result = _stored(ISBI_PATCHES)
+    if result is None:
         return "No native-patch result is stored yet."
-    summary = json.loads(path.read_text())["summary"]
-    lines = [
-        "| path | mode | Dice | HD95 (px) | NSD (1 px) | training s / run | validation s / run |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key, means in summary["means"].items():
-        lines.append(_means_row(key.split("/"), means))
-    lines += [
-        "",
-        "| comparison | metric | per seed (0, 1, 2) | mean | better in | p (t-test over seeds) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for mode, compared in summary["patch_minus_resize"].items():
-        lines += _comparison_rows((f"patch - resize, {mode}",), compared)
-    for where, compared in summary["hyb_minus_none"].items():
-        lines += _comparison_rows((f"hyb - none, {where}",), compared)
-    return "\n".join(lines)
+    return isbi_patches_report(result["summary"])
 
 
 #: The JSON behind ``report.py``'s section (step time, inference, convergence).
@@ -587,11 +431,13 @@ def render_results() -> str:
         "convergence": ("config", "variants", "ordering"),
     }
     loaded = {
-        kind: [report.load_json(RESULTS / name, kind, keys[kind]) for name in names]
+        kind: [report.load_json(result_file(name), kind, keys[kind]) for name in names]
         for kind, names in REPORT.items()
     }
     sources = {
-        kind: "`, `".join(f"benchmarks/results/{name}" for name in names)
+        kind: "`, `".join(
+            result_file(name).relative_to(RESULTS.parent).as_posix() for name in names
+        )
         for kind, names in REPORT.items()
     }
     full = report.render(
@@ -599,16 +445,6 @@ def render_results() -> str:
     )
     inner = full.split(report.START, 1)[1].rsplit(report.END, 1)[0]
     return inner[1:-1]  # replace_section puts back one newline on each side
-
-
-@dataclass(frozen=True)
-class Section:
-    """One generated section: the file, its markers and what renders it."""
-
-    path: Path
-    start: str
-    end: str
-    render: Callable[[], str]
 
 
 def sections() -> tuple[Section, ...]:
@@ -625,37 +461,9 @@ def sections() -> tuple[Section, ...]:
     )
 
 
-def replace_section(text: str, section: str, start: str = START, end: str = END) -> str:
-    """``text`` with the section between ``start`` and ``end`` replaced (both must be there)."""
-    if start not in text or end not in text:
-        raise ValueError(f"the page has no {start} ... {end} section to replace.")
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    return f"{head}{start}\n{section}\n{end}{tail}"
-
-
-def _rendered() -> dict[Path, str]:
-    """Each file's text with every one of its sections as generated now."""
-    texts: dict[Path, str] = {}
-    for s in sections():
-        text = texts.get(s.path) or s.path.read_text(encoding="utf-8")
-        try:
-            texts[s.path] = replace_section(text, s.render(), s.start, s.end)
-        except ValueError as exc:
-            raise ValueError(f"{s.path.relative_to(ROOT)}: {exc}") from None
-    return texts
-
-
 def stale_sections() -> list[str]:
     """``file: marker`` of each section whose text differs from what the JSON gives."""
-    stale = []
-    for s in sections():
-        text = s.path.read_text(encoding="utf-8")
-        if s.start not in text or s.end not in text:
-            stale.append(f"{s.path.relative_to(ROOT)}: {s.start} (its markers are missing)")
-        elif replace_section(text, s.render(), s.start, s.end) != text:
-            stale.append(f"{s.path.relative_to(ROOT)}: {s.start}")
-    return stale
+    return stale(sections(), ROOT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -672,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"stale: {name} (run python benchmarks/guidance.py)", file=sys.stderr)
         return 1 if stale else 0
     else:
-        for path, text in _rendered().items():
+        for path, text in rendered(sections(), ROOT).items():
             path.write_text(text, encoding="utf-8")
     return 0
 

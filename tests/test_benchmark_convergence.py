@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks import report
-from benchmarks.convergence import build_parser, main, settings_from_args
-from benchmarks.convergence_settings import (
+from benchmarks import paper, report
+from benchmarks.convergence import report as convergence_report
+from benchmarks.convergence.analysis import analyse, upgrade
+from benchmarks.convergence.convergence import build_parser, main, settings_from_args
+from benchmarks.convergence.settings import (
     FULL,
     QUICK,
     THIN,
@@ -23,7 +25,6 @@ from benchmarks.convergence_settings import (
     ConvergenceSettings,
     setting_name,
 )
-from benchmarks.convergence_stats import analyse, compare_seeds, upgrade
 from dsplug.metrics import METRIC_NAMES
 from dsplug.options import Mode
 from tests.data.conftest import require_data
@@ -198,33 +199,15 @@ def test_better_in_k_of_n_seeds_is_counted_by_seed() -> None:
     assert p["per_seed_diff"] == pytest.approx(list(diffs.values()), abs=1e-12)
     assert p["better_seeds"] == 2 and p["n_seeds"] == 4
     assert p["mean_diff"] == pytest.approx(np.mean(list(diffs.values())))
-    text = report.render_convergence(result)
+    text = convergence_report.render_convergence(result)
     assert "(2/4, p = " in text
     assert "better in 2 of 4 seeds (+0.0200 (seed 3), -0.0100 (seed 5)" in text
 
 
-def test_compare_seeds_t_test_bootstrap_and_validation() -> None:
-    a = [[0.8, 0.7, 0.9], [0.82, 0.71, 0.93], [0.81, 0.69, 0.92]]
-    b = [[0.7, 0.6, 0.85], [0.7, 0.62, 0.8], [0.75, 0.6, 0.82]]
-    r = compare_seeds(a, b, n_boot=2000, rng_seed=3)
-    per_seed = np.mean(np.subtract(a, b), axis=1)
-    assert r["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)
-    assert r["ci95"][0] > 0.0 and r["better_seeds"] == 3
-    assert r["bootstrap"]["ci95"][0] > 0.0 and r["bootstrap"]["p"] == pytest.approx(2 / 2001)
-    assert compare_seeds(a, b, n_boot=2000, rng_seed=3) == r  # deterministic
-    means = compare_seeds(np.mean(a, axis=1), np.mean(b, axis=1))
-    assert means["bootstrap"] is None and means["p"] == pytest.approx(r["p"])
-    assert compare_seeds([0.7], [0.6])["p"] is None  # one seed: no test
-    assert compare_seeds([0.7, 0.8], [0.7, 0.8])["p"] == 1.0
-    with pytest.raises(ValueError, match="same seeds"):
-        compare_seeds([0.7, 0.8], [0.7])
-    with pytest.raises(ValueError, match="non-finite"):
-        compare_seeds([0.7, math.nan], [0.7, 0.8])
-
-
 def test_stored_results_are_seed_aware() -> None:
     """The shipped JSON holds the seed-aware comparison, and recomputing it changes nothing."""
-    for path in sorted((ROOT / "benchmarks" / "results").glob("convergence_*.json")):
+    results = ROOT / "benchmarks" / "convergence" / "results"
+    for path in sorted(results.glob("convergence_*.json")):
         result = json.loads(path.read_text())
         for name, v in result["variants"].items():
             p = v["p_vs_none"]
@@ -247,7 +230,7 @@ def test_report_refuses_the_former_pooled_p_values(records, tmp_path: Path, caps
     path = _write(tmp_path, "old.json", conv)
     with pytest.raises(SystemExit) as exc:
         report.main(["--convergence", str(path), "--readme", str(tmp_path / "R.md")])
-    assert exc.value.code == 2 and "benchmarks.convergence_stats" in capsys.readouterr().err
+    assert exc.value.code == 2 and "benchmarks/convergence/analysis.py" in capsys.readouterr().err
 
 
 def test_ordering_verdict(records) -> None:
@@ -363,8 +346,8 @@ def test_report_renders_json_into_the_readme(records, tmp_path: Path) -> None:
     assert text.count(report.START) == 1 and text.count(report.END) == 1
     assert "| `hyb` | 2.46 | 2.50 | 1.90 | 2.70 |" in text
     paper_hyb = " / ".join(
-        f"{report.PAPER_EFFICIENCY['hyb'][d][0] / report.PAPER_EFFICIENCY['none'][d][0]:.2f}"
-        for d in report.DATASETS
+        f"{paper.PAPER_EFFICIENCY['hyb'][d][0] / paper.PAPER_EFFICIENCY['none'][d][0]:.2f}"
+        for d in paper.DATASETS
     )
     assert paper_hyb.startswith(f"{0.6470 / 0.1960:.2f}") and paper_hyb in text
     assert "| `hyb` | 0.999 | yes |" in text
@@ -399,7 +382,7 @@ def test_report_appends_markers_and_rejects_bad_input(records, tmp_path: Path, c
 # ------------------------------------------------------------------------- smoke run
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "convergence.py"), *args],
+        [sys.executable, str(ROOT / "benchmarks" / "convergence" / "convergence.py"), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Equal-compute figures of the convergence benchmark (``convergence_stats.equal_compute``),
+"""Equal-compute figures of the convergence benchmark (``convergence.analysis.equal_compute``),
 on synthetic runs whose answers are known by construction, and their README table."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from benchmarks import report
-from benchmarks.convergence_stats import analyse, best_within, upgrade
+from benchmarks.convergence import report
+from benchmarks.convergence.analysis import analyse, best_within, upgrade
 from tests.test_benchmark_convergence import fake_run
 
 STEP = {"ratios": {"none": {"time": 1.0}, "hyb": {"time": 2.5}, "up": {"time": 1.2}}}

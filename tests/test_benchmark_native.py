@@ -1,5 +1,6 @@
-"""benchmarks/native_3d.py and benchmarks/isbi_patches.py: their --quick paths on the real data
-(skipped when absent; a failure on CI), --reuse, and the direction of "better" for HD95."""
+"""benchmarks/native/native_3d.py and benchmarks/native/isbi_patches.py: their --quick paths on
+the real data (skipped when absent; a failure on CI), --reuse, and the direction of "better" for
+HD95."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import isbi_patches, native_3d
+from benchmarks.native import isbi_patches, native_3d
 from tests.data.conftest import require_data
 
 pytestmark = [pytest.mark.data, pytest.mark.slow]

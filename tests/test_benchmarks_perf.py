@@ -10,20 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.step_time import AUX_VARIANTS
+from benchmarks.cost.step_time import AUX_VARIANTS
 from dsplug import MODES
 
 ROOT = Path(__file__).resolve().parents[1]
+COST = ROOT / "benchmarks" / "cost"
 RATIO_FIELDS = ("time", "cpu_time", "memory", "flops")
 CONFIG_FIELDS = ("model", "base", "depth", "batch", "size", "repeats", "warmup", "device")
 MACHINE_FIELDS = ("cpu_count", "torch", "device")
 
 
 def _run(script: str, tmp_path: Path) -> dict:
-    """Run ``benchmarks/<script> --quick --json`` in a subprocess; return the JSON it wrote."""
+    """Run ``benchmarks/cost/<script> --quick --json`` in a subprocess; return the JSON it wrote."""
     path = tmp_path / f"{script}.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(path)],
+        [sys.executable, str(COST / script), "--quick", "--json", str(path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -172,7 +172,7 @@ def test_printed_command_names_each_option_once(
 
 def test_isbi2012_patches_trains_the_membranes(tmp_path: Path) -> None:
     """The masks hold 255 (cell) and 0 (membrane); the docstring and the README say membranes,
-    as benchmarks/isbi_patches.py trains them."""
+    as benchmarks/native/isbi_patches.py trains them."""
     module = load_example("isbi2012_patches")
     assert "membranes" in module.__doc__.split("\n\n")[0]
     ns = to_train_args(module, ["--data", str(tmp_path)])

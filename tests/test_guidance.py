@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import guidance
+from benchmarks._sections import replace_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,9 +48,10 @@ def test_every_row_reads_its_json():
 )
 def test_each_section_is_the_generated_one(section):
     """README.md and docs/results/*.md hold what `python benchmarks/guidance.py` writes from
-    benchmarks/results/ (regenerate after a run); a hand edit of a generated table fails here."""
+    benchmarks/<study>/results/ (regenerate after a run); a hand edit of a generated table fails
+    here."""
     text = section.path.read_text(encoding="utf-8")
-    assert guidance.replace_section(text, section.render(), section.start, section.end) == text
+    assert replace_section(text, section.render(), section.start, section.end) == text
 
 
 def test_every_page_with_markers_is_generated():
@@ -127,7 +129,9 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
         "equal_steps": True,
         "rows": [row(2, "none", None), row(2, "hyb", [0.02, 0.01, 0.03]), row(8, "none", None)],
     }
-    (tmp_path / "label_efficiency_hippocampus.json").write_text(json.dumps(table))
+    results = tmp_path / "label_efficiency" / "results"
+    results.mkdir(parents=True)
+    (results / "label_efficiency_hippocampus.json").write_text(json.dumps(table))
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     figures = guidance.row_figures(
         guidance.Row("r", "label_efficiency_hippocampus.json@2", "hyb", None)
@@ -137,14 +141,15 @@ def test_label_efficiency_rows_and_section(tmp_path, monkeypatch):
     absent = guidance.Row("r", "label_efficiency_hippocampus.json@8", "hyb", None)
     assert guidance.row_figures(absent) is None
     section = guidance.render_label_efficiency()
-    assert f"({guidance.DOCS_PLOTS}label_efficiency_hippocampus.png)" in section
+    plot = "label_efficiency/results/label_efficiency_hippocampus.png"
+    assert f"({guidance.DOCS_PLOTS}{plot})" in section
     assert "2 cases: 120, 8 cases: 30; 3 of 9 runs ended at the cap" in section
     assert "| 2 | 0.700 ± 0.010 | 0.700 (+0.020; 3/3, p = 0.1) |" in section
 
 
 def test_replace_section_needs_its_markers():
     with pytest.raises(ValueError, match="guidance:start"):
-        guidance.replace_section("no markers", "x")
+        replace_section("no markers", "x", guidance.START, guidance.END)
 
 
 def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monkeypatch):
@@ -164,7 +169,8 @@ def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monk
             "ratios": {n: {"time": t} for n, t in [("hyb", 2.8), ("hyb-no-pseudo", 2.5)]}
         },
     }
-    (tmp_path / guidance.RECIPE).write_text(json.dumps(result))
+    (tmp_path / "convergence" / "results").mkdir(parents=True)
+    (tmp_path / "convergence" / "results" / guidance.RECIPE).write_text(json.dumps(result))
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     rows = guidance.render_recipe().splitlines()[2:]
     assert len(rows) == 2 and rows[0].startswith("| nothing (the default) | `hyb` | 0.7267 |")
@@ -175,11 +181,11 @@ def test_recipe_table_compares_each_variant_with_hyb_seed_by_seed(tmp_path, monk
 
 
 def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch):
-    """The semi-supervised rows come from benchmarks/semi.py's runs: differences per seed, k of
+    """The semi-supervised rows come from benchmarks/semi/semi.py's runs: differences per seed, k of
     n, and the target's verdict (>= +0.03 over `up` in every seed) from the same numbers."""
     import json
 
-    from benchmarks.semi import summarise
+    from benchmarks.semi.semi import summarise
 
     def run(arm: str, seed: int, dice: float) -> dict:
         setting = {"labeled": 4, "seed": seed}
@@ -195,9 +201,45 @@ def test_semi_section_reads_the_runs_and_states_the_target(tmp_path, monkeypatch
     runs = [run(a, s, d) for a, values in dice.items() for s, d in enumerate(values)]
     table = summarise(runs, against=("none", "up", "mean-teacher"))
     config = {"val": 10, "test": 30, "steps": 100, "eval_every": 10, "seeds": "0,1,2"}
-    (tmp_path / guidance.SEMI).write_text(json.dumps({"config": config, "table": table}))
+    (tmp_path / "semi" / "results").mkdir(parents=True)
+    (tmp_path / "semi" / "results" / guidance.SEMI).write_text(
+        json.dumps({"config": config, "table": table})
+    )
     monkeypatch.setattr(guidance, "RESULTS", tmp_path)
     text = guidance.render_semi()
     row = next(line for line in text.splitlines() if "pseudo-masks (G pass" in line)
     assert "0.7533" in row and row.split(" | ")[4].startswith("+0.033 (3/3")
     assert "`hyb-semi`, +0.0333 over `up` (3/3 seeds)" in text and "is not met" in text
+
+
+def test_every_listed_json_is_stored_once_in_its_studys_results():
+    """Each study keeps its results in benchmarks/<study>/results/; a name is in one study only
+    (guidance finds a JSON by its name), and every JSON the sections list is stored."""
+    stored = [p.name for p in guidance.RESULTS.glob("*/results/*")]
+    assert len(stored) == len(set(stored)) and not (guidance.RESULTS / "results").exists()
+    listed = {row.file.partition("#")[0].partition("@")[0] for row in guidance.ROWS}
+    listed |= {row.step[0] for row in guidance.ROWS if row.step is not None}
+    listed |= {name for names in guidance.REPORT.values() for name in names}
+    listed |= {guidance.RECIPE, guidance.SEMI, guidance.SEMI_DESIGNS, guidance.NATIVE_3D}
+    listed |= {guidance.ISBI_PATCHES, *guidance.LABEL_EFFICIENCY}
+    missing = sorted(name for name in listed if not guidance.result_file(name).exists())
+    assert not missing, missing
+
+
+def test_the_docs_site_serves_each_studys_plots():
+    """docs/_hooks/results_images.py: a page's link to benchmarks/<study>/results/NAME.png
+    points to the copy the site serves, and every stored plot is served."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location(
+        "results_images", ROOT / "docs" / "_hooks" / "results_images.py"
+    )
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="results/semi.md"))
+    markdown = "![a](../../benchmarks/semi/results/a.png) ![b](../../benchmarks/x.png)"
+    served = "![a](../assets/results/semi/a.png) ![b](../../benchmarks/x.png)"
+    assert hook.on_page_markdown(markdown, page) == served
+    plots = sorted(guidance.RESULTS.glob("*/results/*.png"))
+    assert plots and all(p.relative_to(hook.BENCHMARKS).parts[1] == "results" for p in plots)

@@ -1,8 +1,9 @@
-"""benchmarks/label_efficiency.py: the table and plot from convergence results (no training)."""
+"""benchmarks/label_efficiency/label_efficiency.py: the table and plot from convergence results
+(no training)."""
 
 from __future__ import annotations
 
-from benchmarks.label_efficiency import collect, markdown, plot
+from benchmarks.label_efficiency.label_efficiency import collect, markdown, plot
 
 
 def _result(none: float, hyb: float, diffs: list[float]) -> dict:
@@ -41,7 +42,8 @@ def test_equal_steps_scales_the_epoch_cap_by_size(tmp_path, monkeypatch) -> None
     same optimiser steps), and without it every size keeps the preset's cap."""
     import json
 
-    from benchmarks import convergence, label_efficiency
+    from benchmarks.convergence import convergence
+    from benchmarks.label_efficiency import label_efficiency
 
     calls: dict[str, list[str]] = {}
 

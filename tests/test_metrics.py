@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 from fractions import Fraction
@@ -23,6 +24,7 @@ from dsplug.metrics import (
     predict,
     scores,
 )
+from dsplug.metrics.paired import compare_seeds
 from dsplug.options import LabelMode
 
 LABEL_MODES = [mode.value for mode in LabelMode]
@@ -461,3 +463,24 @@ def test_paired_tests_validation() -> None:
         paired_tests([0.1], [0.2])
     with pytest.raises(ValueError, match="finite"):
         paired_tests([0.1, float("nan")], [0.2, 0.3])
+
+
+def test_compare_seeds_t_test_bootstrap_and_validation() -> None:
+    """Two variants over the same seeds: the seed is the unit (t-test of the per-seed
+    differences), with a seeds x cases bootstrap for per-case values."""
+    a = [[0.8, 0.7, 0.9], [0.82, 0.71, 0.93], [0.81, 0.69, 0.92]]
+    b = [[0.7, 0.6, 0.85], [0.7, 0.62, 0.8], [0.75, 0.6, 0.82]]
+    r = compare_seeds(a, b, n_boot=2000, rng_seed=3)
+    per_seed = np.mean(np.subtract(a, b), axis=1)
+    assert r["p"] == pytest.approx(scipy.stats.ttest_1samp(per_seed, 0.0).pvalue)
+    assert r["ci95"][0] > 0.0 and r["better_seeds"] == 3
+    assert r["bootstrap"]["ci95"][0] > 0.0 and r["bootstrap"]["p"] == pytest.approx(2 / 2001)
+    assert compare_seeds(a, b, n_boot=2000, rng_seed=3) == r  # deterministic
+    means = compare_seeds(np.mean(a, axis=1), np.mean(b, axis=1))
+    assert means["bootstrap"] is None and means["p"] == pytest.approx(r["p"])
+    assert compare_seeds([0.7], [0.6])["p"] is None  # one seed: no test
+    assert compare_seeds([0.7, 0.8], [0.7, 0.8])["p"] == 1.0
+    with pytest.raises(ValueError, match="same seeds"):
+        compare_seeds([0.7, 0.8], [0.7])
+    with pytest.raises(ValueError, match="non-finite"):
+        compare_seeds([0.7, math.nan], [0.7, 0.8])

@@ -6,7 +6,7 @@ import json
 
 import nibabel as nib
 
-from benchmarks.data_loading import main
+from benchmarks.cost.data_loading import main
 
 
 def test_data_loading_benchmark_schema(make_msd, tmp_path, capsys) -> None:

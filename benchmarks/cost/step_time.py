@@ -1,0 +1,488 @@
+"""Training-step time, peak memory and FLOPs of every mode, as ratios to ``none`` (published).
+
+One step is ``ds(x, y)``, ``ds.loss``, backward and an Adam step. Every mode wraps its own
+copy of one seeded model and sees the same batch. Step times are measured interleaved in one
+process (round-robin over the modes, warm-up rounds first, the median per mode). Peak memory is
+the peak of live tensor bytes during one step, parameters, gradients, Adam state and the batch
+included (tracked op by op with a TorchDispatchMode on the CPU; torch.cuda.max_memory_allocated
+on CUDA). FLOPs are counted with torch.utils.flop_counter.FlopCounterMode over the forward and
+backward of one step.
+
+Usage:
+    python benchmarks/cost/step_time.py                 # defaults sized for a 2-core CPU
+    python benchmarks/cost/step_time.py --quick --json /tmp/step_time.json
+    python benchmarks/cost/step_time.py --device cuda --base 64 --size 256 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks._common import (
+    LiveTensorBytes,
+    Settings,
+    add_settings_args,
+    apply_threads,
+    build_model,
+    emit,
+    format_table,
+    interleaved,
+    machine_info,
+    make_batch,
+    median,
+    quartiles,
+    resolve_device,
+    settings_from_args,
+    storage_bytes,
+    synchronize,
+    time_once,
+)
+from dsplug import MODES, DeepSupervised
+
+__all__ = [
+    "DEFAULT",
+    "QUICK",
+    "TARGETS",
+    "ModeCase",
+    "check_targets",
+    "main",
+    "measure_flops",
+    "measure_memory",
+    "run_step_time",
+]
+
+DEFAULT = Settings(
+    model="unet",
+    base=16,
+    depth=5,
+    batch=8,
+    size=96,
+    repeats=15,
+    warmup=3,
+    modes=tuple(MODES),
+    device="cpu",
+    # One thread: the ratios stay stable when other jobs share the cores (OpenMP threads that
+    # wait for a busy core stall every op); --threads 0 keeps torch's default.
+    threads=1,
+)
+QUICK = Settings(
+    model="unet",
+    base=8,
+    depth=5,
+    batch=2,
+    size=64,
+    repeats=3,
+    warmup=1,
+    modes=tuple(MODES),
+    device="cpu",
+    threads=1,
+)
+LR = 3e-4  # the paper's Adam learning rate (§4.3)
+#: Modes whose extra cost is convolutions (a mask pass or a reconstruction decoder): their time
+#: ratio should follow their FLOP ratio.
+CONV_DOMINATED = tuple(m for m, spec in MODES.items() if spec.mask_pass or spec.reconstruction)
+#: The targets of GitHub issue 6: (mode, what, limit); "time/flops" is the time ratio over the
+#: FLOP ratio.
+TARGETS: tuple[tuple[str, str, float], ...] = (
+    *((m, "time/flops", 1.05) for m in CONV_DOMINATED),
+    ("hyb", "time", 2.8),
+    ("hyb", "memory", 2.4),
+    ("up", "time", 1.15),
+    ("down", "time", 1.15),
+    # issue 19: a hyb whose auxiliary branches run on half the batch (aux_fraction=0.5)
+    ("hyb-aux50", "time", 1.8),
+    ("hyb-aux50", "memory", 1.8),
+)
+#: hyb with ``aux_fraction`` < 1, measured beside the modes: (name, fraction).
+AUX_VARIANTS = (("hyb-aux50", 0.5), ("hyb-aux25", 0.25))
+
+
+@dataclass
+class ModeCase:
+    """One mode's wrapper, optimiser and the step they run."""
+
+    ds: DeepSupervised
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def step(self) -> None:
+        """One training step: forward, loss, backward, Adam."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.ds.loss(self.ds(self.x, self.y), self.y)
+        loss.total.backward()
+        self.optimizer.step()
+
+    def persistent(self) -> list[torch.Tensor]:
+        """The tensors that live across steps: parameters, buffers, Adam state, the batch."""
+        state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        return [*self.ds.parameters(), *self.ds.buffers(), *state, self.x, self.y]
+
+
+def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]:
+    """One DeepSupervised per mode, each around its own copy of one seeded model."""
+    model = build_model(settings)
+    x, y = make_batch(settings, device)
+    cases = {}
+    for mode in settings.modes:
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        cases[mode] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+    if "hyb" in settings.modes:
+        for name, fraction in AUX_VARIANTS:
+            torch.manual_seed(settings.seed)
+            ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction)
+            ds = ds.to(device).train()
+            cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+    return cases
+
+
+def measure_flops(case: ModeCase) -> int:
+    """FLOPs of the forward and backward of one step (FlopCounterMode); no optimiser step."""
+    case.optimizer.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        case.ds.loss(case.ds(case.x, case.y), case.y).total.backward()
+    case.optimizer.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def measure_memory(case: ModeCase, device: torch.device) -> int:
+    """Peak bytes during one step, parameters, gradients, Adam state and the batch included."""
+    case.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the step
+    persistent = case.persistent()
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        case.step()
+        synchronize(device)
+        return storage_bytes(persistent) + torch.cuda.max_memory_allocated(device) - before
+    with LiveTensorBytes() as tracker:
+        tracker.track(persistent)
+        del persistent
+        case.step()
+    return tracker.peak
+
+
+def check_targets(ratios: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
+    """The issue's targets for the modes measured: value, limit and whether it is met."""
+    results = {}
+    for mode, what, limit in TARGETS:
+        if mode not in ratios:
+            continue
+        r = ratios[mode]
+        value = r["time"] / r["flops"] if what == "time/flops" else r[what]
+        results[f"{mode} {what}"] = {
+            "value": round(value, 3),
+            "limit": limit,
+            "met": value <= limit,
+        }
+    return results
+
+
+def _ratio(value: float, reference: float) -> float:
+    return round(value / reference, 4)
+
+
+def _balance_due(case: ModeCase, due: bool) -> None:
+    """Put the gradient balance (``balance="auto"``) on a step that measures, or not."""
+    balancer = getattr(case.ds.criterion, "balancer", None)
+    if balancer is not None:
+        balancer.steps.fill_(2 * balancer.every if due else balancer.every + 1)
+
+
+def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict[str, float]:
+    """The step that measures the balance (median of 3) and the step time amortised over the
+    balance's period (one measuring step every ``every``; the first 100 steps measure 8
+    times)."""
+    balancer = getattr(case.ds.criterion, "balancer", None)
+    if balancer is None:
+        return {"time_amortised_s": median_s}
+    times = []
+    for _ in range(3):
+        _balance_due(case, True)
+        times.append(time_once(case.step, device)[0])
+    measuring = median(times)
+    every = balancer.every
+    return {
+        "balance_step_s": measuring,
+        "balance_every": every,
+        "time_amortised_s": ((every - 1) * median_s + measuring) / every,
+    }
+
+
+#: Run lengths (epochs) for the whole-run cost under the default schedule.
+RUN_EPOCHS = (12, 50)
+
+
+def _factor_zero_ratios(
+    cases: Mapping[str, ModeCase], settings: Settings, device: torch.device
+) -> dict[str, float]:
+    """Each mode's step at schedule factor 0 (the last epoch under the default cosine
+    schedule, where no auxiliary branch runs) over none's, timed interleaved like the main
+    measurement (a third of its rounds)."""
+    for case in cases.values():
+        case.ds.set_progress(1.0)
+    timings = interleaved(
+        {m: c.step for m, c in cases.items()},
+        max(3, settings.repeats // 3),
+        1,
+        device,
+        desc="factor 0",
+    )
+    for case in cases.values():
+        case.ds.set_progress(0.0)
+    reference = median(timings.wall["none"])
+    return {m: _ratio(median(timings.wall[m]), reference) for m in cases}
+
+
+def _whole_run(amortised: float, factor0: float, epochs: int) -> float:
+    """The mean step over an ``epochs``-epoch run, relative to none's: every epoch at the
+    amortised step but the last, at factor 0 (progress epoch / (epochs - 1))."""
+    return round(((epochs - 1) * amortised + factor0) / epochs, 4)
+
+
+#: Steps on an unlabelled batch (issue 27): (row, mode, recipe). ``pseudo``: the EMA teacher's
+#: pseudo-masks through ``ds.unlabeled(x, teacher)``; ``rei``: the tied decoder on X alone;
+#: ``mean-teacher``: mean teacher's consistency on ``none``.
+UNLABELED_ROWS = (
+    ("none+pseudo", "none", "pseudo"),
+    ("up+pseudo", "up", "pseudo"),
+    ("hyb+pseudo", "hyb", "pseudo"),
+    ("hyb+rei", "hyb", "rei"),
+    ("mean-teacher", "none", "mean-teacher"),
+)
+
+
+def _unlabeled_step(ds: DeepSupervised, opt: Any, teacher: Any, x: torch.Tensor, recipe: str):
+    """One optimiser step on an unlabelled batch: the recipe's loss, backward, Adam, and the
+    teacher's EMA update."""
+    from dsplug.semi import mean_teacher_loss
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if recipe == "mean-teacher":
+            loss = mean_teacher_loss(ds, teacher, x, ds.label_mode)
+        else:
+            loss = ds.loss(ds.unlabeled(x, teacher if recipe == "pseudo" else None)).total
+        loss.backward()
+        opt.step()
+        if teacher is not None:
+            teacher.update()
+
+    return step
+
+
+def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict[str, float]]:
+    """Time (interleaved with a labelled ``none`` step) and FLOPs of a step on an unlabelled
+    batch, per recipe, as ratios to the labelled ``none`` step."""
+    from dsplug.semi import EMATeacher
+
+    model = build_model(settings)
+    x, y = make_batch(settings, device)
+    torch.manual_seed(settings.seed)
+    none = DeepSupervised(copy.deepcopy(model), "none").to(device).train()
+    reference = ModeCase(none, torch.optim.Adam(none.parameters(), lr=LR), x, y)
+    calls, flops = {"none": reference.step}, {"none": measure_flops(reference)}
+    for row, mode, recipe in UNLABELED_ROWS:
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
+        _balance_due(ModeCase(ds, None, x, y), False)
+        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
+        calls[row] = _unlabeled_step(
+            ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher, x, recipe
+        )
+        with FlopCounterMode(display=False) as counter:
+            calls[row]()
+        flops[row] = int(counter.get_total_flops())
+    timings = interleaved(calls, settings.repeats, settings.warmup, device, desc="unlabeled")
+    ref = median(timings.wall["none"])
+    return {
+        row: {
+            "time": _ratio(median(timings.wall[row]), ref),
+            "flops": _ratio(flops[row], flops["none"]),
+        }
+        for row in calls
+        if row != "none"
+    }
+
+
+def run_step_time(settings: Settings) -> dict[str, Any]:
+    """Measure every mode of ``settings`` and return the JSON-ready result.
+
+    Returns:
+        ``{"ratios": {mode: {"time", "memory", "flops"}}, "absolute": {mode: {...}},
+        "targets": {...}, "config": {...}}``; ``none``'s ratios are exactly 1.0.
+    """
+    device = resolve_device(settings.device)
+    apply_threads(settings)
+    cases = build_cases(settings, device)
+    for case in cases.values():  # steady state: the balance measures 1 step in `every`
+        _balance_due(case, False)
+    timings = interleaved(
+        {m: c.step for m, c in cases.items()},
+        settings.repeats,
+        settings.warmup,
+        device,
+        desc="step_time",
+    )
+    absolute: dict[str, dict[str, Any]] = {}
+    for mode, case in cases.items():
+        absolute[mode] = {
+            "time_median_s": median(timings.wall[mode]),
+            "time_min_s": min(timings.wall[mode]),
+            "time_max_s": max(timings.wall[mode]),
+            "times_s": timings.wall[mode],
+            "cpu_time_median_s": median(timings.cpu[mode]),
+            # Paired in time: this mode's step over none's step in the same round.
+            "time_ratio_per_round": quartiles(
+                t / r for t, r in zip(timings.wall[mode], timings.wall["none"])
+            ),
+            "memory_bytes": measure_memory(case, device),
+            "flops": measure_flops(case),
+            "parameters": sum(p.numel() for p in case.ds.parameters()),
+        }
+    for mode, case in cases.items():
+        absolute[mode].update(_balance_cost(case, absolute[mode]["time_median_s"], device))
+    factor0 = _factor_zero_ratios(cases, settings, device)
+    ref = absolute["none"]
+    ratios = {
+        mode: {
+            "time": _ratio(a["time_median_s"], ref["time_median_s"]),
+            "time_amortised": _ratio(a["time_amortised_s"], ref["time_median_s"]),
+            "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
+            "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
+            "flops": _ratio(a["flops"], ref["flops"]),
+            "time_factor0": factor0[mode],
+            **{
+                f"whole_run_{e}_epochs": _whole_run(
+                    a["time_amortised_s"] / ref["time_median_s"], factor0[mode], e
+                )
+                for e in RUN_EPOCHS
+            },
+        }
+        for mode, a in absolute.items()
+    }
+    config = {
+        **settings.as_dict(),
+        "machine": machine_info(device),
+        "in_channels": 1,
+        "classes": 1,
+        "label_mode": "binary",
+        "norm": "batch",
+        "weights": "equal",
+        "validate": True,
+        "optimizer": f"Adam(lr={LR})",
+        "step": "zero_grad, ds(x, y), ds.loss, backward, Adam step",
+        "timing": "interleaved round-robin (order rotated each round), warm-up rounds "
+        "discarded, median per mode; 'time' is wall-clock, 'cpu_time' the process's CPU time; "
+        "balance='auto' timed in its steady state (no measuring step), 'time_amortised' adds "
+        "one measuring step (median of 3) per balance period; 'time_factor0' is the step at "
+        "schedule factor 0 (the last epoch under the default cosine schedule: no auxiliary "
+        "branch runs) over none's, timed interleaved too, 'whole_run_E_epochs' the mean step "
+        "over an E-epoch run (progress epoch / (E - 1), so the last epoch is at factor 0) "
+        "over none's",
+        "memory_method": (
+            "torch.cuda.max_memory_allocated during one step (minus what was allocated before) "
+            "+ the mode's parameters, buffers, Adam state and batch"
+            if device.type == "cuda"
+            else "peak live tensor bytes over one step, tracked with a TorchDispatchMode "
+            "(parameters, buffers, Adam state, batch and gradients included)"
+        ),
+        "flops_method": "torch.utils.flop_counter.FlopCounterMode over forward + backward "
+        "of one step (convolutions and matmuls only)",
+    }
+    result = {
+        "ratios": ratios,
+        "absolute": absolute,
+        "targets": check_targets(ratios),
+        "config": config,
+    }
+    if {"none", "up", "hyb"} <= set(settings.modes):
+        result["unlabeled"] = unlabeled_ratios(settings, device)
+    return result
+
+
+def report(result: Mapping[str, Any]) -> str:
+    """A readable table of ``result`` (absolute figures and ratios to ``none``)."""
+    rows = []
+    for mode, a in result["absolute"].items():
+        r = result["ratios"][mode]
+        rows.append(
+            [
+                mode,
+                f"{1e3 * a['time_median_s']:.1f}",
+                f"{r['time']:.2f}",
+                f"{r['time_amortised']:.2f}",
+                "{q1:.2f}-{q3:.2f}".format(**a["time_ratio_per_round"]),
+                f"{r['cpu_time']:.2f}",
+                f"{a['memory_bytes'] / 2**20:.1f}",
+                f"{r['memory']:.2f}",
+                f"{a['flops'] / 1e9:.2f}",
+                f"{r['flops']:.2f}",
+                f"{r['time'] / r['flops']:.2f}",
+                f"{r['time_factor0']:.2f}",
+                *(f"{r[f'whole_run_{e}_epochs']:.2f}" for e in RUN_EPOCHS),
+            ]
+        )
+    table = format_table(
+        [
+            "mode",
+            "ms",
+            "x time",
+            "x amortised",
+            "rounds q1-q3",
+            "x cpu",
+            "MiB",
+            "x mem",
+            "GFLOP",
+            "x flops",
+            "time/flops",
+            "x at f=0",
+            *(f"x run {e} ep" for e in RUN_EPOCHS),
+        ],
+        rows,
+    )
+    targets = [
+        f"  {name}: {t['value']:.3f} (limit {t['limit']}) {'ok' if t['met'] else 'MISSED'}"
+        for name, t in result["targets"].items()
+    ]
+    unlabeled = [
+        f"  {row}: {r['time']:.2f}x none's step time, {r['flops']:.2f}x its FLOPs"
+        for row, r in result.get("unlabeled", {}).items()
+    ]
+    lines = [table, "targets:", *targets]
+    return "\n".join(lines + (["a step on an unlabelled batch:", *unlabeled] if unlabeled else []))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_settings_args(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings, json_path = settings_from_args(args, DEFAULT, QUICK)
+        resolve_device(settings.device)
+    except ValueError as e:
+        parser.error(str(e))
+    result = run_step_time(settings)
+    print(report(result), file=sys.stderr)
+    emit(result, json_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

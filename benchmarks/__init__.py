@@ -4,8 +4,10 @@ its stored results (``<study>/results/``) beside them.
 - ``convergence/``: the ablation on real data (the paper's Tables 4-5), the recipe ablation.
 - ``label_efficiency/``: test Dice against the number of training cases.
 - ``native/``: 3D patches and ISBI 2012 native patches against the resize path.
-- ``cost/``: step time, inference, wrapping, ``import dsplug``, data loading, loss scales.
-- ``semi/``: few labelled cases and the unlabelled rest.
+- ``cost/``: step time, inference, evaluation speed, wrapping, ``import dsplug``, data
+  loading, loss scales.
+- ``semi/``: few labelled cases and the unlabelled rest (Task04, ISBI 2012, the demo's phantoms).
+- ``field/``: the ``field`` recipe against the published figures.
 - ``models/``: smp encoders wrapped, smp's model tests, your own training loop.
 - ``demo/``: ``dsplug demo`` over seeds.
 

@@ -4,7 +4,7 @@ Dataset: Medical Segmentation Decathlon Task04_Hippocampus (MRI crops of about 3
 voxels; labels 0 background, 1 anterior, 2 posterior), ``Task04_Hippocampus.tar`` from
 http://medicaldecathlon.com (CC-BY-SA 4.0); a copy with 200 labelled cases is in
 ``../shared/data/Task04_Hippocampus``.
-Not one of the paper's datasets: this is the recipe of ``benchmarks/convergence.py``.
+Not one of the paper's datasets: this is the recipe of ``benchmarks/convergence/convergence.py``.
 
 Recipe: axial slices, per-volume z-score, training slices without hippocampus left out, padded to
 48 x 64, a U-Net of width 16 (the paper's 64 also works, slower), batch 8, equal loss weights, a

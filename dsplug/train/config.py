@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..options import Amp, choose
-from ..semi import RECIPES
+from ..semi import RECIPES as SEMI_RECIPES
 
 __all__ = ["RECIPES", "SEMI_RECIPES", "TrainConfig"]
 
@@ -20,10 +20,10 @@ RECIPES = ("paper", "field")
 #: The initial learning rate of each recipe when none is given (``lr=None``).
 RECIPE_LR = {"paper": 3e-4, "field": 1e-3}
 
-#: The semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``).
-SEMI_RECIPES = RECIPES
+# SEMI_RECIPES: the semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``),
+# dsplug.semi.RECIPES
 #: The recipe unlabelled images get when none is named: the one measured least harmful on
-#: Task04 (benchmarks/semi.py: the EMA teacher's pseudo-masks collapsed every seed).
+#: Task04 (benchmarks/semi/semi.py: the EMA teacher's pseudo-masks collapsed every seed).
 DEFAULT_SEMI = "mean-teacher"
 
 

@@ -18,8 +18,8 @@ repeated. The load average is recorded beside each setting: on a shared machine 
 as quiet as the other users allow.
 
 Usage:
-    python benchmarks/eval_speed.py                              # writes results/eval_speed.json
-    python benchmarks/eval_speed.py --images 2 --repeats 1 --json /tmp/eval_speed.json
+    python benchmarks/cost/eval_speed.py                         # writes results/eval_speed.json
+    python benchmarks/cost/eval_speed.py --images 2 --repeats 1 --json /tmp/eval_speed.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             name: _time_setting(model, cases, t, b, args.repeats, args.cap)
             for name, (t, b) in _settings(args, torch_default).items()
         }
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
         env.pop("OMP_NUM_THREADS", None)
         training = subprocess.Popen([sys.executable, "-c", TRAINING], env=env)
         try:

@@ -8,7 +8,7 @@ fixed budget of epochs x iterations (``--min-epochs`` = ``--epochs``: every run 
 steps, so ``none`` and the mode get the same optimiser steps), chosen so that the row's six
 runs fit in about three hours on 2 CPU cores (``BUDGETS``; the JSON records the measured
 times). The splits are fixed and written next to the runs: ISBI's 30-slice stack as
-contiguous 15 / 3 / 12 slices (as ``benchmarks/isbi_patches.py``), Task04 a seeded shuffle of
+contiguous 15 / 3 / 12 slices (as ``benchmarks/native/isbi_patches.py``), Task04 a seeded shuffle of
 its 200 labelled cases into 150 / 10 / 40 (the same split for 3D and 2D).
 
 Test metrics are the Trainer's at the best validation epoch (patch rows: Gaussian sliding
@@ -17,9 +17,9 @@ stacked slices). Each run's validation Dice per epoch is kept (``val_dice_curve`
 the mode - none comparison per seed is :func:`benchmarks.native_3d.compare_metric`'s.
 
 Run (2 threads, one process, about three hours per row; ``--rows`` picks rows):
-    nice -n 10 python benchmarks/field.py --rows isbi-patches task04-3d task04-2d \\
-        --out-dir /tmp/field_runs          # writes benchmarks/results/field.json
-    python benchmarks/field.py --quick     # 6 tiny runs, a few minutes: the path works
+    nice -n 10 python benchmarks/field/field.py --rows isbi-patches task04-3d task04-2d \\
+        --out-dir /tmp/field_runs          # writes benchmarks/field/results/field.json
+    python benchmarks/field/field.py --quick     # 6 tiny runs, a few minutes: the path works
 """
 
 from __future__ import annotations
@@ -39,18 +39,18 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import emit, machine_info
-from benchmarks.native_3d import compare_metric
+from benchmarks.native.native_3d import compare_metric
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared/data"
-RESULT = ROOT / "benchmarks/results/field.json"
+RESULT = ROOT / "benchmarks/field/results/field.json"
 ROWS = ("isbi-patches", "task04-3d", "task04-2d")
 METRICS = ("dice", "hd95", "nsd")
 
@@ -96,9 +96,9 @@ QUICK_SPLIT = {"isbi": (2, 1, 1), "task04": (3, 1, 2)}
 #: What the rows are read against (sources in the README table).
 ANCHORS = {
     "isbi-patches": "dsplug today, paper recipe, 40 epochs, width 8: none Dice 0.743 "
-    "(benchmarks/results/isbi_patches.json)",
+    "(benchmarks/native/results/isbi_patches.json)",
     "task04-3d": "nnU-Net about 0.89-0.90 mean Dice (MSD leaderboard); dsplug today 0.76-0.78 "
-    "after 14 short epochs (benchmarks/results/native_3d_hippocampus.json)",
+    "after 14 short epochs (benchmarks/native/results/native_3d_hippocampus.json)",
     "task04-2d": "nnU-Net 2D about 0.89 mean Dice (Isensee et al. 2021, Task04)",
 }
 

@@ -15,8 +15,8 @@ Per-seed test Dice, differences from ``none`` and ``up`` with "better in k of n"
 over seeds (the seed is the unit).
 
 Usage:
-    python benchmarks/demo_semi.py --seeds 0,1,2 --out runs/demo_semi \\
-        --json benchmarks/results/demo_semi.json
+    python benchmarks/semi/demo_semi.py --seeds 0,1,2 --out runs/demo_semi \\
+        --json benchmarks/semi/results/demo_semi.json
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np
 
-from benchmarks.convergence_stats import compare_seeds
 from dsplug.cli import main as dsplug_main
+from dsplug.metrics.paired import compare_seeds
 
 __all__ = ["ARMS", "main", "run"]
 
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.labeled} training cases with masks, the other training cases unlabelled",
             "model": "own U-Net base 16, depth 4, batch 4",
             "epochs": f"at most {args.epochs}, early stopping from {args.min_epochs}",
-            "command": "python benchmarks/demo_semi.py " + " ".join(argv or sys.argv[1:]),
+            "command": "python benchmarks/semi/demo_semi.py " + " ".join(argv or sys.argv[1:]),
         },
         "seeds": seeds,
         "table": table,

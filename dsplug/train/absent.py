@@ -3,6 +3,7 @@ show only as a low Dice (a label rule that empties the masks, a class the model 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -10,7 +11,7 @@ import torch
 from ..metrics import CaseMetrics
 from ..options import LabelMode, choose
 
-__all__ = ["ForegroundTally", "class_names", "unpredicted_classes"]
+__all__ = ["ForegroundTally", "VanishedClasses", "class_names", "unpredicted_classes"]
 
 
 def class_names(classes: Sequence[int], label_mode: str) -> str:
@@ -61,3 +62,39 @@ def unpredicted_classes(metrics: CaseMetrics) -> list[int]:
         return []
     tp, fp, fn = torch.stack(counts).sum(dim=0).unbind(dim=-1)
     return [k + 1 for k in range(len(tp)) if int(tp[k] + fp[k]) == 0 and int(fn[k]) > 0]
+
+
+class VanishedClasses:
+    """One warning line when a validation predicts a foreground class in no case (though the
+    masks hold it), once per class per run: a class that the model gave up on mid-run (a
+    collapse) is said when it happens, not only as a low Dice at the end.
+
+    Example:
+        >>> watch = VanishedClasses("multiclass")
+        >>> metrics = CaseMetrics()
+        >>> metrics.update(torch.tensor([[[0, 0, 5], [3, 1, 0]]]), ["a"], [0])
+        >>> watch.check(metrics, epoch=2)  # warns: class 1 vanished in epoch 2
+        [1]
+        >>> watch.check(metrics, epoch=3)  # said once
+        []
+    """
+
+    def __init__(self, label_mode: str) -> None:
+        self.label_mode = choose(label_mode, LabelMode, "label_mode")
+        self.warned: set[int] = set()
+
+    def check(self, metrics: CaseMetrics, epoch: int, *, warn: bool = True) -> list[int]:
+        """The classes that vanish from every prediction of ``metrics`` for the first time this
+        run; one ``UserWarning`` naming them and ``epoch`` (unless ``warn`` is False: a rank
+        other than the main one keeps count without saying it)."""
+        new = [k for k in unpredicted_classes(metrics) if k not in self.warned]
+        self.warned.update(new)
+        if new and warn:
+            what = class_names(new, self.label_mode)
+            warnings.warn(
+                f"validation of epoch {epoch}: {what} vanished from every prediction, though "
+                "the masks hold it (a collapse, or not learnt yet); said once per class.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return new

@@ -3,6 +3,7 @@ show only as a low Dice (a label rule that empties the masks, a class the model 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -10,7 +11,13 @@ import torch
 from ..metrics import CaseMetrics
 from ..options import LabelMode, choose
 
-__all__ = ["ForegroundTally", "class_names", "unpredicted_classes"]
+__all__ = [
+    "ForegroundTally",
+    "VanishedClasses",
+    "class_names",
+    "predicted_classes",
+    "unpredicted_classes",
+]
 
 
 def class_names(classes: Sequence[int], label_mode: str) -> str:
@@ -54,10 +61,70 @@ class ForegroundTally:
         return [k for k in range(1, classes + 1) if k not in present]
 
 
-def unpredicted_classes(metrics: CaseMetrics) -> list[int]:
-    """The foreground classes (1-based) that the masks hold but no case's prediction does."""
+def _class_counts(metrics: CaseMetrics) -> tuple[torch.Tensor, ...] | None:
+    """(tp, fp, fn) per foreground class summed over the cases, or None without cases."""
     counts = list(metrics.case_counts().values())
     if not counts:
+        return None
+    return torch.stack(counts).sum(dim=0).unbind(dim=-1)
+
+
+def predicted_classes(metrics: CaseMetrics) -> list[int]:
+    """The foreground classes (1-based) that some case's prediction holds."""
+    sums = _class_counts(metrics)
+    if sums is None:
         return []
-    tp, fp, fn = torch.stack(counts).sum(dim=0).unbind(dim=-1)
+    tp, fp, _ = sums
+    return [k + 1 for k in range(len(tp)) if int(tp[k] + fp[k]) > 0]
+
+
+def unpredicted_classes(metrics: CaseMetrics) -> list[int]:
+    """The foreground classes (1-based) that the masks hold but no case's prediction does."""
+    sums = _class_counts(metrics)
+    if sums is None:
+        return []
+    tp, fp, fn = sums
     return [k + 1 for k in range(len(tp)) if int(tp[k] + fp[k]) == 0 and int(fn[k]) > 0]
+
+
+class VanishedClasses:
+    """One warning line when a foreground class that an earlier validation of the run predicted
+    is predicted in no case (though the masks hold it), once per class per run: a class that
+    the model gives up on mid-run (a collapse) is said when it happens, not only as a low Dice
+    at the end. A class never predicted yet (the first epochs) is the end-of-run warning's.
+
+    Example:
+        >>> watch = VanishedClasses("multiclass")
+        >>> both, lost = CaseMetrics(), CaseMetrics()
+        >>> both.update(torch.tensor([[[2, 1, 3], [3, 1, 0]]]), ["a"], [0])
+        >>> lost.update(torch.tensor([[[0, 0, 5], [3, 1, 0]]]), ["a"], [0])
+        >>> watch.check(both, epoch=1)
+        []
+        >>> watch.check(lost, epoch=2)  # warns: class 1 vanished in epoch 2
+        [1]
+        >>> watch.check(lost, epoch=3)  # said once
+        []
+    """
+
+    def __init__(self, label_mode: str) -> None:
+        self.label_mode = choose(label_mode, LabelMode, "label_mode")
+        self.seen: set[int] = set()  # classes some validation of this run predicted
+        self.warned: set[int] = set()
+
+    def check(self, metrics: CaseMetrics, epoch: int, *, warn: bool = True) -> list[int]:
+        """The classes that vanish from every prediction of ``metrics`` for the first time this
+        run, having been predicted before; one ``UserWarning`` naming them and ``epoch``
+        (unless ``warn`` is False: a rank other than the main one keeps count silently)."""
+        new = [k for k in unpredicted_classes(metrics) if k in self.seen - self.warned]
+        self.seen.update(predicted_classes(metrics))
+        self.warned.update(new)
+        if new and warn:
+            what = class_names(new, self.label_mode)
+            warnings.warn(
+                f"validation of epoch {epoch}: {what} vanished from every prediction, though "
+                "earlier epochs predicted it and the masks hold it (a collapse); said once "
+                "per class.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return new

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.volumes import NativeCase, native_cases
 from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
 from ..semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
-from .absent import ForegroundTally, class_names, unpredicted_classes
+from .absent import ForegroundTally, VanishedClasses, class_names, unpredicted_classes
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import DEFAULT_SEMI, TrainConfig
 from .distributed import DistInfo, all_gather_objects, setup_distributed
@@ -144,6 +144,7 @@ class Trainer:
         self._best_state: dict[str, torch.Tensor] | None = None
         self._best_val_cases: dict[str, dict[str, float]] = {}
         self._best_unpredicted: list[int] = []  # classes the best epoch predicted nowhere
+        self._vanished = VanishedClasses(self.label_mode)  # said once per class per run
         self._sigint = SigintFlag(active=False)
         self._resumed_from: Path | None = None
         self._epochs_here = 0  # epochs finished by the current fit() call
@@ -261,6 +262,7 @@ class Trainer:
             self.history, self.global_step, self._best_state = [], 0, None
             self._best_val_cases = {}
         self._best_unpredicted = []
+        self._vanished = VanishedClasses(self.label_mode)
         main = self.info.is_main
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -428,6 +430,7 @@ class Trainer:
         val_s = time.perf_counter() - t1
         if tally is not None:
             self._warn_empty_masks(tally, metrics.num_classes or 0, epoch)
+        self._vanished.check(metrics, epoch, warn=self.info.is_main)
         improved = stopper.improved(epoch, summary["avg_m"])
         stop = stopper.should_stop(epoch)
         if self._sched is None:  # the paper's: per epoch

@@ -150,6 +150,15 @@ ROWS: tuple[Row, ...] = (
         ("step_time.json", "hyb"),
     ),
     Row("same, 30 epochs", "demo_seeds.json#30", "hyb", ("step_time.json", "hyb")),
+    *(
+        Row(regime if i == 0 else "same", f"semi_hippocampus.json%{n}", arm, None)
+        for n in (2, 4, 8)
+        for regime in [
+            f"few masks and unlabelled images beside them: Task04 2D, {n} labelled cases + "
+            "the unlabelled rest (1000 steps)"
+        ]
+        for i, arm in enumerate(("up", "up-cons", "up-mt", "mean-teacher", "hyb-rei"))
+    ),
 )
 
 
@@ -167,16 +176,20 @@ def plot_link(path: Path, plots: str) -> str:
 
 
 def _load(name: str) -> dict[str, Any] | None:
-    """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``, and
-    ``file.json@n`` (a label-efficiency table) its rows for ``n`` training cases."""
+    """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``,
+    ``file.json@n`` (a label-efficiency table) its rows for ``n`` training cases, and
+    ``file.json%n`` (a semi-supervised table) its arms at ``n`` labelled cases."""
     name, _, part = name.partition("#")
     name, _, cases = name.partition("@")
+    name, _, labelled = name.partition("%")
     path = result_file(name)
     if not path.exists():
         return None
     result = json.loads(path.read_text())
     if cases:
         return {"size": {r["variant"]: r for r in result["rows"] if r["cases"] == int(cases)}}
+    if labelled:  # a semi-supervised table: its arms at ``labelled`` labelled cases
+        return {"semi": result["table"].get(labelled, {})}
     return {**result, **result["epochs"][part]} if part else result
 
 
@@ -185,7 +198,15 @@ def row_figures(row: Row) -> dict[str, Any] | None:
     result = _load(row.file)
     if result is None:
         return None
-    if "size" in result:  # one training-set size of a label-efficiency table
+    if "semi" in result:  # one labelled size of the semi-supervised runs, against `none`
+        r = result["semi"].get(row.variant)
+        if r is None or "vs_none" not in r:
+            return None
+        figures = dict.fromkeys(("at_none_compute", "to_best", "to_best_none", "reached"))
+        figures.update(
+            diffs=r["vs_none"]["per_seed_diff"], p=r["vs_none"]["p"], wall=r["step_time_vs_none"]
+        )
+    elif "size" in result:  # one training-set size of a label-efficiency table
         r = result["size"].get(row.variant)
         if r is None:
             return None
@@ -377,6 +398,7 @@ def render_recipe() -> str:
 
 SEMI = "semi_hippocampus.json"
 SEMI_DESIGNS = "semi_designs_hippocampus.json"
+SEMI_ISBI = "semi_isbi2012.json"
 SEMI_START, SEMI_END = "<!-- semi:start -->", "<!-- semi:end -->"
 
 
@@ -386,7 +408,11 @@ def render_semi(plots: str = DOCS_PLOTS) -> str:
     result = _stored(SEMI)
     if result is None:
         return "No semi-supervised result is stored yet."
-    return semi_report(result, plot_link(result_file(SEMI), plots), _stored(SEMI_DESIGNS))
+    text = semi_report(result, plot_link(result_file(SEMI), plots), _stored(SEMI_DESIGNS))
+    isbi = _stored(SEMI_ISBI)
+    if isbi is not None:
+        text += "\n\n" + semi_report(isbi, plot_link(result_file(SEMI_ISBI), plots))
+    return text
 
 
 NATIVE_3D = "native_3d_hippocampus.json"

@@ -42,7 +42,7 @@ __all__ = ["ARMS", "main", "run"]
 
 #: arm -> (mode, semi recipe or None)
 ARMS: dict[str, tuple[str, str | None]] = {
-    "none": ("none", None),
+    "none": ("none", None),  # --semi none: the labelled cases alone
     "up": ("up", None),
     "mean-teacher": ("none", "mean-teacher"),
     "up-consistency": ("up", "consistency"),
@@ -63,8 +63,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> float:
             "--min-epochs", str(args.min_epochs), "--batch-size", "4", "--seed", str(seed),
             "--out", str(out), "--quiet",
         ]  # fmt: skip
-        if semi is not None:
-            argv += ["--semi", semi]
+        argv += ["--semi", semi or "none"]  # none: the labelled cases alone
         with redirect_stdout(StringIO()):
             status = dsplug_main(argv)
         if status != 0:

@@ -123,6 +123,8 @@ def _wrap(model: torch.nn.Module, variant: Variant, label_mode: str) -> DeepSupe
         schedule=variant.schedule,
         balance=variant.balance,
         aux_fraction=variant.aux_fraction,
+        aux_scale=variant.aux_scale,
+        aux_every=variant.aux_every,
     )
 
 

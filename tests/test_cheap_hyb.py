@@ -53,8 +53,10 @@ def test_every_term_of_hyb_is_nonzero_and_reaches_the_encoder(design: str) -> No
     """Guard: each of hyb's terms, alone in the loss (weight 1, the others 0), is nonzero and
     sends a gradient to the encoder, on a step that runs the auxiliary branches."""
     x, y = _batch()
+    ds = _ds(**DESIGNS[design])
     for term in HybLoss.terms:
-        ds = _ds(**DESIGNS[design])
+        ds.zero_grad(set_to_none=True)
+        ds._aux_every.calls.clear()  # every call a step that runs the branches
         fields = {t.weight: 0.0 for t in HybLoss.terms}
         ds.set_weights({**fields, "alpha": 1e-12, term.weight: 1.0})
         loss = ds.loss(ds(x, y), y)

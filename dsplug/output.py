@@ -27,6 +27,13 @@ class DSOutput:
         kl: the KL term of the VAE bottleneck (vae).
         aux_index: the images of the batch the auxiliary branches ran on (``aux_fraction``
             < 1): every G-pass and reconstruction output has one row per index; None: all.
+        aux_image: X as the auxiliary branches saw it (pooled, ``aux_scale`` < 1; the target
+            of L_rei), or None: ``image``.
+        aux_target: the target as the auxiliary branches saw it (pooled like ``aux_image``,
+            dense: float (B, C, *) or int64 (B, *), void pixels at ``ignore_index``; rows of
+            ``aux_index``), or None: the full-resolution target.
+        aux_weight: the factor on this step's auxiliary terms (``aux_every`` = k: k on a step
+            that ran the branches, 0 on one that skipped them); 1.0 otherwise.
         target: an unlabelled batch's pseudo-target from a teacher (``ds.unlabeled``), in the
             form ``ds.loss`` takes a target; None for a labelled batch (``ds(x, y)``) and for
             an unlabelled one without a teacher.
@@ -47,6 +54,9 @@ class DSOutput:
     aux_logits: dict[int, torch.Tensor] | None = None
     kl: torch.Tensor | None = None
     aux_index: torch.Tensor | None = None
+    aux_image: torch.Tensor | None = None
+    aux_target: torch.Tensor | None = None
+    aux_weight: float = 1.0
     target: torch.Tensor | None = None
     target_valid: torch.Tensor | None = None
     labeled: bool = True

@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ._checks import ShapeError, UpdateWatch, check_divisible, check_finite
 from .adapters import ModelAdapter, adapter_for
+from .cost import AuxEvery, check_aux_every, check_aux_scale, pool_mean, scaled_batch
 from .hooks import FeatureHooks
 from .labels import check_label_mode, check_target, dense_target, mask_as_input
 from .losses import LOSSES, LossBreakdown, LossWeights, epoch_progress
@@ -68,6 +69,11 @@ class DeepSupervised(nn.Module):
         aux_fraction: the share of each training batch that the auxiliary branches (the G
             pass, the reconstruction decoders) run on, images with foreground first, then in
             batch order (at least one image); 1.0: every image. Their cost scales with it.
+        aux_scale: 1.0, 0.5 or 0.25: the auxiliary branches run on X and G pooled by
+            1/aux_scale (targets pooled consistently, see ``dsplug.cost``); their terms compare
+            with area-pooled seg logits and features. About aux_scale² of their cost.
+        aux_every: k >= 1: the auxiliary branches run on every k-th training call (the first
+            of each k), their terms weighted k; the other calls are mode ``none``'s step.
 
     Example:
         >>> ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
@@ -89,6 +95,8 @@ class DeepSupervised(nn.Module):
         seg_loss: SegLoss | None = None,
         ignore_index: int | None = None,
         aux_fraction: float = 1.0,
+        aux_scale: float = 1.0,
+        aux_every: int = 1,
     ) -> None:
         super().__init__()
         if isinstance(aux_fraction, bool) or not (
@@ -97,6 +105,8 @@ class DeepSupervised(nn.Module):
             raise ValueError(f"aux_fraction must be a number in (0, 1], got {aux_fraction!r}.")
         self.aux_fraction = float(aux_fraction)
         spec = mode_spec(mode)
+        self._aux_pool = check_aux_scale(aux_scale, spec)
+        self._aux_every = AuxEvery(check_aux_every(aux_every, spec))
         if isinstance(model, DeepSupervised):
             raise TypeError(
                 f"The model is already wrapped (DeepSupervised, mode={model.mode.value!r}): wrap "
@@ -229,6 +239,8 @@ class DeepSupervised(nn.Module):
             "pseudo_labels": self.criterion.pseudo_labels.value,
             # only when set: the configs (and resume checks) of earlier runs stay as they were
             **({"aux_fraction": self.aux_fraction} if self.aux_fraction != 1.0 else {}),
+            **({"aux_scale": 1 / self._aux_pool} if self._aux_pool != 1 else {}),
+            **({"aux_every": self._aux_every.every} if self._aux_every.every != 1 else {}),
         }
 
     def set_progress(self, progress: float) -> None:
@@ -289,7 +301,7 @@ class DeepSupervised(nn.Module):
                 target = torch.flip(
                     target, dims if target.dim() == x.dim() else [d - 1 for d in dims]
                 )
-            out = self._supervised_forward(x, target)
+            out = self._supervised_forward(x, target, "unlabeled")
             out.target, out.target_valid, out.labeled = target, sure, False
             return out
         if not self.criterion.label_free_terms:
@@ -299,19 +311,20 @@ class DeepSupervised(nn.Module):
                 "mode (seg, rec, hyb), whose tied decoder reconstructs unlabelled images, or "
                 "up / down, whose side outputs learn to agree."
             )
-        if not self.criterion.auxiliary_active:
-            return DSOutput(logits=self.model(x), image=x, labeled=False)
-        a = self._adapter
+        weight = self._aux_every.weight("unlabeled", self.training and torch.is_grad_enabled())
+        if not self.criterion.auxiliary_active or weight == 0:
+            if weight == 0:
+                self._update_watch.reset()
+            return DSOutput(logits=self.model(x), image=x, labeled=False, aux_weight=weight)
         logits, features = self._tapped(x)
         out = DSOutput(logits=logits, image=x, features=features, labeled=False)
+        out.aux_weight = weight
         if self.spec.heads is not None:  # up, down: the side outputs' consistency
             out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
             return out
-        bottleneck = (
-            a.encode(self.ae_encoder, x)[-1]
-            if self.spec.reconstruction == "ae"
-            else features[self.reductions[-1]]
-        )
+        if self._aux_pool > 1:
+            x = out.aux_image = pool_mean(x, self._aux_pool)
+        bottleneck = self._x_bottleneck(x, features)
         rec_x = self._reconstruct(bottleneck, x, image=True, mask=False)
         out.rec_image = rec_x.rec_image
         if self.spec.reconstruction == "vae":
@@ -466,6 +479,10 @@ class DeepSupervised(nn.Module):
                 "torch.autocast."
             )
         check_divisible(tuple(x.shape[2:]), a.divisor, "image batch")
+        if self._aux_pool > 1:  # the auxiliary branches run on the image pooled
+            check_divisible(
+                tuple(x.shape[2:]), a.divisor * self._aux_pool, "image batch at aux_scale"
+            )
         # Value checks read the data (a device sync, a graph break): eager mode only.
         if not torch.compiler.is_compiling():
             check_finite(x, "image batch")
@@ -530,13 +547,33 @@ class DeepSupervised(nn.Module):
         own = [p.sum() for n, p in self.named_parameters() if not n.startswith("model.")]
         return logits + 0 * torch.stack(own).sum() if own else logits
 
-    def _supervised_forward(self, x: torch.Tensor, y: torch.Tensor) -> DSOutput:
+    def _x_bottleneck(self, x: torch.Tensor, features: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The bottleneck the tied decoder reconstructs X from: the X pass's, or (``ae``) the
+        autoencoder's; at ``aux_scale`` < 1 the encoder's on the pooled ``x`` (batch
+        statistics, as the G pass)."""
+        a = self._adapter
+        if self.spec.reconstruction == "ae":
+            return a.encode(self.ae_encoder, x)[-1]
+        if self._aux_pool == 1:
+            return features[self.reductions[-1]]
+        with self._mask_statistics():
+            return a.encode(a.encoder(), x)[-1]
+
+    def _supervised_forward(
+        self, x: torch.Tensor, y: torch.Tensor, kind: str = "labelled"
+    ) -> DSOutput:
         spec, a = self.spec, self._adapter
-        if not self.criterion.auxiliary_active:
-            # the schedule's factor is 0: L_image alone, at the cost of mode `none`
-            return DSOutput(logits=self._anchored(self.model(x)), image=x, features={})
+        weight = self._aux_every.weight(kind, self.training and torch.is_grad_enabled())
+        if not self.criterion.auxiliary_active or weight == 0:
+            # the schedule's factor is 0, or aux_every skips this step: L_image alone, at the
+            # cost of mode `none`
+            if weight == 0:  # a step that trains none of the wrapper's parameters by design
+                self._update_watch.reset()
+            out = DSOutput(logits=self._anchored(self.model(x)), image=x, features={})
+            out.aux_weight = weight
+            return out
         logits, features = self._tapped(x)
-        out = DSOutput(logits=logits, image=x, features=features)
+        out = DSOutput(logits=logits, image=x, features=features, aux_weight=weight)
         if spec.heads is not None:
             out.aux_logits = {int(r): head(features[int(r)]) for r, head in self.heads.items()}
         if not (spec.mask_pass or spec.reconstruction):
@@ -546,6 +583,10 @@ class DeepSupervised(nn.Module):
             out.aux_index = index
             x, y = x.index_select(0, index), y.index_select(0, index)
             features = {r: f.index_select(0, index) for r, f in features.items()}
+        if self._aux_pool > 1:  # the branches on X and G pooled; the student side pooled alike
+            x, y = scaled_batch(x, y, self._aux_pool, self.label_mode, a.classes, self.ignore_index)
+            out.aux_image, out.aux_target = x, y
+            features = {r: pool_mean(f, self._aux_pool) for r, f in features.items()}
         g = mask_as_input(
             y, self.label_mode, a.classes, a.in_channels, a.spatial_dims, self.ignore_index
         ).to(dtype=x.dtype)
@@ -564,12 +605,7 @@ class DeepSupervised(nn.Module):
                 out.rec_mask, out.rec_features = rec_g.rec_mask, rec_g.levels
         if spec.reconstruction is None:
             return out
-        x_bottleneck = (
-            a.encode(self.ae_encoder, x)[-1]
-            if spec.reconstruction == "ae"
-            else features[bottleneck]
-        )
-        rec_x = self._reconstruct(x_bottleneck, x, image=True, mask=False)
+        rec_x = self._reconstruct(self._x_bottleneck(x, features), x, image=True, mask=False)
         out.rec_image = rec_x.rec_image
         if spec.reconstruction == "vae":
             out.kl = 0.5 * (rec_x.kl + rec_g.kl)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.cost.step_time import AUX_VARIANTS
+from benchmarks.cost.step_time import AUX_VARIANTS, DESIGNS
 from dsplug import MODES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,8 @@ def _unet_training_flops(config: dict) -> int:
 def test_step_time_quick_schema(tmp_path: Path) -> None:
     result = _run("step_time.py", tmp_path)
     assert set(result) >= {"ratios", "absolute", "config", "targets"}
-    measured = set(MODES) | {name for name, _ in AUX_VARIANTS}  # hyb with aux_fraction < 1
+    # hyb with aux_fraction < 1, and issue 28's designs
+    measured = set(MODES) | {name for name, _ in (*AUX_VARIANTS, *DESIGNS)}
     assert set(result["ratios"]) == measured
     assert set(result["absolute"]) == measured
     for mode, ratios in result["ratios"].items():
@@ -102,6 +103,9 @@ def test_step_time_quick_schema(tmp_path: Path) -> None:
     flops = {m: r["flops"] for m, r in result["ratios"].items()}
     assert flops["hyb"] > flops["seg"] > 1.0 and flops["deep"] > 1.0
     assert 1.0 < flops["hyb-aux50"] < flops["hyb"]  # the auxiliary branches on part of the batch
+    # the branches pooled 2x, every 2nd step (FLOPs per step, averaged over the period), both
+    assert 1.0 < flops["hyb@aux_scale=0.5,aux_every=2"] < flops["hyb@aux_scale=0.5"] < flops["hyb"]
+    assert flops["hyb@aux_every=2"] < flops["hyb"]
     # at schedule factor 0 no auxiliary branch runs: a hyb step is none's (FLOPs aside, timed)
     assert (
         result["ratios"]["hyb"]["whole_run_12_epochs"] < result["ratios"]["hyb"]["time_amortised"]

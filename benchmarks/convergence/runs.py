@@ -123,6 +123,8 @@ def _wrap(model: torch.nn.Module, variant: Variant, label_mode: str) -> DeepSupe
         schedule=variant.schedule,
         balance=variant.balance,
         aux_fraction=variant.aux_fraction,
+        aux_scale=variant.aux_scale,
+        aux_every=variant.aux_every,
     )
 
 
@@ -149,7 +151,9 @@ def measure_step_ratios(
     for name in settings.variants:
         torch.manual_seed(0)
         ds = _wrap(copy.deepcopy(model), VARIANTS[name], train.label_mode).to(device).train()
-        cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+        opt = torch.optim.Adam(ds.parameters(), lr=LR)
+        # aux_every = k: a timed call is one period of k steps (figures per step)
+        cases[name] = ModeCase(ds, opt, x, y, VARIANTS[name].aux_every)
     timings = interleaved(
         {name: case.step for name, case in cases.items()},
         settings.step_repeats,
@@ -157,6 +161,9 @@ def measure_step_ratios(
         device,
         desc="step_time",
     )
+    for name, case in cases.items():
+        timings.wall[name] = [t / case.steps for t in timings.wall[name]]
+        timings.cpu[name] = [t / case.steps for t in timings.cpu[name]]
     absolute = {
         name: {
             "time_median_s": median(timings.wall[name]),

@@ -46,6 +46,8 @@ class Variant:
     schedule: str | None = None
     balance: str = "auto"
     aux_fraction: float = 1.0
+    aux_scale: float = 1.0
+    aux_every: int = 1
 
 
 VARIANTS: dict[str, Variant] = {
@@ -57,6 +59,10 @@ VARIANTS: dict[str, Variant] = {
         # the cheaper hyb: its auxiliary branches on part of each batch (issue 19)
         Variant("hyb-aux50", "hyb", aux_fraction=0.5),
         Variant("hyb-aux25", "hyb", aux_fraction=0.25),
+        # the cheaper hyb of issue 28: its branches on X and G pooled 2x, or every 2nd step
+        Variant("hyb-scale50", "hyb", aux_scale=0.5),
+        Variant("hyb-every2", "hyb", aux_every=2),
+        Variant("hyb-scale50-every2", "hyb", aux_scale=0.5, aux_every=2),
         # the schedule's ablation (issue 19)
         Variant("hyb-constant", "hyb", schedule="constant"),
         Variant("hyb-linear", "hyb", schedule="linear"),
@@ -71,6 +77,9 @@ VARIANTS: dict[str, Variant] = {
 ABLATIONS = (
     "hyb-aux50",
     "hyb-aux25",
+    "hyb-scale50",
+    "hyb-every2",
+    "hyb-scale50-every2",
     "hyb-constant",
     "hyb-linear",
     "hyb-no-rec-x",

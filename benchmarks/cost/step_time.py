@@ -107,6 +107,12 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
 )
 #: hyb with ``aux_fraction`` < 1, measured beside the modes: (name, fraction).
 AUX_VARIANTS = (("hyb-aux50", 0.5), ("hyb-aux25", 0.25))
+#: Issue 28's cheaper designs of hyb, measured beside the modes: (name, DeepSupervised options).
+DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("hyb@aux_scale=0.5", {"aux_scale": 0.5}),
+    ("hyb@aux_every=2", {"aux_every": 2}),
+    ("hyb@aux_scale=0.5,aux_every=2", {"aux_scale": 0.5, "aux_every": 2}),
+)
 
 
 @dataclass
@@ -117,13 +123,17 @@ class ModeCase:
     optimizer: torch.optim.Optimizer
     x: torch.Tensor
     y: torch.Tensor
+    #: training steps per call of ``step`` (``aux_every`` = k: one period, so a timed call
+    #: holds k steps; every figure is divided by it)
+    steps: int = 1
 
     def step(self) -> None:
-        """One training step: forward, loss, backward, Adam."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.ds.loss(self.ds(self.x, self.y), self.y)
-        loss.total.backward()
-        self.optimizer.step()
+        """``steps`` training steps: forward, loss, backward, Adam."""
+        for _ in range(self.steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.ds.loss(self.ds(self.x, self.y), self.y)
+            loss.total.backward()
+            self.optimizer.step()
 
     def persistent(self) -> list[torch.Tensor]:
         """The tensors that live across steps: parameters, buffers, Adam state, the batch."""
@@ -146,16 +156,23 @@ def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]
             ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction)
             ds = ds.to(device).train()
             cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
+        for name, options in DESIGNS:
+            torch.manual_seed(settings.seed)
+            ds = DeepSupervised(copy.deepcopy(model), "hyb", **options).to(device).train()
+            opt = torch.optim.Adam(ds.parameters(), lr=LR)
+            cases[name] = ModeCase(ds, opt, x, y, options.get("aux_every", 1))
     return cases
 
 
 def measure_flops(case: ModeCase) -> int:
-    """FLOPs of the forward and backward of one step (FlopCounterMode); no optimiser step."""
+    """FLOPs of the forward and backward of one step (FlopCounterMode; the mean over the
+    case's ``steps``); no optimiser step."""
     case.optimizer.zero_grad(set_to_none=True)
     with FlopCounterMode(display=False) as counter:
-        case.ds.loss(case.ds(case.x, case.y), case.y).total.backward()
+        for _ in range(case.steps):
+            case.ds.loss(case.ds(case.x, case.y), case.y).total.backward()
     case.optimizer.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()) // case.steps
 
 
 def measure_memory(case: ModeCase, device: torch.device) -> int:
@@ -213,7 +230,7 @@ def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict
     times = []
     for _ in range(3):
         _balance_due(case, True)
-        times.append(time_once(case.step, device)[0])
+        times.append(time_once(case.step, device)[0] / case.steps)
     measuring = median(times)
     every = balancer.every
     return {
@@ -245,7 +262,7 @@ def _factor_zero_ratios(
     for case in cases.values():
         case.ds.set_progress(0.0)
     reference = median(timings.wall["none"])
-    return {m: _ratio(median(timings.wall[m]), reference) for m in cases}
+    return {m: _ratio(median(timings.wall[m]) / c.steps, reference) for m, c in cases.items()}
 
 
 def _whole_run(amortised: float, factor0: float, epochs: int) -> float:
@@ -340,7 +357,9 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
         desc="step_time",
     )
     absolute: dict[str, dict[str, Any]] = {}
-    for mode, case in cases.items():
+    for mode, case in cases.items():  # per training step
+        timings.wall[mode] = [t / case.steps for t in timings.wall[mode]]
+        timings.cpu[mode] = [t / case.steps for t in timings.cpu[mode]]
         absolute[mode] = {
             "time_median_s": median(timings.wall[mode]),
             "time_min_s": min(timings.wall[mode]),

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..cost import scaled_output
 from ..labels import dense_target, to_probabilities
 from ..options import Balance, LabelMode, PseudoLabels, Schedule, choose
 from ..output import DSOutput
@@ -102,6 +103,8 @@ class _Context:
     # pseudo-mask into a push to predict no foreground anywhere (measured: with it,
     # pseudo-labelling on Task04 collapsed to 0.17 validation Dice)
     pseudo: bool = False
+    # the context of the auxiliary branches when they ran at a lower resolution (aux_scale)
+    scaled: _Context | None = None
 
     def bd(
         self,
@@ -118,7 +121,10 @@ class _Context:
     @property
     def aux(self) -> _Context:
         """This context on the images the auxiliary branches ran on (``out.aux_index``; a few
-        index_selects per term when it is set, nothing otherwise)."""
+        index_selects per term when it is set, nothing otherwise); at ``aux_scale`` < 1, on
+        their pooled images and targets."""
+        if self.scaled is not None:
+            return self.scaled
         index = self.out.aux_index
         if index is None:
             return self
@@ -571,7 +577,10 @@ class DeepSupervisionLoss(nn.Module):
                 f"targets of shape {tuple(y.shape)}; skip batches with B = 0."
             )
         c = self._context(out, y, confident)
-        factor = self.factor
+        factor = self.factor * out.aux_weight  # aux_every: 0 on a skipped step, k on a run
+        if out.aux_target is not None and factor > 0:  # aux_scale: the branches' own context
+            small, small_confident = scaled_output(out, confident)
+            c = replace(c, scaled=self._context(small, out.aux_target, small_confident))
         aux = [t for t in self.terms if t.scheduled]
         active = self.terms if factor > 0 else tuple(t for t in self.terms if not t.scheduled)
         raw = {term.name: term.compute(c) for term in active}
@@ -624,7 +633,7 @@ class DeepSupervisionLoss(nn.Module):
                 "(ds.unlabeled(x, teacher=EMATeacher(ds))) to train on its pseudo-masks."
             )
         c = _Context(
-            out=out,
+            out=out if out.aux_image is None else replace(out, image=out.aux_image),
             target=out.logits.new_zeros(()),
             valid=None,
             multiclass=self.label_mode == "multiclass",
@@ -636,7 +645,7 @@ class DeepSupervisionLoss(nn.Module):
             user_target=out.logits.new_zeros(()),
             informative=out.logits.new_zeros(out.logits.shape[0]),
         )
-        factor = self.factor
+        factor = self.factor * out.aux_weight
         free = [t for t in (*self.terms, *self.unlabeled_terms) if t.label_free]
         raw = {t.name: t.compute(c) for t in free if factor > 0}
         scales = self.balancer.scales() if self.balancer is not None else {}

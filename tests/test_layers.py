@@ -70,12 +70,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 #: (importer, imported): why the arrow runs up, and what removes it.
-KNOWN_UPWARD = {
-    ("dsplug.train.commands.export", "dsplug.export"): (
-        "the export command lives in train/commands; moved in the CLI split (issue 30, item 3), "
-        "where the command goes beside dsplug.export"
-    ),
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 
 def modules(sources: dict[str, Path]) -> dict[str, Path]:

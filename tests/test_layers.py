@@ -18,7 +18,8 @@ The layers, from the bottom:
 5. ``stacks``: the ways to train: ``train`` (the library and its ``commands``) and
    ``lightning``. Model code never imports them.
 6. ``export``: a trained model without the wrapper; it rebuilds checkpoints through
-   ``train.models`` and writes through ``train.atomic``, so it sits above ``train``.
+   ``train.models`` and writes through ``train.atomic``, so it sits above ``train``; its
+   command (``export.command``) hands its writer to ``train.commands.export``.
 7. ``front``: the package's front door ``dsplug/__init__.py`` (it loads ``train`` lazily)
    and the command line ``cli``.
 8. ``main``: ``python -m dsplug``.

@@ -39,6 +39,7 @@ PUBLIC: dict[str, set[str]] = {
         "detect_kind load_splits make_item make_splits pair_files prediction_input "
         "slices_to_volume volume_to_slices "
     ),
+    "dsplug.export": _names("EXPORT_FORMATS export_checkpoint export_model load_exported"),
     "dsplug.lightning": _names("DeepSupervisedModule"),
     "dsplug.losses": _names(
         "AutoLoss DeepLoss DeepSupervisionLoss DownLoss HybLoss LOSSES LossBreakdown "
@@ -75,6 +76,7 @@ SPLIT = {
     "dsplug.data.base": _names(
         "CaseInfo CaseSpec RawCase SliceDataset fingerprint_changes make_item"
     ),
+    "dsplug.train.trainer": _names("Trainer _train_record"),
     "dsplug.tied._graph_steps": _names(
         "Arg CatT ConvT FanOut LinearT MatmulConstT NormT PadT PixelShuffleT PointwiseT "
         "ReplayT ReshapeT ResizeT RollT RunState ScaleT SelectT SelfGateT SliceT SplitT Step "

@@ -2,8 +2,9 @@
 
 Model code never imports this package; it sits on top of the wrapper, losses, metrics and data.
 One job per module: ``config`` (TrainConfig), ``runtime`` (device, precision, loaders),
-``loop`` (one epoch, stopping early), ``resume`` (a run's checkpoints), ``reporting`` (history,
-summary, plots) and ``trainer`` (the Trainer that wires them).
+``loop`` (one epoch, stopping early), ``resume`` (a run's checkpoints), ``semi_steps`` (images
+without masks: teacher, loader, loss), ``reporting`` (history, summary, plots) and ``trainer``
+(the Trainer that wires them).
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from ..metrics import CaseMetrics
 from ..options import LabelMode, choose
+from .distributed import DistInfo, all_gather_objects
 
 __all__ = [
     "ForegroundTally",
@@ -17,6 +19,7 @@ __all__ = [
     "class_names",
     "predicted_classes",
     "unpredicted_classes",
+    "warn_unpredicted_best",
 ]
 
 
@@ -59,6 +62,24 @@ class ForegroundTally:
         if self._any is not None:
             present.update(k + 1 for k, seen in enumerate(self._any.tolist()) if seen)
         return [k for k in range(1, classes + 1) if k not in present]
+
+    def warn_absent(self, classes: int, epoch: int, info: DistInfo) -> list[int]:
+        """One warning (main process) when foreground classes ``1..classes`` occur in no
+        training mask of ``epoch`` on any rank; returns them. (Called by the trainer's epoch:
+        the warning names the line of ``fit`` that ran it.)"""
+        absent = self.absent(classes)
+        if info.distributed:  # absent only where no rank saw it
+            gathered = all_gather_objects(absent, info)
+            absent = sorted(set.intersection(*(set(a) for a in gathered)))
+        if absent and info.is_main:
+            warnings.warn(
+                f"no training mask of epoch {epoch} holds {class_names(absent, self.label_mode)}"
+                ": the model learns only background there; check the masks and their label rule "
+                "(--option labels=...), and that images and masks are paired right.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return absent
 
 
 def _class_counts(metrics: CaseMetrics) -> tuple[torch.Tensor, ...] | None:
@@ -128,3 +149,16 @@ class VanishedClasses:
                 stacklevel=3,
             )
         return new
+
+
+def warn_unpredicted_best(missed: Sequence[int], label_mode: str, epoch: Any) -> None:
+    """One warning when the best epoch predicted classes (``missed``) in no validation case
+    (at the end of ``Trainer.fit``; the warning names the caller of ``fit``)."""
+    if missed:
+        warnings.warn(
+            f"the best epoch ({epoch}) predicted {class_names(missed, label_mode)} in no "
+            "validation case, though the masks hold it: its scores are those of an empty "
+            "prediction; train longer, or weigh that class up.",
+            UserWarning,
+            stacklevel=4,
+        )

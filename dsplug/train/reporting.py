@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..metrics import METRIC_NAMES, CaseMetrics
+from ..metrics import METRIC_NAMES, SURFACE_METRIC_NAMES, CaseMetrics
 from .evaluation import overlay_samples
 from .plots import plot_curves, plot_overlays
 from .runlog import RunLog, write_csv, write_json
@@ -115,8 +115,10 @@ def run_summary(
     model_config: Mapping[str, Any],
     history: list[Mapping[str, Any]],
     target_dice: float | None,
+    best_val_cases: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """The summary of a finished run: mode, model, efficiency and the best validation metrics."""
+    """The summary of a finished run: mode, model, efficiency and the best validation metrics
+    (with the means of HD95 / NSD over ``best_val_cases`` where they hold them: patch runs)."""
     summary: dict[str, Any] = {
         "mode": mode,
         "model": model_config,
@@ -128,7 +130,20 @@ def run_summary(
         if best_epoch
         else None
     )
+    if summary["best_val"] is not None and best_val_cases:
+        summary["best_val"].update(_surface_means(list(best_val_cases.values())))
     return summary
+
+
+def _surface_means(rows: list[Mapping[str, float]]) -> dict[str, float]:
+    """The mean of each surface metric the case rows hold, nan values left out (nan: none)."""
+    means = {}
+    for name in SURFACE_METRIC_NAMES:
+        if name in rows[0]:
+            values = np.asarray([row[name] for row in rows], dtype=np.float64)
+            kept = values[~np.isnan(values)]
+            means[name] = float(kept.mean()) if kept.size else float("nan")
+    return means
 
 
 def write_reports(

@@ -27,6 +27,7 @@ from .checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from .config import TrainConfig
 from .distributed import DistInfo, all_gather_objects
 from .schedule import EarlyStopping, ds_progress
 
@@ -37,6 +38,7 @@ __all__ = [
     "epoch_state",
     "resume_run",
     "save_epoch",
+    "train_record",
 ]
 
 #: Settings that may differ between a run and its resume (they do not change the trajectory).
@@ -56,6 +58,27 @@ FREE_ON_RESUME = frozenset(
 )
 #: The configs a checkpoint stores and a resume must match exactly.
 _CONFIGS = ("model_config", "wrapper_config", "data_config")
+
+
+#: The fields a run stores only when it uses them (earlier checkpoints lack them).
+_SEMI_FIELDS = ("semi", "unlabeled_ratio", "rampup", "unlabeled_weight", "ema_decay")
+_FIELD_FIELDS = ("recipe", "iterations", "warmup_epochs")
+
+
+def train_record(config: TrainConfig) -> dict[str, Any]:
+    """The config as checkpoints store it: a supervised run's without the semi-supervised
+    fields, a paper-recipe run's without the field recipe's, and without ``patience`` unless
+    set (as before they existed, so earlier checkpoints still resume)."""
+    record = config.to_dict()
+    if record["semi"] is None:
+        for name in _SEMI_FIELDS:
+            record.pop(name)
+    if record["recipe"] == "paper":
+        for name in _FIELD_FIELDS:
+            record.pop(name)
+    if record["patience"] is None:
+        record.pop("patience")
+    return record
 
 
 @dataclass

@@ -1,46 +1,53 @@
-"""The Trainer: wires the config, runtime, loop, resume and reporting modules into ``fit``."""
+"""The Trainer: wires the config, runtime, loop, resume, semi_steps (images without masks),
+absent (classes never seen) and reporting modules into ``fit``."""
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.volumes import NativeCase, native_cases
-from ..metrics import SURFACE_METRIC_NAMES, CaseMetrics
-from ..semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
-from .absent import ForegroundTally, VanishedClasses, class_names, unpredicted_classes
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import DEFAULT_SEMI, TrainConfig
-from .distributed import DistInfo, all_gather_objects, setup_distributed
+from ..metrics import CaseMetrics
+from ..semi import EMATeacher
+from .absent import (
+    ForegroundTally,
+    VanishedClasses,
+    unpredicted_classes,
+    warn_unpredicted_best,
+)
+from .config import TrainConfig
+from .distributed import DistInfo, setup_distributed
 from .evaluation import evaluate_loader
 from .loop import SigintFlag, TrainingInterrupted, train_epoch
 from .models import model_config as derive_model_config
 from .native import evaluate_native
 from .recipe import field_loader, recipe_record, train_view
 from .reporting import epoch_row, report_epoch, run_summary, write_overlays, write_reports
-from .resume import epoch_state, resume_run, save_epoch
+from .resume import epoch_state, resume_run, save_epoch, train_record
 from .runlog import RunLog, write_json
-from .runtime import (
-    Runtime,
-    _ignore_sigint,
-    configure_determinism,
-    make_loader,
-    seed_everything,
-)
+from .runtime import Runtime, configure_determinism, make_loader, seed_everything
 from .schedule import EarlyStopping, ds_progress, make_optimizer
+from .semi_steps import (
+    load_teacher,
+    make_teacher,
+    resolve_semi,
+    semi_summary,
+    unlabeled_loader,
+    unlabeled_loss,
+)
 from .sliding import sliding_window_logits
-from .unlabeled import EpochSampler, describe_unlabeled
+from .unlabeled import describe_unlabeled
 
 __all__ = ["Trainer"]
+
+#: Moved to :mod:`dsplug.train.resume` (``train_record``); the old name stays importable here.
+_train_record = train_record
 
 _BATCH_NORMS = (
     torch.nn.BatchNorm1d,
@@ -116,7 +123,7 @@ class Trainer:
                 f"Trainer needs non-empty datasets, got {len(train_data)} training and "
                 f"{len(val_data)} validation items."
             )
-        self.config = _semi_config(config or TrainConfig(), ds, unlabeled_data)
+        self.config = resolve_semi(config or TrainConfig(), ds, unlabeled_data)
         self.unlabeled_data = unlabeled_data
         self.teacher: EMATeacher | None = None
         self.ds = ds
@@ -172,7 +179,7 @@ class Trainer:
             "model_config": self.model_config,
             "wrapper_config": self.ds.config(),
             "data_config": self.data_config,
-            "train_config": _train_record(self.config),
+            "train_config": train_record(self.config),
             "world_size": self.info.world_size,
             "device": str(self.device),
             "amp": self.amp,
@@ -251,9 +258,7 @@ class Trainer:
         opt, sched, per_step = make_optimizer(self.ds.parameters(), cfg)
         self._sched = sched if per_step else None
         scaler = self.runtime.grad_scaler()
-        self.teacher = (
-            EMATeacher(self.ds, cfg.ema_decay) if cfg.semi in ("pseudo", "mean-teacher") else None
-        )
+        self.teacher = make_teacher(self.ds, cfg)
         if resume:
             start, stopper = self._resume(source, opt, sched, scaler)
             stopper.patience = cfg.patience
@@ -272,7 +277,7 @@ class Trainer:
         log = RunLog(self.out, tensorboard=cfg.tensorboard and main, first_epoch=start)
         train_loader = self._loader(self.train_data, train=True)
         self._ramp_steps = cfg.rampup * cfg.max_epochs * len(train_loader)
-        unlabeled_loader = self._unlabeled_loader(len(train_loader))
+        unlabeled = unlabeled_loader(self.unlabeled_data, cfg, self.info, len(train_loader))
         done = bool(self.history) and stopper.should_stop(int(self.history[-1]["epoch"]))
         self._resumed_from = source if resume else None
         self._epochs_here = 0
@@ -291,7 +296,7 @@ class Trainer:
                         scaler,
                         stopper,
                         log,
-                        unlabeled_loader,
+                        unlabeled,
                     )
                     epoch += 1
                 self._stop_if_interrupted()
@@ -306,64 +311,21 @@ class Trainer:
         self.history, self.global_step = state.history, state.global_step
         self._best_state, self._best_val_cases = state.best_state, state.best_val_cases
         if self.teacher is not None:  # the checkpoint passed its checks: read its teacher
-            teacher = load_checkpoint(path).get("teacher_state")
-            if teacher is None:
-                raise CheckpointError(f"Checkpoint {str(path)!r} lacks the teacher's state.")
-            self.teacher.load_state_dict(teacher)
+            load_teacher(self.teacher, path)
         return state.start, state.stopper
 
-    # --- images without masks -----------------------------------------------------------
-    def _unlabeled_loader(self, steps: int) -> DataLoader | None:
-        """``unlabeled_ratio`` x ``batch_size`` unlabelled images per step, a seeded order per
-        epoch (the same on resume)."""
-        data = self.unlabeled_data
-        if data is None:
-            return None
-        cfg = self.config
-        size = cfg.batch_size * cfg.unlabeled_ratio
-        sampler = EpochSampler(
-            len(data), steps * size, cfg.seed, self.info.rank, self.info.world_size
-        )
-        return DataLoader(
-            data,
-            batch_size=size,
-            sampler=sampler,
-            num_workers=cfg.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=cfg.num_workers > 0,
-            worker_init_fn=_ignore_sigint if cfg.num_workers > 0 else None,
-        )
-
+    # --- images without masks (dsplug.train.semi_steps) --------------------------------
     def _unlabeled_loss(self, batches: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted loss of the next unlabelled batch, and the unweighted one to log."""
-        cfg = self.config
-        u = self.runtime.prepare(next(batches)["image"])
-        weight = cfg.semi_weight * sigmoid_rampup(self.global_step, self._ramp_steps)
-        if cfg.semi == "mean-teacher":
-            loss = mean_teacher_loss(self.ds, self.teacher, u, self.label_mode)
-        else:  # pseudo: the teacher's pseudo-masks; rei, consistency: the label-free terms
-            loss = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
-        return weight * loss, {"unlabeled": loss}
-
-    def _semi_summary(self) -> dict[str, Any] | None:
-        """What ``summary.json`` records of the semi-supervised recipe (None: supervised)."""
-        cfg = self.config
-        if cfg.semi is None:
-            return None
-        record = dict(self.data_config.get("unlabeled") or {})
-        record.pop("fingerprint", None)
-        cases = getattr(self.train_data, "cases", None)
-        return {
-            "recipe": cfg.semi,
-            "unlabeled_source": record.get("source"),
-            "unlabeled_cases": len(record.get("cases") or []),
-            "unlabeled_images": record.get("items"),
-            "labeled_cases": len(cases) if cases is not None else None,
-            "unlabeled_ratio": cfg.unlabeled_ratio,
-            "rampup": cfg.rampup,
-            "unlabeled_weight": cfg.semi_weight,
-            "ema_decay": cfg.ema_decay if self.teacher is not None else None,
-        }
+        images = self.runtime.prepare(next(batches)["image"])
+        return unlabeled_loss(
+            self.ds,
+            self.teacher,
+            images,
+            self.config,
+            step=self.global_step,
+            ramp_steps=self._ramp_steps,
+        )
 
     def _after_step(self) -> None:
         if self._sched is not None:
@@ -429,7 +391,7 @@ class Trainer:
         summary = metrics.summary()
         val_s = time.perf_counter() - t1
         if tally is not None:
-            self._warn_empty_masks(tally, metrics.num_classes or 0, epoch)
+            tally.warn_absent(metrics.num_classes or 0, epoch, self.info)
         self._vanished.check(metrics, epoch, warn=self.info.is_main)
         improved = stopper.improved(epoch, summary["avg_m"])
         stop = stopper.should_stop(epoch)
@@ -484,31 +446,21 @@ class Trainer:
     def _finish(self) -> dict[str, Any]:
         cfg = self.config
         summary = run_summary(
-            self.ds.config()["mode"], self.model_config, self.history, cfg.target_dice
+            self.ds.config()["mode"],
+            self.model_config,
+            self.history,
+            cfg.target_dice,
+            self._best_val_cases,  # HD95 / NSD of patch runs
         )
         summary["recipe"] = recipe_record(cfg, self.train_data)
-        semi = self._semi_summary()
+        semi = semi_summary(self.config, self.data_config, self.train_data, self.teacher)
         if semi is not None:
             summary["semi"] = semi
-        best_val = summary.get("best_val")
-        if best_val is not None and self._best_val_cases:  # HD95 / NSD of patch runs
-            rows = list(self._best_val_cases.values())
-            for name in SURFACE_METRIC_NAMES:
-                if name in rows[0]:
-                    values = np.asarray([row[name] for row in rows], dtype=np.float64)
-                    kept = values[~np.isnan(values)]
-                    best_val[name] = float(kept.mean()) if kept.size else float("nan")
         if self._best_state is not None:
             self.ds.load_state_dict(self._best_state)
-        if self._best_unpredicted and self.info.is_main:
-            missed = class_names(self._best_unpredicted, self.label_mode)
-            warnings.warn(
-                f"the best epoch ({summary['efficiency'].get('epoch')}) predicted {missed} in no "
-                "validation case, though the masks hold it: its scores are those of an empty "
-                "prediction; train longer, or weigh that class up.",
-                UserWarning,
-                stacklevel=3,
-            )
+        if self.info.is_main:
+            best = summary["efficiency"].get("epoch")
+            warn_unpredicted_best(self._best_unpredicted, self.label_mode, best)
         test = None
         if self.test_data is not None:
             test = self._validate(self.test_data, "test")
@@ -527,22 +479,6 @@ class Trainer:
                 )
         return summary
 
-    def _warn_empty_masks(self, tally: ForegroundTally, classes: int, epoch: int) -> None:
-        """One warning when a foreground class occurs in no training mask of ``epoch``."""
-        absent = tally.absent(classes)
-        if self.info.distributed:  # absent only where no rank saw it
-            gathered = all_gather_objects(absent, self.info)
-            absent = sorted(set.intersection(*(set(a) for a in gathered)))
-        if absent and self.info.is_main:
-            what = class_names(absent, self.label_mode)
-            warnings.warn(
-                f"no training mask of epoch {epoch} holds {what}: the model learns only "
-                "background there; check the masks and their label rule (--option "
-                "labels=...), and that images and masks are paired right.",
-                UserWarning,
-                stacklevel=3,
-            )
-
     @torch.no_grad()
     def _forward_eval(self, x: torch.Tensor) -> torch.Tensor:
         with self.runtime.autocast():
@@ -557,43 +493,3 @@ class Trainer:
         if self.config.patch is None:
             return self._forward_eval(x)
         return sliding_window_logits(self._forward_eval, x, self.config.patch).to(x.device)
-
-
-_SEMI_FIELDS = ("semi", "unlabeled_ratio", "rampup", "unlabeled_weight", "ema_decay")
-_FIELD_FIELDS = ("recipe", "iterations", "warmup_epochs")
-
-
-def _train_record(config: TrainConfig) -> dict[str, Any]:
-    """The config as checkpoints store it: a supervised run's without the semi-supervised
-    fields, a paper-recipe run's without the field recipe's, and without ``patience`` unless
-    set (as before they existed, so earlier checkpoints still resume)."""
-    record = config.to_dict()
-    if record["semi"] is None:
-        for name in _SEMI_FIELDS:
-            record.pop(name)
-    if record["recipe"] == "paper":
-        for name in _FIELD_FIELDS:
-            record.pop(name)
-    if record["patience"] is None:
-        record.pop("patience")
-    return record
-
-
-def _semi_config(
-    config: TrainConfig, ds: torch.nn.Module, unlabeled: Dataset | None
-) -> TrainConfig:
-    """The config with its semi-supervised recipe resolved (``DEFAULT_SEMI`` when unlabelled
-    images come without one); refuses a recipe without images, or one the mode cannot use."""
-    if unlabeled is None:
-        if config.semi is not None:
-            raise ValueError(
-                f"semi={config.semi!r} needs images without masks (unlabeled_data, or "
-                "--unlabeled PATH / --labeled-cases N on the command line)."
-            )
-        return config
-    if len(unlabeled) == 0:
-        raise ValueError("unlabeled_data is empty: give at least one image without a mask.")
-    if config.semi is None:
-        config = replace(config, semi=DEFAULT_SEMI)
-    check_recipe(config.semi, ds.config()["mode"])
-    return config

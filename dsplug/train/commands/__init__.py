@@ -1,10 +1,13 @@
-"""What the CLI subcommands do, given their parsed settings (``dsplug.cli`` only parses).
+"""The CLI subcommands: each module declares its command's options (``add_parser``) and runs
+it from the parsed settings (``dsplug.cli`` builds the parser from them and dispatches).
 
-One module per command: ``train`` (with ``setup``: its settings and datasets, and
-``run_folder``: where it runs), ``evaluate``, ``predict``, ``export``, ``compare`` and
-``demo``; ``_common`` holds what they share. Every ``*_command`` takes an
-``argparse.Namespace`` built by ``dsplug.cli`` and returns an exit status; errors are raised
-(ValueError and friends) for the CLI to print.
+One module per command: ``train`` (with ``setup``: its model and data options, settings and
+datasets, ``run_folder``: where it runs, ``patches`` and ``semi``: their options and data),
+``evaluate``, ``predict``, ``export`` (the command line runs it through
+``dsplug.export.command``, which hands in the writer), ``compare`` and ``demo``; ``arguments``
+holds the option groups they share and ``_common`` the rest they share. Every ``*_command``
+takes an ``argparse.Namespace`` and returns an exit status; errors are raised (ValueError and
+friends) for the CLI to print.
 """
 
 from ._common import COMPARE_FILES as COMPARE_FILES

@@ -9,8 +9,9 @@ from pathlib import Path
 from ..compare import compare_runs
 from ..paths import check_writes
 from ._common import COMPARE_FILES, RUN_FILES, _report_folder
+from .arguments import debug_option
 
-__all__ = ["compare_command"]
+__all__ = ["add_parser", "compare_command"]
 
 
 def _compare_out(args: argparse.Namespace) -> Path:
@@ -33,3 +34,24 @@ def compare_command(args: argparse.Namespace) -> int:
     print(compare_runs(args.runs, out))
     print(f"wrote {out / 'compare.md'} (and CSV tables)")
     return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``dsplug compare`` and its options."""
+    p = commands.add_parser(
+        "compare",
+        help="metric and efficiency tables of two or more runs",
+        description="Per-case metrics with paired p-values against the first run (a warning "
+        "when fewer than 10 cases pair up), and Avg.T / Epoch / Tot.T (as the paper's Tables "
+        "3-5); Markdown and CSV. Runs are labelled by their path below their common folder.",
+        allow_abbrev=False,
+    )
+    p.add_argument("runs", nargs="+", help="run folders (the first is the baseline)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder, never a run folder (default: compare/ in the runs' common folder)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison")
+    debug_option(p)
+    return p

@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from ..._checks import integer, positive_int, unit_interval
 from ..compare import compare_runs
 from ._common import COMPARE_FILES, _run_markers
+from .arguments import debug_option, device_options
 from .train import train_command
 
-__all__ = ["demo_command"]
+__all__ = ["add_parser", "demo_command"]
 
 
 def _dice_gap(out: Path) -> str:
@@ -99,3 +101,41 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
     )
     print(f"Plots: {out}/<mode>/curves.png and overlays.png; tables: {out}/compare.md")
     return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``dsplug demo`` and its options."""
+    p = commands.add_parser(
+        "demo",
+        help="a few minutes on CPU: train none and hyb on synthetic phantoms, compare",
+        description="Trains U-Net (none) and μ-Net-Hyb (hyb) on seeded synthetic phantoms, "
+        "prints their metrics and the difference of their test Dice, writes curves, overlays "
+        "and comparison tables.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
+    p.add_argument("--epochs", type=positive_int, default=12, help="maximum epochs (default: 12)")
+    p.add_argument(
+        "--min-epochs", type=positive_int, default=8, help="no early stop before (default: 8)"
+    )
+    p.add_argument(
+        "--cases", type=positive_int, default=60, help="synthetic phantoms (default: 60)"
+    )
+    p.add_argument("--size", type=positive_int, default=64, help="phantom size (default: 64)")
+    p.add_argument(
+        "--base-channels", type=positive_int, default=16, help="U-Net width (default: 16)"
+    )
+    p.add_argument("--depth", type=positive_int, default=4, help="U-Net levels (default: 4)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="(default: 8)")
+    p.add_argument(
+        "--target-dice",
+        type=unit_interval,
+        default=0.8,
+        help="report the time to this validation Dice (default: 0.8)",
+    )
+    p.add_argument("--seed", type=integer, default=0, help="(default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    device_options(p)
+    debug_option(p)
+    return p

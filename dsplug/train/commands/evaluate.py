@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..._checks import non_negative_int
 from ...data import dataset_from_config
 from ...data.base import fingerprint_changes
 from ..evaluation import overlay_samples
@@ -23,8 +24,9 @@ from ..runlog import write_csv, write_json
 from ..sliding import sliding_window_logits
 from ..threads import set_threads
 from ._common import EVALUATE_FILES, _report_folder
+from .arguments import cache_options, checkpoint_options, debug_option, nsd_option, tta_option
 
-__all__ = ["evaluate_command"]
+__all__ = ["add_parser", "evaluate_command"]
 
 
 def _check_recorded_data(config: dict[str, Any], split: str) -> None:
@@ -192,3 +194,45 @@ def evaluate_command(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out / 'cases.csv'} and {out / 'summary.json'}")
     return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``dsplug evaluate`` and its options."""
+    p = commands.add_parser(
+        "evaluate",
+        help="per-case metrics of a checkpoint on a split or a folder",
+        description="Writes cases.csv (per case), summary.json and overlays.png to --out: by "
+        "default a subfolder of the checkpoint's run folder, never the run folder itself (its "
+        "own summary.json and overlays.png stay). An existing report is replaced only with "
+        "--overwrite.",
+        allow_abbrev=False,
+    )
+    checkpoint_options(p, None, "RUN/evaluate-<checkpoint>-<split or folder>")
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default=None,
+        help="which split of the run's data (default: test)",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="evaluate on this folder instead of a split (same layout and preprocessing as "
+        "the run); with --split: where the run's data set moved (its files are checked "
+        "against the run's record)",
+    )
+    p.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a report in --out")
+    cache_options(p)
+    g = p.add_argument_group(
+        "scoring",
+        "Dice, PPV, sensitivity, IoU and avg.m per case; HD95 and NSD per case and class "
+        "(slices of a case are stacked into its volume; a checkpoint trained with --patch is "
+        "scored on whole cases at native resolution by Gaussian sliding windows of its patch).",
+    )
+    tta_option(g)
+    nsd_option(g)
+    debug_option(p)
+    return p

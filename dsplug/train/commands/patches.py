@@ -7,12 +7,14 @@ import argparse
 import warnings
 from typing import Any
 
+from ..._checks import positive_int
 from ...data import PatchAugment, PatchDataset
 from ...data.volumes import native_cases
 from ..models import SMP_ARCHS
 from ._common import _given, _listed
+from .arguments import nsd_option
 
-__all__ = ["check_patch", "patch_dataset"]
+__all__ = ["add_options", "check_patch", "patch_dataset"]
 
 #: The share of patches centred on a foreground voxel (nnU-Net's third).
 FOREGROUND_FRACTION = 1 / 3
@@ -139,3 +141,33 @@ def patch_dataset(args: argparse.Namespace, train: Any) -> PatchDataset:
         transform=PatchAugment(dims) if args.augment else None,
         cases=[c.case for c in cases],
     )
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """``dsplug train``'s patch options (read here and by ``dsplug train``'s scoring)."""
+    g = p.add_argument_group(
+        "patches at native resolution",
+        "Train on random patches cut from the images at their own size (no resize), then "
+        "validate and test whole cases by Gaussian sliding windows of the patch, with HD95 "
+        "and surface Dice (NSD) per case; evaluate and predict of the checkpoint do the same.",
+    )
+    g.add_argument(
+        "--patch",
+        type=positive_int,
+        nargs="+",
+        metavar="SIZE",
+        default=None,
+        help="patch size: H W (2D: images, or the slices of volumes) or D H W (3D: whole "
+        "volumes, axes in the files' order; own and MONAI nets built in 3D); each a multiple "
+        "of the network's stride (default: no patches, whole slices at --size)",
+    )
+    g.add_argument(
+        "--patches-per-image",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="--patch: random patches per image and epoch, a third centred on foreground "
+        "(default: 4); --augment flips, rotates, scales and changes intensities (MONAI, else "
+        "torchvision)",
+    )
+    nsd_option(g)

@@ -12,8 +12,9 @@ from ..paths import check_writes
 from ..predict import load_model, mask_paths, predict_file
 from ..threads import set_threads
 from ._common import PredictFailures
+from .arguments import checkpoint_options, debug_option, tta_option
 
-__all__ = ["predict_command"]
+__all__ = ["add_parser", "predict_command"]
 
 
 def _case_files(text: str) -> list[Path]:
@@ -78,3 +79,33 @@ def predict_command(args: argparse.Namespace) -> int:
             f"{', ...' if len(failed) > 3 else ''}); the other masks are written."
         )
     return 0
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``dsplug predict`` and its options."""
+    p = commands.add_parser(
+        "predict",
+        help="segment NIfTI volumes or 2D images with a checkpoint",
+        description="One mask per input: NIfTI keeps the input's affine and header; images "
+        "give PNG masks. Preprocessing is the run's own. Slices larger than the training size "
+        "are segmented with Gaussian-weighted sliding windows of the training size that "
+        "overlap by 50%; smaller ones are zero-padded to it, as in training. Masks keep the "
+        "inputs' folders relative to their common parent (a/x.nii.gz and b/x.nii.gz give "
+        "OUT/a/x_mask.nii.gz and OUT/b/x_mask.nii.gz); existing masks are never replaced "
+        "without --overwrite.",
+        allow_abbrev=False,
+    )
+    checkpoint_options(p, "runs/predict", "runs/predict")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="input files, one case each; a case with one file per channel as a,b,c (a file "
+        "whose name holds commas is taken whole); a file that fails is named and skipped "
+        "(exit status 1 at the end)",
+    )
+    p.add_argument("--roi", default=None, help="ROI mask of the case (BraTS brain mask)")
+    p.add_argument("--overwrite", action="store_true", help="replace masks that already exist")
+    g = p.add_argument_group("inference")
+    tta_option(g)
+    debug_option(p)
+    return p

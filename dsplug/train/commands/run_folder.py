@@ -12,7 +12,7 @@ from pathlib import Path
 from ..loop import TrainingInterrupted
 from ._common import RUN_FILES, _holds_run
 
-__all__ = ["resume_hint"]
+__all__ = ["add_options", "resume_hint"]
 
 
 def _new_folder(mode: str) -> Path:
@@ -128,3 +128,30 @@ def _strip_options(argv: list[str]) -> list[str]:
         else:
             kept.append(token)
     return kept
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """``dsplug train``'s run folder: ``--out`` and one of ``--resume``, ``--resume-from``,
+    ``--overwrite`` (read here)."""
+    g = p.add_argument_group("run folder")
+    g.add_argument(
+        "--out",
+        default=None,
+        help="run folder; one that holds a run is never overwritten (default: a new "
+        "runs/<mode>-<date>-<time>; with --resume-from: the checkpoint's folder)",
+    )
+    how = g.add_mutually_exclusive_group()
+    how.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last.pt"
+    )
+    how.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="CKPT",
+        help="continue from this checkpoint (any of a run's, e.g. RUN/best.pt)",
+    )
+    how.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its checkpoints, logs and plots are deleted)",
+    )

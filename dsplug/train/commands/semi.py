@@ -9,10 +9,13 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from ..._checks import positive_int
 from ...semi import check_recipe
+from ..config import SEMI_RECIPES
 from ..unlabeled import join_unlabeled, read_unlabeled, split_labeled
+from .arguments import non_negative_float
 
-__all__ = ["check_semi", "semi_data", "semi_line"]
+__all__ = ["add_options", "check_semi", "semi_data", "semi_line"]
 
 _DEFAULTS = (("--unlabeled-ratio", "unlabeled_ratio", 1), ("--rampup", "rampup", 0.25))
 _DEFAULTS += (("--ema-decay", "ema_decay", 0.99),)
@@ -88,4 +91,64 @@ def semi_line(args: argparse.Namespace, trainer: Any) -> str:
         f"dsplug train: --semi {cfg.semi} on {len(data)} unlabelled image(s) of {cases} case(s) "
         f"({getattr(data, 'source', '')}), {cfg.unlabeled_ratio} per labelled image, weight "
         f"{cfg.semi_weight} ramped up over {cfg.rampup:.0%} of the steps"
+    )
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """``dsplug train``'s options for images without masks (read here)."""
+    g = p.add_argument_group(
+        "images without masks",
+        "Learn from unlabelled images too (README: Learning from images without masks).",
+    )
+    g.add_argument(
+        "--unlabeled",
+        default=None,
+        metavar="PATH",
+        help="a folder of images, or an MSD task whose images are read without their labels, "
+        "preprocessed as --data; turns on --semi mean-teacher (default: none)",
+    )
+    g.add_argument(
+        "--semi",
+        choices=(*SEMI_RECIPES, "none"),
+        default=None,
+        help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
+        "mean-teacher, rei (the tied decoder reconstructs them; modes with one), consistency "
+        "(the side outputs agree; up, down), none (--labeled-cases N: the N cases alone, the "
+        "supervised baseline) (default: mean-teacher: the measured least harmful, README)",
+    )
+    g.add_argument(
+        "--labeled-cases",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="keep the masks of the first N training cases only; the others' images are "
+        "used without them (benchmarks) (default: all labelled)",
+    )
+    g.add_argument(
+        "--unlabeled-ratio",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="unlabelled images per labelled image in a step (default: 1)",
+    )
+    g.add_argument(
+        "--rampup",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="the unlabelled weight ramps up over this fraction of the steps (default: 0.25)",
+    )
+    g.add_argument(
+        "--unlabeled-weight",
+        type=non_negative_float,
+        default=None,
+        metavar="W",
+        help="the unlabelled loss's weight (default: 1.0; 0.1 with mean-teacher)",
+    )
+    g.add_argument(
+        "--ema-decay",
+        type=float,
+        default=0.99,
+        metavar="D",
+        help="the EMA teacher's decay (default: 0.99)",
     )

@@ -10,12 +10,29 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ...data import Augment, Preprocessing, build_datasets, detect_kind
+from ..._checks import integer, non_negative_int, positive_int
+from ...data import KINDS, Augment, Preprocessing, build_datasets, detect_kind
 from ..distributed import DistInfo, barrier
-from ..models import MONAI_ARCHS, SMP_ARCHS, check_encoder, config_divisor, monai_settings
+from ..models import (
+    MODEL_ARCHS,
+    MONAI_ARCHS,
+    MONAI_NET_DEFAULTS,
+    SMP_ARCHS,
+    check_encoder,
+    config_divisor,
+    monai_settings,
+)
 from ._common import _given, _listed, _synthetic, check_synthetic_options, parse_options
+from .arguments import cache_options
 
-__all__ = ["DEFAULT_ENCODER", "OWN_NET_DEFAULTS", "check_applicable", "model_settings"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "OWN_NET_DEFAULTS",
+    "add_data_options",
+    "add_model_options",
+    "check_applicable",
+    "model_settings",
+]
 
 
 #: Own nets' settings when their options are not given (the paper's U-Net).
@@ -249,3 +266,117 @@ def _build(
                 f"--data {args.data}: the split leaves no {split} cases; {_SPLIT_ADVICE}."
             )
     return sets
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """``dsplug train``'s model options (read by :func:`model_settings`)."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        choices=MODEL_ARCHS,
+        default="unet",
+        help="dsplug's own unet / unetpp, an smp architecture (2D), or MONAI's "
+        "monai-dynunet / monai-basicunet (2D and 3D, with the monai extra) (default: unet)",
+    )
+    g.add_argument(
+        "--encoder",
+        default=None,
+        help="smp models only: the encoder, e.g. resnet34 or tu-<timm model>; never downloads "
+        f"weights (default: {DEFAULT_ENCODER})",
+    )
+    g.add_argument(
+        "--base-channels",
+        type=positive_int,
+        default=None,
+        help="own and MONAI nets: channels of level 0 "
+        f"(default: {OWN_NET_DEFAULTS['base_channels']}, the paper; MONAI nets "
+        f"{MONAI_NET_DEFAULTS['base_channels']})",
+    )
+    g.add_argument(
+        "--depth",
+        type=positive_int,
+        default=None,
+        help="own nets and monai-dynunet: levels "
+        f"(default: {OWN_NET_DEFAULTS['depth']}, the paper)",
+    )
+    g.add_argument(
+        "--norm",
+        choices=("batch", "instance"),
+        default=None,
+        help=f"own and MONAI nets (default: {OWN_NET_DEFAULTS['norm']}; MONAI nets "
+        f"{MONAI_NET_DEFAULTS['norm']})",
+    )
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """``dsplug train``'s data options (read by ``_datasets`` and :func:`check_applicable`)."""
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default="synthetic",
+        help="dataset folder (MSD task, BraTS, image folder) or 'synthetic' (default: synthetic); "
+        "a resume accepts the folder its data moved to when the files match the run's record",
+    )
+    g.add_argument("--kind", choices=KINDS, default="auto", help="folder layout (default: auto)")
+    g.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a layout option, repeatable; VALUE is JSON or a string, e.g. num_cases=40, "
+        'size=64 (synthetic), modalities=["t1ce","flair"] (BraTS), image=images/{id}.png',
+    )
+    g.add_argument(
+        "--axis",
+        type=integer,
+        choices=(-3, -2, -1, 0, 1, 2),
+        metavar="AXIS",
+        default=None,
+        help="3D volumes only: slicing axis (default: -1, axial)",
+    )
+    g.add_argument(
+        "--no-zscore", action="store_true", help="file data: skip the per-volume z-score"
+    )
+    g.add_argument(
+        "--drop-empty",
+        action="store_true",
+        help="file data, training: drop slices without foreground",
+    )
+    g.add_argument(
+        "--slice-range",
+        type=non_negative_int,
+        nargs=2,
+        metavar=("START", "STOP"),
+        default=None,
+        help="3D volumes only: keep slices START <= i < STOP (BraTS in the paper: 30 125)",
+    )
+    g.add_argument(
+        "--fit",
+        choices=("pad", "resize"),
+        default=None,
+        help="file data: bring slices to one size by padding or resizing (default: pad)",
+    )
+    g.add_argument(
+        "--size",
+        type=positive_int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="file data: slice size, a multiple of the network's stride (default: the largest "
+        "slice, rounded up; synthetic data: --option size=N)",
+    )
+    g.add_argument("--augment", action="store_true", help="training: random flips / 90° turns")
+    g.add_argument(
+        "--splits", default=None, help="JSON file of explicit splits (default: seeded 70/10/20)"
+    )
+    g.add_argument(
+        "--split-seed",
+        type=non_negative_int,
+        default=None,
+        help="seed of the case split (default: 0)",
+    )
+    g.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="split into contiguous blocks (one stack such as ISBI 2012)",
+    )
+    cache_options(g)

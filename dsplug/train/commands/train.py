@@ -11,7 +11,17 @@ from typing import Any
 
 import torch
 
+from ..._checks import (
+    integer,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+    unit_interval,
+)
 from ...data.splits import save_splits
+from ...losses import PRESETS
+from ...options import Amp, Balance, LabelMode, Mode, Schedule
 from ...wrapper import DeepSupervised
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import DEFAULT_SEMI, TrainConfig
@@ -22,13 +32,21 @@ from ..runtime import seed_everything
 from ..threads import set_threads
 from ..trainer import Trainer
 from ..unlabeled import describe_unlabeled
+from . import patches, run_folder, semi
 from ._common import _given, _holds_run, _listed
+from .arguments import debug_option, device_options, values
 from .patches import check_patch, patch_dataset
 from .run_folder import _out_path, _run_folder
 from .semi import check_semi, semi_data, semi_line
-from .setup import _datasets, check_applicable, model_settings
+from .setup import (
+    _datasets,
+    add_data_options,
+    add_model_options,
+    check_applicable,
+    model_settings,
+)
 
-__all__ = ["train_command"]
+__all__ = ["add_parser", "train_command"]
 
 
 def _parameters(module: torch.nn.Module) -> int:
@@ -258,3 +276,147 @@ def _print_summary(summary: dict[str, Any], out: str | Path) -> None:
             text = "  ".join(f"{k} {metrics[k]:.4f}" for k in names if k in metrics)
             print(f"[{summary['mode']}] {split}: {text}")
     print(f"[{summary['mode']}] run folder: {out}")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``dsplug train`` and its options, group by group from the modules that read them."""
+    p = commands.add_parser(
+        "train",
+        help="train a model with a deep-supervision strategy",
+        description="Train with the paper's schedule and early stopping; checkpoints every "
+        "epoch. Ctrl-C stops at a safe point and prints the command that continues the run. "
+        "Under torchrun, trains with DistributedDataParallel.",
+        allow_abbrev=False,
+    )
+    add_model_options(p)
+    _supervision_options(p)
+    add_data_options(p)
+    _training_options(p)
+    patches.add_options(p)
+    semi.add_options(p)
+    _output_options(p)
+    run_folder.add_options(p)
+    debug_option(p)
+    return p
+
+
+def _supervision_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("deep supervision")
+    g.add_argument(
+        "--mode", choices=values(Mode), default="hyb", help="strategy (default: hyb, μ-Net-Hyb)"
+    )
+    g.add_argument(
+        "--weights",
+        choices=list(PRESETS),
+        default="equal",
+        help="loss-weight preset (default: equal)",
+    )
+    g.add_argument(
+        "--label-mode",
+        choices=values(LabelMode),
+        default=None,
+        help="synthetic data: its label mode; real data decides its own (default: from the data)",
+    )
+    g.add_argument(
+        "--balance",
+        choices=values(Balance),
+        default="auto",
+        help="how the loss terms add up: auto (scale-free, gradient-balanced, averaged; the "
+        "default) or paper (the paper's literal weighted sum)",
+    )
+    g.add_argument(
+        "--schedule",
+        choices=values(Schedule),
+        default=None,
+        help="deep-supervision schedule over training (default: cosine with --balance auto, "
+        "constant with --balance paper)",
+    )
+
+
+def _training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=100, help="maximum epochs (default: 100)")
+    g.add_argument(
+        "--min-epochs",
+        type=positive_int,
+        default=10,
+        help="never stop early before this epoch (default: 10)",
+    )
+    g.add_argument("--batch-size", type=positive_int, default=4, help="per process (default: 4)")
+    g.add_argument(
+        "--recipe",
+        choices=("paper", "field"),
+        default=None,
+        help="paper: Adam, lr x0.9 every 3 epochs, each item once per epoch; field (nnU-Net's): "
+        "linear warm-up then poly decay, --iterations steps per epoch, flips, rotations, "
+        "scaling, intensity, gamma and noise (default: paper; a resume keeps the run's)",
+    )
+    g.add_argument(
+        "--lr", type=positive_float, default=None, help="Adam (default: 3e-4; field: 1e-3)"
+    )
+    g.add_argument(
+        "--iterations",
+        type=positive_int,
+        default=None,
+        help="--recipe field: optimiser steps per epoch, whatever the data's size (default: 250)",
+    )
+    g.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        default=None,
+        help="--recipe field: epochs of linear learning-rate warm-up (default: 1)",
+    )
+    g.add_argument(
+        "--patience",
+        type=positive_int,
+        default=None,
+        help="stop after this many epochs without a better validation avg.m (default: stop at "
+        "twice the best epoch, the paper's rule)",
+    )
+    g.add_argument(
+        "--lr-step",
+        type=positive_int,
+        default=3,
+        help="decay the lr every this many epochs (default: 3)",
+    )
+    g.add_argument(
+        "--lr-gamma", type=unit_fraction, default=0.9, help="lr decay factor (default: 0.9)"
+    )
+    g.add_argument("--seed", type=integer, default=0, help="seed of everything (default: 0)")
+    g.add_argument(
+        "--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)"
+    )
+    g.add_argument(
+        "--amp",
+        choices=values(Amp),
+        default="auto",
+        help="mixed precision on CUDA (default: auto: bf16, or fp16 with a grad scaler)",
+    )
+    g.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels-last memory format (default: auto: on CUDA)",
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument(
+        "--deterministic", action="store_true", help="deterministic algorithms (slower on GPU)"
+    )
+    g.add_argument(
+        "--target-dice",
+        type=unit_interval,
+        default=None,
+        help="report the wall time until validation Dice reaches this (default: none)",
+    )
+    device_options(g)
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    g.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="no TensorBoard events (they need pip install 'dsplug[tensorboard]')",
+    )
+    g.add_argument("--no-plots", action="store_true", help="no PNG plots")

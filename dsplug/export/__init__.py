@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._checks import look_up_option
-from ._version import __version__
-from .adapters import adapter_for
-from .wrapper import DeepSupervised
+from .._checks import look_up_option
+from .._version import __version__
+from ..adapters import adapter_for
+from ..wrapper import DeepSupervised
 
 __all__ = ["EXPORT_FORMATS", "export_checkpoint", "export_model", "load_exported"]
 
@@ -47,7 +47,7 @@ def _bare(model: nn.Module):
 
 
 def _config_of(model: nn.Module) -> dict[str, Any] | None:
-    from .train.models import model_config
+    from ..train.models import model_config
 
     try:
         return model_config(model)
@@ -118,7 +118,7 @@ def export_model(
         >>> load_exported(path).state_dict().keys() == ds.model.state_dict().keys()
         True
     """
-    from .train.atomic import atomic_path
+    from ..train.atomic import atomic_path
 
     look_up_option(format, EXPORT_FORMATS, "export format")
     path = Path(out_path)
@@ -134,7 +134,7 @@ def export_checkpoint(
     ckpt_path: str | Path, out_path: str | Path, format: str = "safetensors"
 ) -> Path:
     """Export the bare model of a dsplug Trainer checkpoint (see :func:`export_model`)."""
-    from .train.predict import load_model
+    from ..train.predict import load_model
 
     model, ckpt = load_model(ckpt_path)
     return export_model(model, out_path, format, config=ckpt.get("model_config"))
@@ -150,7 +150,7 @@ def load_exported(path: str | Path, device: str | torch.device = "cpu") -> nn.Mo
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from .train.models import build_model
+    from ..train.models import build_model
 
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}

@@ -1,15 +1,15 @@
 """Where a training step's time goes: a ``torch.profiler`` table of one step per mode.
 
 A step is ``ds(x, y)``, ``ds.loss``, backward and an Adam step, on the model and batch of
-``benchmarks/step_time.py`` (own U-Net base 16, depth 5, batch 8 of 96², one thread, CPU).
+``benchmarks/cost/step_time.py`` (own U-Net base 16, depth 5, batch 8 of 96², one thread, CPU).
 Each branch of the wrapper is a labelled range: the pass on X, the G pass, the tied decoder
 on X and on G, the loss, backward and the optimiser step; their CPU time is reported per
 mode beside the top ops by self CPU time. Rows: ``none``, ``hyb`` and hyb with a design's
 options (``--design aux_scale=0.5``).
 
 Usage:
-    python benchmarks/profile_step.py                       # none vs hyb, prints JSON + tables
-    python benchmarks/profile_step.py --design aux_scale=0.5 --json /tmp/profile.json
+    python benchmarks/cost/profile_step.py                  # none vs hyb, prints JSON + tables
+    python benchmarks/cost/profile_step.py --design aux_scale=0.5 --json /tmp/profile.json
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from benchmarks._common import build_model, emit, make_batch
-from benchmarks.step_time import DEFAULT, LR, ModeCase
+from benchmarks.cost.step_time import DEFAULT, LR, ModeCase
 from dsplug import DeepSupervised
 
 __all__ = ["BRANCHES", "label_branches", "main", "profile_case"]

@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .losses import LossBreakdown, LossWeights
-from .semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
+from .semi import EMATeacher, check_recipe, default_weight, mean_teacher_loss, sigmoid_rampup
 from .wrapper import DeepSupervised, SegLoss
 
 __all__ = ["DeepSupervisedModule"]
@@ -181,7 +181,7 @@ class DeepSupervisedModule(pl.LightningModule):
             extra = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
         weight = self.hparams.unlabeled_weight
         if weight is None:
-            weight = 0.1 if semi == "mean-teacher" else 1.0
+            weight = default_weight(semi)
         weight *= sigmoid_rampup(self.global_step, self.hparams.rampup_steps)
         self.log("train/unlabeled", extra.detach(), batch_size=int(u.shape[0]))
         return loss + weight * extra

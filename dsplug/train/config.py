@@ -9,6 +9,7 @@ from typing import Any
 
 from ..options import Amp, choose
 from ..semi import RECIPES as SEMI_RECIPES
+from ..semi import default_weight
 
 __all__ = ["RECIPES", "SEMI_RECIPES", "TrainConfig"]
 
@@ -22,8 +23,8 @@ RECIPE_LR = {"paper": 3e-4, "field": 1e-3}
 
 # SEMI_RECIPES: the semi-supervised recipes (``TrainConfig.semi``; ``dsplug train --semi``),
 # dsplug.semi.RECIPES
-#: The recipe unlabelled images get when none is named: the one measured least harmful on
-#: Task04 (benchmarks/semi/semi.py: the EMA teacher's pseudo-masks collapsed every seed).
+#: The recipe unlabelled images get when none is named, for modes without side outputs (up
+#: and down get ``consistency``: :func:`dsplug.semi.default_recipe`).
 DEFAULT_SEMI = "mean-teacher"
 
 
@@ -68,17 +69,18 @@ class TrainConfig:
             resolution by Gaussian sliding windows of it, with HD95 and NSD; None: the data's
             items as they are.
         nsd_tolerance: the NSD tolerance in mm (patch runs).
-        semi: the semi-supervised recipe when the Trainer has unlabelled images (None: none;
-            the Trainer then uses ``DEFAULT_SEMI``, ``"mean-teacher"``): ``"pseudo"`` (the EMA
-            teacher's confident pseudo-masks through the mode's whole loss, every mode),
+        semi: the semi-supervised recipe when the Trainer has unlabelled images (None: the
+            mode's, :func:`dsplug.semi.default_recipe`): ``"pseudo"`` (the EMA teacher's
+            confident pseudo-masks through the mode's whole loss, every mode),
             ``"mean-teacher"`` (consistency with the EMA teacher under noise and flips),
             ``"rei"`` (the tied decoder reconstructs the unlabelled images; μ-Net modes only)
             or ``"consistency"`` (the side outputs agree, URPC; up and down).
         unlabeled_ratio: unlabelled images per labelled image in a step.
         rampup: the unlabelled weight rises (sigmoid ramp-up) over this fraction of the
             optimiser steps of ``max_epochs``.
-        unlabeled_weight: the unlabelled loss's weight after the ramp-up; None: 1.0 (0.1 for
-            mean teacher, SSL4MIS's).
+        unlabeled_weight: the unlabelled loss's weight after the ramp-up; None: the
+            recipe's (:func:`dsplug.semi.default_weight`: 0.1 for mean teacher and consistency,
+            1.0 otherwise).
         ema_decay: the EMA teacher's decay.
     """
 
@@ -188,7 +190,7 @@ class TrainConfig:
         """The unlabelled loss's weight after the ramp-up (the recipe's default when None)."""
         if self.unlabeled_weight is not None:
             return float(self.unlabeled_weight)
-        return 0.1 if self.semi == "mean-teacher" else 1.0
+        return default_weight(self.semi) if self.semi is not None else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict."""

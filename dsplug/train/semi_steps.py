@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..semi import EMATeacher, check_recipe, mean_teacher_loss, sigmoid_rampup
+from ..semi import EMATeacher, check_recipe, default_recipe, mean_teacher_loss, sigmoid_rampup
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import DEFAULT_SEMI, TrainConfig
+from .config import TrainConfig
 from .distributed import DistInfo
 from .runtime import _ignore_sigint
 from .unlabeled import EpochSampler
@@ -32,8 +32,9 @@ __all__ = [
 def resolve_semi(
     config: TrainConfig, ds: torch.nn.Module, unlabeled: Dataset | None
 ) -> TrainConfig:
-    """The config with its semi-supervised recipe resolved (``DEFAULT_SEMI`` when unlabelled
-    images come without one); refuses a recipe without images, or one the mode cannot use."""
+    """The config with its semi-supervised recipe resolved (the mode's default,
+    :func:`dsplug.semi.default_recipe`, when unlabelled images come without one); refuses a
+    recipe without images, or one the mode cannot use."""
     if unlabeled is None:
         if config.semi is not None:
             raise ValueError(
@@ -44,7 +45,7 @@ def resolve_semi(
     if len(unlabeled) == 0:
         raise ValueError("unlabeled_data is empty: give at least one image without a mask.")
     if config.semi is None:
-        config = replace(config, semi=DEFAULT_SEMI)
+        config = replace(config, semi=default_recipe(ds.config()["mode"]))
     check_recipe(config.semi, ds.config()["mode"])
     return config
 

@@ -37,7 +37,7 @@ def _cli(capsys, *args: str) -> tuple[int, str]:
 
 def test_labeled_cases_trains_on_the_rest_and_records_the_recipe(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    args = ["train", *synthetic_cli(12), *TINY_CLI, *ONE_EPOCH, "--mode", "up"]
+    args = ["train", *synthetic_cli(12), *TINY_CLI, *ONE_EPOCH, "--mode", "none"]
     assert main([*args, "--labeled-cases", "3", "--out", str(run)]) == 0
     assert "--semi mean-teacher on 5 unlabelled image(s)" in capsys.readouterr().out
     semi = json.loads((run / "summary.json").read_text())["semi"]
@@ -125,6 +125,7 @@ def test_semi_options_that_cannot_apply_are_refused(extra, message, tmp_path, ca
 def _semi_trainer(out: Path, **overrides) -> Trainer:
     sets = tiny_sets()
     labelled, unlabelled = split_labeled(sets["train"], 3)
+    overrides.setdefault("semi", "mean-teacher")
     config = tiny_config(plots=False, tensorboard=False, deterministic=True, **overrides)
     return Trainer(
         tiny_ds("up", labelled), labelled, sets["val"], out=out, config=config,
@@ -196,10 +197,27 @@ def test_semi_none_trains_on_the_labelled_cases_alone(tmp_path, capsys) -> None:
     assert status == 0, err
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train_config"].get("semi") is None
+    assert len(config["data_config"]["train"]["cases"]) == 3
     assert "loss/unlabeled" not in (tmp_path / "run" / "log.csv").read_text()
     status, err = _cli(capsys, *args, "--semi", "none", "--unlabeled", str(tmp_path),
                        "--out", str(tmp_path / "other"))  # fmt: skip
     assert status == 2 and "--semi none" in err and len(err.strip().splitlines()) == 1
+
+
+def test_up_and_down_default_to_their_side_outputs_consistency(tmp_path: Path, capsys) -> None:
+    """The measured default: without --semi, up learns from unlabelled images through its side
+    outputs' consistency at weight 0.1 (no teacher); none through mean teacher."""
+    from dsplug.semi import default_recipe
+
+    assert [default_recipe(m) for m in ("up", "down", "none", "hyb")] == [
+        "consistency", "consistency", "mean-teacher", "mean-teacher"
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    args = ["train", *synthetic_cli(12), *TINY_CLI, *ONE_EPOCH, "--mode", "up"]
+    assert main([*args, "--labeled-cases", "3", "--out", str(run)]) == 0
+    semi = json.loads((run / "summary.json").read_text())["semi"]
+    assert (semi["recipe"], semi["unlabeled_weight"]) == ("consistency", 0.1)
+    assert "teacher_state" not in load_checkpoint(run / "last.pt")
 
 
 def test_lightning_learns_from_an_unlabelled_batch_and_updates_its_teacher() -> None:

@@ -105,7 +105,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="a folder of images, or an MSD task whose images are read without their labels, "
-        "preprocessed as --data; turns on --semi mean-teacher (default: none)",
+        "preprocessed as --data; turns on the mode's default --semi (default: none)",
     )
     g.add_argument(
         "--semi",
@@ -114,7 +114,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         help="the recipe: pseudo (an EMA teacher's confident pseudo-masks, every mode), "
         "mean-teacher, rei (the tied decoder reconstructs them; modes with one), consistency "
         "(the side outputs agree; up, down), none (--labeled-cases N: the N cases alone, the "
-        "supervised baseline) (default: mean-teacher: the measured least harmful, README)",
+        "supervised baseline) (default: consistency for up and down, mean-teacher otherwise: "
+        "measured, docs/semi.md)",
     )
     g.add_argument(
         "--labeled-cases",
@@ -143,7 +144,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
         type=non_negative_float,
         default=None,
         metavar="W",
-        help="the unlabelled loss's weight (default: 1.0; 0.1 with mean-teacher)",
+        help="the unlabelled loss's weight (default: 0.1 with mean-teacher and consistency, "
+        "else 1.0)",
     )
     g.add_argument(
         "--ema-decay",

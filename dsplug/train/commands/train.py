@@ -22,9 +22,10 @@ from ..._checks import (
 from ...data.splits import save_splits
 from ...losses import PRESETS
 from ...options import Amp, Balance, LabelMode, Mode, Schedule
+from ...semi import default_recipe
 from ...wrapper import DeepSupervised
 from ..checkpoint import CheckpointError, load_checkpoint
-from ..config import DEFAULT_SEMI, TrainConfig
+from ..config import TrainConfig
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from ..lock import RunLock
 from ..models import SMP_ARCHS, build_model, config_divisor
@@ -255,7 +256,7 @@ def _semi_config(args: argparse.Namespace, unlabeled: Any) -> dict[str, Any]:
     if unlabeled is None:
         return {}
     return {
-        "semi": args.semi or DEFAULT_SEMI,
+        "semi": args.semi or default_recipe(args.mode),
         "unlabeled_ratio": args.unlabeled_ratio,
         "rampup": args.rampup,
         "unlabeled_weight": args.unlabeled_weight,

@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": "python benchmarks/semi/demo_semi.py " + " ".join(argv or sys.argv[1:]),
         },
         "seeds": seeds,
+        "labeled": args.labeled,
         "table": table,
     }
     text = json.dumps(result, indent=1)

@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmarks._tables import diff_cell
 
-__all__ = ["SEMI_ARMS", "render_semi"]
+__all__ = ["SEMI_ARMS", "demo_line", "render_semi"]
 
 #: What each arm of ``benchmarks/semi/semi.py`` does with the unlabelled cases.
 SEMI_ARMS = {
@@ -117,3 +117,29 @@ def _designs(result: Mapping[str, Any]) -> list[str]:
             f"{d['test_dice']:.4f} |"
         )
     return lines
+
+
+def demo_line(result: Mapping[str, Any]) -> str:
+    """The last line ``dsplug demo`` prints: what learning from unlabelled phantoms gave in the
+    demo's regime with few masks (``demo_semi.py``'s JSON), each arm against ``none`` seed by
+    seed, and whether anything paid (a mean gain of >= 0.01 in every seed)."""
+    table, seeds = result["table"], len(result["seeds"])
+    parts, paid = [], []
+    for arm, row in table.items():
+        if arm == "none" or "vs_none" not in row:
+            continue
+        diffs = row["vs_none"]["per_seed_diff"]
+        mean = statistics.mean(diffs)
+        parts.append(f"{arm} {mean:+.3f} ({sum(d > 0 for d in diffs)}/{seeds} seeds)")
+        if mean >= 0.01 and min(diffs) > 0:
+            paid.append(arm)
+    verdict = (
+        f"deep supervision pays here ({', '.join(paid)})"
+        if paid
+        else "nothing paid on phantoms: none is as good"
+    )
+    return (
+        f"With few masks ({result['labeled']} labelled phantoms, the other training phantoms "
+        f"unlabelled), measured over {seeds} seeds, test Dice vs none: {'; '.join(parts)}: "
+        f"{verdict} (benchmarks/semi/demo_semi.py)."
+    )

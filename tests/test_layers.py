@@ -10,11 +10,13 @@ The layers, from the bottom:
 1. ``base``: the vocabulary everything shares: ``_version``, ``_checks``, ``_compile``,
    ``options``, ``output``, ``modes``, ``labels``.
 2. ``parts``: the building blocks, each on the base only: ``hooks``, ``nets``, ``tied``
-   (tied decoders over the nets), ``losses``, ``metrics``, ``data``.
+   (tied decoders over the nets), ``losses``, ``metrics``, ``data``, ``cost`` (the cheaper
+   auxiliary step's helpers, which the losses read).
 3. ``plugins``: what the wrapper plugs in: ``adapters`` (one per model family; they install as
    ``dsplug.adapters`` from the top-level ``adapters/``) and ``semi`` (the semi-supervised
    recipe on the losses).
-4. ``wrapper``: ``DeepSupervised``, which wires the parts and plugins together.
+4. ``wrapper``: ``DeepSupervised``, which wires the parts and plugins together, and
+   ``_branches``, the mixin that builds and runs its branches.
 5. ``stacks``: the ways to train: ``train`` (the library and its ``commands``) and
    ``lightning``. Model code never imports them.
 6. ``export``: a trained model without the wrapper; it rebuilds checkpoints through
@@ -59,10 +61,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "dsplug.losses",
             "dsplug.metrics",
             "dsplug.data",
+            "dsplug.cost",
         ),
     ),
     ("plugins", ("dsplug.adapters", "dsplug.semi")),
-    ("wrapper", ("dsplug.wrapper",)),
+    ("wrapper", ("dsplug.wrapper", "dsplug._branches")),
     ("stacks", ("dsplug.train", "dsplug.lightning")),
     ("export", ("dsplug.export",)),
     ("front", ("dsplug", "dsplug.cli")),  # "dsplug": the package's __init__ only

@@ -9,9 +9,9 @@ The layers, from the bottom:
 
 1. ``base``: the vocabulary everything shares: ``_version``, ``_checks``, ``_compile``,
    ``options``, ``output``, ``modes``, ``labels``.
-2. ``parts``: the building blocks, each on the base only: ``hooks``, ``nets``, ``tied``
-   (tied decoders over the nets), ``losses``, ``metrics``, ``data``, ``cost`` (the cheaper
-   auxiliary step's helpers, which the losses read).
+2. ``parts``: the building blocks, each on the base only: ``hooks``, ``cost`` (the cheaper
+   auxiliary step: ``aux_scale``, ``aux_every``), ``nets``, ``tied``
+   (tied decoders over the nets), ``losses``, ``metrics``, ``data``.
 3. ``plugins``: what the wrapper plugs in: ``adapters`` (one per model family; they install as
    ``dsplug.adapters`` from the top-level ``adapters/``) and ``semi`` (the semi-supervised
    recipe on the losses).
@@ -56,12 +56,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "parts",
         (
             "dsplug.hooks",
+            "dsplug.cost",
             "dsplug.nets",
             "dsplug.tied",
             "dsplug.losses",
             "dsplug.metrics",
             "dsplug.data",
-            "dsplug.cost",
         ),
     ),
     ("plugins", ("dsplug.adapters", "dsplug.semi")),

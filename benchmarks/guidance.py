@@ -1,19 +1,18 @@
 """The results sections of the README and the docs pages, generated from the benchmarks' JSON.
 
-One row per (regime, mode) measurement: the test Dice difference from ``none`` with its seeds
-("k/n" beat ``none``, the t-test over seeds), the step time and memory (``cost/step_time.py``),
-the validation Dice at ``none``'s compute and the compute to reach ``none``'s best (the
-equal-compute figures of ``convergence/analysis.py``), and a verdict that follows from those
-figures by the rule in :func:`verdict` (nothing typed by hand). :func:`sections` lists every
-generated section, each between its markers in its file: the headline table of README.md
+One row per (regime, mode) measurement (the rows: ``guidance_rows.py``): the test Dice difference
+from ``none`` with its seeds ("k/n" beat ``none``, the t-test over seeds), the step time and memory
+(``cost/step_time.py``), the validation Dice at ``none``'s compute and the compute to reach
+``none``'s best (the equal-compute figures of ``convergence/analysis.py``), and a verdict that
+follows from those figures by the rule in :func:`verdict` (nothing typed by hand). :func:`sections`
+lists every generated section, each between its markers in its file: the headline table of README.md
 (``<!-- headline:start -->``), and in ``docs/results/``: the full table (``guidance``), the
 label-efficiency plots and tables (``label-efficiency``), the recipe ablation
-(``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and
-none seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution
-tables (``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and
-convergence tables (``results``). Each study's ``report.py`` renders its tables; this module
-knows where each JSON is (:func:`result_file`: in its study's ``results/`` folder) and which
-page shows it.
+(``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and none
+seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution tables
+(``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and convergence tables
+(``results``). Each study's ``report.py`` renders its tables; this module knows where each JSON is
+(:func:`result_file`: in its study's ``results/`` folder) and which page shows it.
 
 Usage:
     python benchmarks/guidance.py            # rewrite every section
@@ -28,7 +27,6 @@ import json
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +37,14 @@ from benchmarks import report
 from benchmarks._sections import Section, rendered, stale
 from benchmarks._tables import diff_cell
 from benchmarks.convergence.report import render_recipe as recipe_report
+from benchmarks.guidance_rows import ROWS, Row
 from benchmarks.label_efficiency.report import render_label_efficiency as label_efficiency_report
 from benchmarks.native.report import render_isbi_patches as isbi_patches_report
 from benchmarks.native.report import render_native_3d as native_3d_report
 from benchmarks.semi.report import render_semi as semi_report
 from dsplug.metrics.paired import compare_seeds
 
+# Row and ROWS (now in benchmarks/guidance_rows.py) stay importable from here.
 __all__ = [
     "HEADLINE",
     "ROWS",
@@ -80,86 +80,6 @@ LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end
 RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
 LEVEL = 0.005  # a mean difference smaller than this is "level"
 GAIN = 0.01  # the gain issue 19 asks of a regime with scarce labels
-
-
-@dataclass(frozen=True)
-class Row:
-    """One measurement: a regime, the JSON it comes from, the mode and its step-time entry."""
-
-    regime: str
-    file: str
-    variant: str
-    step: tuple[str, str] | None  # (step-time JSON, its variant), or None for wall-clock
-
-
-ROWS: tuple[Row, ...] = (
-    Row(
-        "scarce labels, own U-Net: Task04, 6 training cases",
-        "convergence_hippocampus_aux.json",
-        "hyb",
-        ("step_time_aux.json", "hyb"),
-    ),
-    Row(
-        "same", "convergence_hippocampus_aux.json", "hyb-aux50", ("step_time_aux.json", "hyb-aux50")
-    ),
-    Row(
-        "same", "convergence_hippocampus_aux.json", "hyb-aux25", ("step_time_aux.json", "hyb-aux25")
-    ),
-    Row("same", "convergence_hippocampus_recipe.json", "rec", ("step_time.json", "rec")),
-    Row("same", "convergence_hippocampus.json", "up", ("step_time.json", "up")),
-    Row("same", "convergence_hippocampus.json", "down", ("step_time.json", "down")),
-    Row("same", "convergence_hippocampus.json", "deep", ("step_time.json", "deep")),
-    Row(
-        "same, up to 80 epochs",
-        "convergence_hippocampus_long.json",
-        "hyb",
-        ("step_time.json", "hyb"),
-    ),
-    Row(
-        "thin structures: ISBI 2012, 15 training slices",
-        "convergence_isbi2012.json",
-        "hyb",
-        ("step_time.json", "hyb"),
-    ),
-    Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
-    Row("same, `rec` beside them", "isbi2012_rec.json@15", "rec", ("step_time.json", "rec")),
-    *(
-        Row(regime if mode == "hyb" else "same", f"label_efficiency_{data}.json@{n}", mode, step)
-        for data, what, sizes in (
-            ("hippocampus", "Task04, {} training cases", (2, 4, 8)),
-            ("isbi2012", "ISBI 2012, {} training slices", (4, 8, 15)),
-        )
-        for n in sizes
-        for regime in [f"label efficiency, own U-Net: {what.format(n)} (equal steps)"]
-        for mode, step in (("hyb", ("step_time.json", "hyb")), ("up", ("step_time.json", "up")))
-    ),
-    Row(
-        "your own loop: smp Unet/resnet18 from scratch, Task04 with empty slices kept, "
-        "8 training cases, 6 epochs",
-        "own_loop_hippocampus.json",
-        "hyb",
-        None,
-    ),
-    Row("same, 12 epochs", "own_loop_hippocampus_12epochs.json", "hyb", None),
-    Row("same, 20 epochs", "own_loop_hippocampus_20epochs.json", "hyb", None),
-    Row(
-        "plentiful labels, an easy task: `dsplug demo`'s synthetic phantoms, 42 training "
-        "cases, 12 epochs",
-        "demo_seeds.json#12",
-        "hyb",
-        ("step_time.json", "hyb"),
-    ),
-    Row("same, 30 epochs", "demo_seeds.json#30", "hyb", ("step_time.json", "hyb")),
-    *(
-        Row(regime if i == 0 else "same", f"semi_hippocampus.json%{n}", arm, None)
-        for n in (2, 4, 8)
-        for regime in [
-            f"few masks and unlabelled images beside them: Task04 2D, {n} labelled cases + "
-            "the unlabelled rest (1000 steps)"
-        ]
-        for i, arm in enumerate(("up", "up-cons", "up-mt", "mean-teacher", "hyb-rei"))
-    ),
-)
 
 
 def result_file(name: str) -> Path:

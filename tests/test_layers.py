@@ -15,7 +15,8 @@ The layers, from the bottom:
 3. ``plugins``: what the wrapper plugs in: ``adapters`` (one per model family; they install as
    ``dsplug.adapters`` from the top-level ``adapters/``) and ``semi`` (the semi-supervised
    recipe on the losses).
-4. ``wrapper``: ``DeepSupervised``, which wires the parts and plugins together.
+4. ``wrapper``: ``DeepSupervised``, which wires the parts and plugins together, and
+   ``_branches``, the mixin that builds and runs its branches.
 5. ``stacks``: the ways to train: ``train`` (the library and its ``commands``) and
    ``lightning``. Model code never imports them.
 6. ``export``: a trained model without the wrapper; it rebuilds checkpoints through
@@ -65,7 +66,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("plugins", ("dsplug.adapters", "dsplug.semi")),
-    ("wrapper", ("dsplug.wrapper",)),
+    ("wrapper", ("dsplug.wrapper", "dsplug._branches")),
     ("stacks", ("dsplug.train", "dsplug.lightning")),
     ("export", ("dsplug.export",)),
     ("front", ("dsplug", "dsplug.cli")),  # "dsplug": the package's __init__ only

@@ -73,6 +73,12 @@ PUBLIC: dict[str, set[str]] = {
 
 #: Modules split in issue 30: what moved out stays importable from its first home.
 SPLIT = {
+    "dsplug.losses.base": _names(
+        "CONFIDENCE DeepSupervisionLoss LossBreakdown SegLossFn Term TermFn _levels "
+        "deep_ae_term deep_rec_term deep_term image_term kl_term mask_term pseudo_label "
+        "rei_term rem_term seg_loss_vs_target seg_loss_vs_teacher seg_rec_term seg_term"
+    ),
+    "dsplug.wrapper": _names("DeepSupervised SegLoss"),
     "dsplug.data.base": _names(
         "CaseInfo CaseSpec RawCase SliceDataset fingerprint_changes make_item"
     ),

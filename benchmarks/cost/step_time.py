@@ -17,10 +17,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,39 +26,53 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import (
-    LiveTensorBytes,
     Settings,
     add_settings_args,
     apply_threads,
-    build_model,
     emit,
     format_table,
     interleaved,
     machine_info,
-    make_batch,
     median,
     quartiles,
     resolve_device,
     settings_from_args,
-    storage_bytes,
-    synchronize,
     time_once,
 )
-from dsplug import MODES, DeepSupervised
+from benchmarks.cost.step_cases import (
+    AUX_VARIANTS,
+    DESIGNS,
+    LR,
+    ModeCase,
+    balance_due,
+    build_cases,
+    measure_flops,
+    measure_memory,
+    ratio,
+)
+from benchmarks.cost.step_unlabeled import UNLABELED_ROWS, unlabeled_ratios
+from dsplug import MODES
 
+# The cases (now in .step_cases) and the unlabelled rows (now in .step_unlabeled) stay
+# importable from here, where they were first defined.
 __all__ = [
+    "AUX_VARIANTS",
     "DEFAULT",
+    "DESIGNS",
+    "LR",
     "QUICK",
     "TARGETS",
+    "UNLABELED_ROWS",
     "ModeCase",
+    "build_cases",
     "check_targets",
     "main",
     "measure_flops",
     "measure_memory",
     "run_step_time",
+    "unlabeled_ratios",
 ]
 
 DEFAULT = Settings(
@@ -89,7 +101,6 @@ QUICK = Settings(
     device="cpu",
     threads=1,
 )
-LR = 3e-4  # the paper's Adam learning rate (§4.3)
 #: Modes whose extra cost is convolutions (a mask pass or a reconstruction decoder): their time
 #: ratio should follow their FLOP ratio.
 CONV_DOMINATED = tuple(m for m, spec in MODES.items() if spec.mask_pass or spec.reconstruction)
@@ -105,92 +116,6 @@ TARGETS: tuple[tuple[str, str, float], ...] = (
     ("hyb-aux50", "time", 1.8),
     ("hyb-aux50", "memory", 1.8),
 )
-#: hyb with ``aux_fraction`` < 1, measured beside the modes: (name, fraction).
-AUX_VARIANTS = (("hyb-aux50", 0.5), ("hyb-aux25", 0.25))
-#: Issue 28's cheaper designs of hyb, measured beside the modes: (name, DeepSupervised options).
-DESIGNS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("hyb@aux_scale=0.5", {"aux_scale": 0.5}),
-    ("hyb@aux_every=2", {"aux_every": 2}),
-    ("hyb@aux_scale=0.5,aux_every=2", {"aux_scale": 0.5, "aux_every": 2}),
-)
-
-
-@dataclass
-class ModeCase:
-    """One mode's wrapper, optimiser and the step they run."""
-
-    ds: DeepSupervised
-    optimizer: torch.optim.Optimizer
-    x: torch.Tensor
-    y: torch.Tensor
-    #: training steps per call of ``step`` (``aux_every`` = k: one period, so a timed call
-    #: holds k steps; every figure is divided by it)
-    steps: int = 1
-
-    def step(self) -> None:
-        """``steps`` training steps: forward, loss, backward, Adam."""
-        for _ in range(self.steps):
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.ds.loss(self.ds(self.x, self.y), self.y)
-            loss.total.backward()
-            self.optimizer.step()
-
-    def persistent(self) -> list[torch.Tensor]:
-        """The tensors that live across steps: parameters, buffers, Adam state, the batch."""
-        state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
-        return [*self.ds.parameters(), *self.ds.buffers(), *state, self.x, self.y]
-
-
-def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]:
-    """One DeepSupervised per mode, each around its own copy of one seeded model."""
-    model = build_model(settings)
-    x, y = make_batch(settings, device)
-    cases = {}
-    for mode in settings.modes:
-        torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
-        cases[mode] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
-    if "hyb" in settings.modes:
-        for name, fraction in AUX_VARIANTS:
-            torch.manual_seed(settings.seed)
-            ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction)
-            ds = ds.to(device).train()
-            cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
-        for name, options in DESIGNS:
-            torch.manual_seed(settings.seed)
-            ds = DeepSupervised(copy.deepcopy(model), "hyb", **options).to(device).train()
-            opt = torch.optim.Adam(ds.parameters(), lr=LR)
-            cases[name] = ModeCase(ds, opt, x, y, options.get("aux_every", 1))
-    return cases
-
-
-def measure_flops(case: ModeCase) -> int:
-    """FLOPs of the forward and backward of one step (FlopCounterMode; the mean over the
-    case's ``steps``); no optimiser step."""
-    case.optimizer.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as counter:
-        for _ in range(case.steps):
-            case.ds.loss(case.ds(case.x, case.y), case.y).total.backward()
-    case.optimizer.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops()) // case.steps
-
-
-def measure_memory(case: ModeCase, device: torch.device) -> int:
-    """Peak bytes during one step, parameters, gradients, Adam state and the batch included."""
-    case.optimizer.zero_grad(set_to_none=True)  # gradients are allocated inside the step
-    persistent = case.persistent()
-    if device.type == "cuda":
-        synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        case.step()
-        synchronize(device)
-        return storage_bytes(persistent) + torch.cuda.max_memory_allocated(device) - before
-    with LiveTensorBytes() as tracker:
-        tracker.track(persistent)
-        del persistent
-        case.step()
-    return tracker.peak
 
 
 def check_targets(ratios: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, Any]]:
@@ -209,17 +134,6 @@ def check_targets(ratios: Mapping[str, Mapping[str, float]]) -> dict[str, dict[s
     return results
 
 
-def _ratio(value: float, reference: float) -> float:
-    return round(value / reference, 4)
-
-
-def _balance_due(case: ModeCase, due: bool) -> None:
-    """Put the gradient balance (``balance="auto"``) on a step that measures, or not."""
-    balancer = getattr(case.ds.criterion, "balancer", None)
-    if balancer is not None:
-        balancer.steps.fill_(2 * balancer.every if due else balancer.every + 1)
-
-
 def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict[str, float]:
     """The step that measures the balance (median of 3) and the step time amortised over the
     balance's period (one measuring step every ``every``; the first 100 steps measure 8
@@ -229,7 +143,7 @@ def _balance_cost(case: ModeCase, median_s: float, device: torch.device) -> dict
         return {"time_amortised_s": median_s}
     times = []
     for _ in range(3):
-        _balance_due(case, True)
+        balance_due(case, True)
         times.append(time_once(case.step, device)[0] / case.steps)
     measuring = median(times)
     every = balancer.every
@@ -262,79 +176,13 @@ def _factor_zero_ratios(
     for case in cases.values():
         case.ds.set_progress(0.0)
     reference = median(timings.wall["none"])
-    return {m: _ratio(median(timings.wall[m]) / c.steps, reference) for m, c in cases.items()}
+    return {m: ratio(median(timings.wall[m]) / c.steps, reference) for m, c in cases.items()}
 
 
 def _whole_run(amortised: float, factor0: float, epochs: int) -> float:
     """The mean step over an ``epochs``-epoch run, relative to none's: every epoch at the
     amortised step but the last, at factor 0 (progress epoch / (epochs - 1))."""
     return round(((epochs - 1) * amortised + factor0) / epochs, 4)
-
-
-#: Steps on an unlabelled batch (issue 27): (row, mode, recipe). ``pseudo``: the EMA teacher's
-#: pseudo-masks through ``ds.unlabeled(x, teacher)``; ``rei``: the tied decoder on X alone;
-#: ``mean-teacher``: mean teacher's consistency on ``none``.
-UNLABELED_ROWS = (
-    ("none+pseudo", "none", "pseudo"),
-    ("up+pseudo", "up", "pseudo"),
-    ("hyb+pseudo", "hyb", "pseudo"),
-    ("hyb+rei", "hyb", "rei"),
-    ("mean-teacher", "none", "mean-teacher"),
-)
-
-
-def _unlabeled_step(ds: DeepSupervised, opt: Any, teacher: Any, x: torch.Tensor, recipe: str):
-    """One optimiser step on an unlabelled batch: the recipe's loss, backward, Adam, and the
-    teacher's EMA update."""
-    from dsplug.semi import mean_teacher_loss
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        if recipe == "mean-teacher":
-            loss = mean_teacher_loss(ds, teacher, x, ds.label_mode)
-        else:
-            loss = ds.loss(ds.unlabeled(x, teacher if recipe == "pseudo" else None)).total
-        loss.backward()
-        opt.step()
-        if teacher is not None:
-            teacher.update()
-
-    return step
-
-
-def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict[str, float]]:
-    """Time (interleaved with a labelled ``none`` step) and FLOPs of a step on an unlabelled
-    batch, per recipe, as ratios to the labelled ``none`` step."""
-    from dsplug.semi import EMATeacher
-
-    model = build_model(settings)
-    x, y = make_batch(settings, device)
-    torch.manual_seed(settings.seed)
-    none = DeepSupervised(copy.deepcopy(model), "none").to(device).train()
-    reference = ModeCase(none, torch.optim.Adam(none.parameters(), lr=LR), x, y)
-    calls, flops = {"none": reference.step}, {"none": measure_flops(reference)}
-    for row, mode, recipe in UNLABELED_ROWS:
-        torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
-        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
-        _balance_due(ModeCase(ds, None, x, y), False)
-        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
-        calls[row] = _unlabeled_step(
-            ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher, x, recipe
-        )
-        with FlopCounterMode(display=False) as counter:
-            calls[row]()
-        flops[row] = int(counter.get_total_flops())
-    timings = interleaved(calls, settings.repeats, settings.warmup, device, desc="unlabeled")
-    ref = median(timings.wall["none"])
-    return {
-        row: {
-            "time": _ratio(median(timings.wall[row]), ref),
-            "flops": _ratio(flops[row], flops["none"]),
-        }
-        for row in calls
-        if row != "none"
-    }
 
 
 def run_step_time(settings: Settings) -> dict[str, Any]:
@@ -348,7 +196,7 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
     apply_threads(settings)
     cases = build_cases(settings, device)
     for case in cases.values():  # steady state: the balance measures 1 step in `every`
-        _balance_due(case, False)
+        balance_due(case, False)
     timings = interleaved(
         {m: c.step for m, c in cases.items()},
         settings.repeats,
@@ -380,11 +228,11 @@ def run_step_time(settings: Settings) -> dict[str, Any]:
     ref = absolute["none"]
     ratios = {
         mode: {
-            "time": _ratio(a["time_median_s"], ref["time_median_s"]),
-            "time_amortised": _ratio(a["time_amortised_s"], ref["time_median_s"]),
-            "cpu_time": _ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
-            "memory": _ratio(a["memory_bytes"], ref["memory_bytes"]),
-            "flops": _ratio(a["flops"], ref["flops"]),
+            "time": ratio(a["time_median_s"], ref["time_median_s"]),
+            "time_amortised": ratio(a["time_amortised_s"], ref["time_median_s"]),
+            "cpu_time": ratio(a["cpu_time_median_s"], ref["cpu_time_median_s"]),
+            "memory": ratio(a["memory_bytes"], ref["memory_bytes"]),
+            "flops": ratio(a["flops"], ref["flops"]),
             "time_factor0": factor0[mode],
             **{
                 f"whole_run_{e}_epochs": _whole_run(

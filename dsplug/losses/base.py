@@ -1,4 +1,5 @@
-"""The shared machinery of the per-mode losses: terms as data, weights, balance, breakdown.
+"""The shared machinery of the per-mode losses: weights, balance, schedule, breakdown (what a term
+reads is in :mod:`.context`, the term functions in :mod:`.functions`).
 
 Two recipes, chosen by ``balance``:
 
@@ -23,32 +24,62 @@ import torch
 from torch import nn
 
 from ..cost import scaled_output
-from ..labels import dense_target, to_probabilities
+from ..labels import dense_target
 from ..options import Balance, LabelMode, PseudoLabels, Schedule, choose
 from ..output import DSOutput
 from .balance import FROZEN_MODEL, GradientBalance
-from .schedule import schedule_factor
-from .terms import (
-    bce_dice,
-    cross_entropy,
-    feature_mse,
-    has_signal,
-    intensity_bce,
-    relative_mse,
+from .context import (
+    CONFIDENCE,
+    SegLossFn,
+    Term,
+    TermFn,
+    _and,
+    _Context,
+    _has_foreground,
+    _informative_images,
+    pseudo_label,
 )
+from .functions import (
+    _levels,  # noqa: F401 (the tests read it from here)
+    deep_ae_term,
+    deep_rec_term,
+    deep_term,
+    image_term,
+    kl_term,
+    mask_term,
+    rei_term,
+    rem_term,
+    seg_loss_vs_target,
+    seg_loss_vs_teacher,
+    seg_rec_term,
+    seg_term,
+)
+from .schedule import schedule_factor
 from .weights import LossWeights
 
+# The batch's context, Term and the pseudo-labels (now in .context) and the term functions (now
+# in .functions) stay importable from here, where they were first defined.
 __all__ = [
     "CONFIDENCE",
     "DeepSupervisionLoss",
     "LossBreakdown",
     "SegLossFn",
     "Term",
+    "TermFn",
+    "deep_ae_term",
+    "deep_rec_term",
+    "deep_term",
+    "image_term",
+    "kl_term",
+    "mask_term",
+    "pseudo_label",
+    "rei_term",
+    "rem_term",
+    "seg_loss_vs_target",
+    "seg_loss_vs_teacher",
+    "seg_rec_term",
+    "seg_term",
 ]
-
-CONFIDENCE = 0.8  # a pseudo-label pixel counts when the teacher's top probability is >= this
-
-SegLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -80,277 +111,6 @@ class LossBreakdown:
         if self._raw_floats is None:
             self._raw_floats = {k: float(v) for k, v in self.raw_tensors.items()}
         return self._raw_floats
-
-
-@dataclass(frozen=True)
-class _Context:
-    out: DSOutput
-    target: torch.Tensor  # dense: float (B, C, *) or int64 (B, *); ignored pixels set to 0
-    valid: torch.Tensor | None  # (B, 1, *) 1 where the target counts (ignore_index), or None
-    multiclass: bool
-    label_mode: str
-    weights: LossWeights
-    paper: bool
-    confident: bool
-    seg_loss: SegLossFn | None
-    user_target: torch.Tensor  # the target as the user passed it (for seg_loss)
-    # (B,) 1.0 for the images whose target has a counted foreground pixel: the G pass of an
-    # empty mask is a constant image (a degenerate input: per-image norms divide by their eps),
-    # so the terms read from it count only these images (by default; not in the paper's form)
-    informative: torch.Tensor
-    # a teacher's pseudo-target (an unlabelled batch): every mask term is the cross-entropy on
-    # the confident pixels, without soft Dice, whose per-image ratio turns a confidently empty
-    # pseudo-mask into a push to predict no foreground anywhere (measured: with it,
-    # pseudo-labelling on Task04 collapsed to 0.17 validation Dice)
-    pseudo: bool = False
-    # the context of the auxiliary branches when they ran at a lower resolution (aux_scale)
-    scaled: _Context | None = None
-
-    def bd(
-        self,
-        logits: torch.Tensor,
-        target: torch.Tensor,
-        valid: torch.Tensor | None,
-        images: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """L_BD, or L_B alone on a pseudo-target (``images``: the images averaged over)."""
-        if self.pseudo:
-            return cross_entropy(logits, target, self.multiclass, valid, images)
-        return bce_dice(logits, target, self.multiclass, valid, images)
-
-    @property
-    def aux(self) -> _Context:
-        """This context on the images the auxiliary branches ran on (``out.aux_index``; a few
-        index_selects per term when it is set, nothing otherwise); at ``aux_scale`` < 1, on
-        their pooled images and targets."""
-        if self.scaled is not None:
-            return self.scaled
-        index = self.out.aux_index
-        if index is None:
-            return self
-
-        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.index_select(0, index)
-
-        out = replace(
-            self.out,
-            logits=pick(self.out.logits),
-            image=pick(self.out.image),
-            features={r: pick(f) for r, f in self.out.features.items()},
-            aux_index=None,  # aligned_features and every auxiliary output are already picked
-        )
-        return replace(
-            self,
-            out=out,
-            target=pick(self.target),
-            valid=pick(self.valid),
-            user_target=pick(self.user_target),
-            informative=pick(self.informative),
-        )
-
-    @property
-    def g_valid(self) -> torch.Tensor | None:
-        """The pixels that count in a term read from the G pass."""
-        if self.paper:
-            return self.valid
-        shape = (-1,) + (1,) * (self.out.logits.dim() - 1)
-        return _and(self.valid, self.informative.view(shape))
-
-    @property
-    def counted(self) -> torch.Tensor | None:
-        """(B,) 1.0 for the images that count in L_image (None: all): an image whose mask is
-        ``ignore_index`` everywhere (an unlabelled image in a partly labelled batch) is left
-        out of the mean, not counted as 0; of a pseudo-labelled batch, only the images whose
-        pseudo-mask has confident foreground count (a confidently empty pseudo-mask, the
-        common case early in training, would teach "predict no foreground": measured, it
-        collapsed pseudo-labelling on Task04 to 0.23 validation Dice)."""
-        if self.pseudo:
-            return self.informative
-        return None if self.valid is None else (self.valid.flatten(1).amax(1) > 0).float()
-
-    @property
-    def g_images(self) -> torch.Tensor | None:
-        """The images a term read from the G pass averages over: the informative ones (as L_D
-        does), so the share of empty masks in a batch does not scale the term; the paper's
-        form: every image."""
-        return None if self.paper else self.informative
-
-
-TermFn = Callable[[_Context], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Term:
-    """One loss term: its name in ``LossBreakdown.terms``, its weight field and how to compute it.
-
-    ``scheduled`` terms are scaled by the deep-supervision schedule (every term but L_image);
-    ``label_free`` terms read no mask (L_rei, the VAE's KL): they also train on unlabelled images.
-    """
-
-    name: str
-    weight: str
-    compute: TermFn
-    scheduled: bool = True
-    label_free: bool = False
-
-
-def _need(value: object, field_name: str, mode: str) -> object:
-    if value is None:
-        raise ValueError(
-            f"DSOutput.{field_name} is missing, but the {mode!r} loss needs it: pass the output of "
-            f"a DeepSupervised model built with mode={mode!r}."
-        )
-    return value
-
-
-def pseudo_label(
-    logits: torch.Tensor, label_mode: str, confident: bool, threshold: float = CONFIDENCE
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """A teacher's detached target and the pixels where it counts.
-
-    ``confident``: hard labels (class indices for multiclass, 0/1 otherwise) where the teacher's
-    probability of its choice is >= ``threshold``, the other pixels left out; otherwise the
-    soft probabilities everywhere (the paper).
-    """
-    probs = to_probabilities(logits.detach(), label_mode)
-    if not confident:
-        return probs, None
-    if label_mode == "multiclass":
-        top, labels = probs.max(dim=1)
-        return labels, (top >= threshold).unsqueeze(1).float()
-    hard = (probs >= 0.5).float()
-    sure = torch.maximum(probs, 1 - probs) >= threshold
-    # multilabel: a pixel counts when every channel is sure
-    return hard, sure.all(dim=1, keepdim=True).float()
-
-
-def _and(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    if a is None:
-        return b
-    return a if b is None else a * b
-
-
-def seg_loss_vs_target(c: _Context, logits: torch.Tensor, from_g: bool = False) -> torch.Tensor:
-    """A segmentation output against the true target G: the user's ``seg_loss`` or L_BD.
-    ``from_g``: ``logits`` come from the G pass (only informative images count; with the
-    user's loss, which cannot leave images out, the term is 0 when no image is informative)."""
-    if c.seg_loss is not None:
-        value = c.seg_loss(logits, c.user_target)
-        return value * c.informative.amax() if from_g and not c.paper else value
-    if from_g:
-        return c.bd(logits, c.target, c.g_valid, c.g_images)
-    return c.bd(logits, c.target, c.valid, c.counted)
-
-
-def seg_loss_vs_teacher(c: _Context, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """L_BD of ``logits`` against a teacher's pseudo-label (confident pixels by default); the
-    teachers are read from the G pass."""
-    target, sure = pseudo_label(teacher, c.label_mode, c.confident)
-    return c.bd(logits, target, _and(c.g_valid, sure), c.g_images)
-
-
-def _levels(
-    students: Mapping[int, torch.Tensor],
-    targets: Mapping[int, torch.Tensor],
-    level_weights: tuple[float, ...],
-    all_levels: list[int],
-    paper: bool,
-    images: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Paper: Σ_k w_k MSE(student_k, target_k) (eq. 5). Default: the w-weighted mean over the
-    levels that have a target of the error relative to the target's magnitude, each level once;
-    a level whose target is zero across the batch (the G pass of all-empty masks at
-    initialisation) is left out, and with no level left the term is 0 and sends no gradient."""
-    total = students[all_levels[0]].new_zeros((), dtype=torch.float32)
-    weight_sum = total.new_zeros(())
-    for w, level in zip(level_weights, all_levels):
-        if level in targets and level in students and w != 0:
-            target = targets[level].detach()
-            if paper:
-                total = total + w * feature_mse(students[level], target)
-            else:
-                total = total + w * relative_mse(students[level], target, images)
-                weight_sum = weight_sum + w * has_signal(target, images).float()
-    if paper:
-        return total
-    return total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
-
-
-# --- term functions ---------------------------------------------------------------------------
-def image_term(c: _Context) -> torch.Tensor:
-    """L_image = L_BD(y, G) (eq. 1)."""
-    return seg_loss_vs_target(c, c.out.logits)
-
-
-def mask_term(c: _Context) -> torch.Tensor:
-    """L_mask = L_BD(y^g, G) (eq. 2)."""
-    c = c.aux
-    return seg_loss_vs_target(c, _need(c.out.mask_logits, "mask_logits", "deep"), from_g=True)
-
-
-def seg_term(c: _Context) -> torch.Tensor:
-    """L_seg = L_BD(y, target y^g) (eq. 3)."""
-    c = c.aux
-    return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.mask_logits, "mask_logits", "deep"))
-
-
-def seg_rec_term(c: _Context) -> torch.Tensor:
-    """L_seg' = L_BD(y, target rec_mask(G))."""
-    c = c.aux
-    return seg_loss_vs_teacher(c, c.out.logits, _need(c.out.rec_mask, "rec_mask", "rec"))
-
-
-def deep_term(c: _Context) -> torch.Tensor:
-    """L_D against the G pass's y^g_k, weighted by ω: with ``balance="paper"`` eq. 5's sum
-    Σ_k ω_k MSE(y_k, y^g_k); by default the ω-weighted mean over the levels of the MSE relative
-    to the target's magnitude, over the images with foreground (see :func:`_levels`)."""
-    c = c.aux
-    targets = _need(c.out.mask_features, "mask_features", "deep")
-    levels = sorted(c.out.features)
-    weights = c.weights.level_weights("omega", len(levels))
-    return _levels(c.out.features, targets, weights, levels, c.paper, c.informative)
-
-
-def deep_rec_term(c: _Context, weight_field: str = "sigma") -> torch.Tensor:
-    """L_D' against r_k(G), through learned 1x1 projections proj_k where channels differ,
-    weighted by σ: the sum Σ_k σ_k MSE(proj_k(y_k), r_k(G)) with ``balance="paper"``, the
-    weighted mean of relative errors by default (as :func:`deep_term`)."""
-    c = c.aux
-    targets = _need(c.out.rec_features, "rec_features", "rec")
-    levels = sorted(c.out.features)
-    students = {**c.out.features, **(c.out.aligned_features or {})}
-    weights = c.weights.level_weights(weight_field, len(levels))
-    return _levels(students, targets, weights, levels, c.paper, c.informative)
-
-
-def deep_ae_term(c: _Context) -> torch.Tensor:
-    """U-Net-Auto's L_D: vs the autoencoder's r_k(G), weighted by ω."""
-    return deep_rec_term(c, "omega")
-
-
-def rem_term(c: _Context) -> torch.Tensor:
-    """L_rem = L_B(rec_mask(G), G) (eq. 8)."""
-    c = c.aux
-    rec_mask = _need(c.out.rec_mask, "rec_mask", "rec")
-    if c.seg_loss is not None:
-        return seg_loss_vs_target(c, rec_mask, from_g=True)
-    return cross_entropy(rec_mask, c.target, c.multiclass, c.g_valid, c.g_images)
-
-
-def rei_term(c: _Context) -> torch.Tensor:
-    """L_rei: eq. 9's BCE of rec_image(X) against X mapped to [0, 1] per image (default), or
-    the raw MSE against X as given to the model (``balance="paper"``; on the scale of the
-    user's preprocessing, which for dsplug's datasets is a z-score)."""
-    c = c.aux
-    rec_image = _need(c.out.rec_image, "rec_image", "rec")
-    if c.paper:
-        return feature_mse(rec_image, c.out.image)
-    return intensity_bce(rec_image, c.out.image)
-
-
-def kl_term(c: _Context) -> torch.Tensor:
-    """The VAE bottleneck's KL divergence."""
-    return _need(c.out.kl, "kl", "vae")
 
 
 class DeepSupervisionLoss(nn.Module):
@@ -650,18 +410,3 @@ class DeepSupervisionLoss(nn.Module):
         raw = {t.name: t.compute(c) for t in free if factor > 0}
         scales = self.balancer.scales() if self.balancer is not None else {}
         return self._breakdown(out, raw, factor, scales)
-
-
-def _informative_images(
-    target: torch.Tensor, valid: torch.Tensor | None, multiclass: bool
-) -> torch.Tensor:
-    """(B,) 1.0 where an image's target has a counted foreground pixel (no device sync)."""
-    foreground = (target > 0).unsqueeze(1) if multiclass else (target > 0.5)
-    if valid is not None:
-        foreground = foreground & (valid > 0)
-    return foreground.flatten(1).any(dim=1).float()
-
-
-def _has_foreground(c: _Context) -> bool:
-    """Whether any image of the batch is informative (one device sync)."""
-    return bool(c.informative.any())

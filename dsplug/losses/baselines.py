@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from ..labels import one_hot, to_probabilities
-from .base import _Context, _need, seg_loss_vs_target
+from .context import _Context, _need
+from .functions import seg_loss_vs_target
 from .terms import cross_entropy
 
 __all__ = ["consistency_term", "down_term", "up_term"]

@@ -8,9 +8,10 @@ Example:
 from __future__ import annotations
 
 from ..options import Mode
-from .base import (
-    DeepSupervisionLoss,
-    Term,
+from .base import DeepSupervisionLoss
+from .baselines import consistency_term, down_term, up_term
+from .context import Term
+from .functions import (
     deep_ae_term,
     deep_rec_term,
     deep_term,
@@ -22,7 +23,6 @@ from .base import (
     seg_rec_term,
     seg_term,
 )
-from .baselines import consistency_term, down_term, up_term
 
 __all__ = [
     "LOSSES",

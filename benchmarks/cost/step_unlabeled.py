@@ -1,0 +1,82 @@
+"""The step-time benchmark's rows for a step on an unlabelled batch (issue 27): the EMA
+teacher's pseudo-masks, the tied decoder on X alone, mean teacher, each as a ratio to a labelled
+``none`` step."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks._common import Settings, build_model, interleaved, make_batch, median
+from benchmarks.cost.step_cases import LR, ModeCase, balance_due, measure_flops, ratio
+from dsplug import DeepSupervised
+
+__all__ = ["UNLABELED_ROWS", "unlabeled_ratios"]
+
+#: Steps on an unlabelled batch (issue 27): (row, mode, recipe). ``pseudo``: the EMA teacher's
+#: pseudo-masks through ``ds.unlabeled(x, teacher)``; ``rei``: the tied decoder on X alone;
+#: ``mean-teacher``: mean teacher's consistency on ``none``.
+UNLABELED_ROWS = (
+    ("none+pseudo", "none", "pseudo"),
+    ("up+pseudo", "up", "pseudo"),
+    ("hyb+pseudo", "hyb", "pseudo"),
+    ("hyb+rei", "hyb", "rei"),
+    ("mean-teacher", "none", "mean-teacher"),
+)
+
+
+def _unlabeled_step(ds: DeepSupervised, opt: Any, teacher: Any, x: torch.Tensor, recipe: str):
+    """One optimiser step on an unlabelled batch: the recipe's loss, backward, Adam, and the
+    teacher's EMA update."""
+    from dsplug.semi import mean_teacher_loss
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if recipe == "mean-teacher":
+            loss = mean_teacher_loss(ds, teacher, x, ds.label_mode)
+        else:
+            loss = ds.loss(ds.unlabeled(x, teacher if recipe == "pseudo" else None)).total
+        loss.backward()
+        opt.step()
+        if teacher is not None:
+            teacher.update()
+
+    return step
+
+
+def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict[str, float]]:
+    """Time (interleaved with a labelled ``none`` step) and FLOPs of a step on an unlabelled
+    batch, per recipe, as ratios to the labelled ``none`` step."""
+    from dsplug.semi import EMATeacher
+
+    model = build_model(settings)
+    x, y = make_batch(settings, device)
+    torch.manual_seed(settings.seed)
+    none = DeepSupervised(copy.deepcopy(model), "none").to(device).train()
+    reference = ModeCase(none, torch.optim.Adam(none.parameters(), lr=LR), x, y)
+    calls, flops = {"none": reference.step}, {"none": measure_flops(reference)}
+    for row, mode, recipe in UNLABELED_ROWS:
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
+        balance_due(ModeCase(ds, None, x, y), False)
+        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
+        calls[row] = _unlabeled_step(
+            ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher, x, recipe
+        )
+        with FlopCounterMode(display=False) as counter:
+            calls[row]()
+        flops[row] = int(counter.get_total_flops())
+    timings = interleaved(calls, settings.repeats, settings.warmup, device, desc="unlabeled")
+    ref = median(timings.wall["none"])
+    return {
+        row: {
+            "time": ratio(median(timings.wall[row]), ref),
+            "flops": ratio(flops[row], flops["none"]),
+        }
+        for row in calls
+        if row != "none"
+    }

@@ -1,0 +1,88 @@
+"""The measurements of the guidance table: one :class:`Row` per (regime, mode), naming the
+result JSON it is read from and its step-time entry. ``guidance.py`` reads and renders them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ROWS", "Row"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement: a regime, the JSON it comes from, the mode and its step-time entry."""
+
+    regime: str
+    file: str
+    variant: str
+    step: tuple[str, str] | None  # (step-time JSON, its variant), or None for wall-clock
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "scarce labels, own U-Net: Task04, 6 training cases",
+        "convergence_hippocampus_aux.json",
+        "hyb",
+        ("step_time_aux.json", "hyb"),
+    ),
+    Row(
+        "same", "convergence_hippocampus_aux.json", "hyb-aux50", ("step_time_aux.json", "hyb-aux50")
+    ),
+    Row(
+        "same", "convergence_hippocampus_aux.json", "hyb-aux25", ("step_time_aux.json", "hyb-aux25")
+    ),
+    Row("same", "convergence_hippocampus_recipe.json", "rec", ("step_time.json", "rec")),
+    Row("same", "convergence_hippocampus.json", "up", ("step_time.json", "up")),
+    Row("same", "convergence_hippocampus.json", "down", ("step_time.json", "down")),
+    Row("same", "convergence_hippocampus.json", "deep", ("step_time.json", "deep")),
+    Row(
+        "same, up to 80 epochs",
+        "convergence_hippocampus_long.json",
+        "hyb",
+        ("step_time.json", "hyb"),
+    ),
+    Row(
+        "thin structures: ISBI 2012, 15 training slices",
+        "convergence_isbi2012.json",
+        "hyb",
+        ("step_time.json", "hyb"),
+    ),
+    Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
+    Row("same, `rec` beside them", "isbi2012_rec.json@15", "rec", ("step_time.json", "rec")),
+    *(
+        Row(regime if mode == "hyb" else "same", f"label_efficiency_{data}.json@{n}", mode, step)
+        for data, what, sizes in (
+            ("hippocampus", "Task04, {} training cases", (2, 4, 8)),
+            ("isbi2012", "ISBI 2012, {} training slices", (4, 8, 15)),
+        )
+        for n in sizes
+        for regime in [f"label efficiency, own U-Net: {what.format(n)} (equal steps)"]
+        for mode, step in (("hyb", ("step_time.json", "hyb")), ("up", ("step_time.json", "up")))
+    ),
+    Row(
+        "your own loop: smp Unet/resnet18 from scratch, Task04 with empty slices kept, "
+        "8 training cases, 6 epochs",
+        "own_loop_hippocampus.json",
+        "hyb",
+        None,
+    ),
+    Row("same, 12 epochs", "own_loop_hippocampus_12epochs.json", "hyb", None),
+    Row("same, 20 epochs", "own_loop_hippocampus_20epochs.json", "hyb", None),
+    Row(
+        "plentiful labels, an easy task: `dsplug demo`'s synthetic phantoms, 42 training "
+        "cases, 12 epochs",
+        "demo_seeds.json#12",
+        "hyb",
+        ("step_time.json", "hyb"),
+    ),
+    Row("same, 30 epochs", "demo_seeds.json#30", "hyb", ("step_time.json", "hyb")),
+    *(
+        Row(regime if i == 0 else "same", f"semi_hippocampus.json%{n}", arm, None)
+        for n in (2, 4, 8)
+        for regime in [
+            f"few masks and unlabelled images beside them: Task04 2D, {n} labelled cases + "
+            "the unlabelled rest (1000 steps)"
+        ]
+        for i, arm in enumerate(("up", "up-cons", "up-mt", "mean-teacher", "hyb-rei"))
+    ),
+)

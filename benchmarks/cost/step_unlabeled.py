@@ -1,6 +1,6 @@
 """The step-time benchmark's rows for a step on an unlabelled batch (issue 27): the EMA
-teacher's pseudo-masks, the tied decoder on X alone, mean teacher, each as a ratio to a labelled
-``none`` step."""
+teacher's pseudo-masks, the tied decoder on X alone, up's side outputs agreeing, mean teacher,
+each as a ratio to a labelled ``none`` step."""
 
 from __future__ import annotations
 
@@ -18,13 +18,17 @@ __all__ = ["UNLABELED_ROWS", "unlabeled_ratios"]
 
 #: Steps on an unlabelled batch (issue 27): (row, mode, recipe). ``pseudo``: the EMA teacher's
 #: pseudo-masks through ``ds.unlabeled(x, teacher)``; ``rei``: the tied decoder on X alone;
-#: ``mean-teacher``: mean teacher's consistency on ``none``.
+#: ``consistency``: up's side outputs agreeing (``ds.unlabeled(x)``); ``mean-teacher``: mean
+#: teacher's consistency. The unlabelled part of a step only: a semi-supervised step is the
+#: labelled step (the mode's row) plus this.
 UNLABELED_ROWS = (
     ("none+pseudo", "none", "pseudo"),
     ("up+pseudo", "up", "pseudo"),
     ("hyb+pseudo", "hyb", "pseudo"),
     ("hyb+rei", "hyb", "rei"),
     ("mean-teacher", "none", "mean-teacher"),
+    ("up+consistency", "up", "consistency"),
+    ("up+mean-teacher", "up", "mean-teacher"),
 )
 
 

@@ -328,7 +328,12 @@ def render_semi(plots: str = DOCS_PLOTS) -> str:
     result = _stored(SEMI)
     if result is None:
         return "No semi-supervised result is stored yet."
-    text = semi_report(result, plot_link(result_file(SEMI), plots), _stored(SEMI_DESIGNS))
+    text = semi_report(
+        result,
+        plot_link(result_file(SEMI), plots),
+        _stored(SEMI_DESIGNS),
+        _stored("step_time_semi.json"),
+    )
     isbi = _stored(SEMI_ISBI)
     if isbi is not None:
         text += "\n\n" + semi_report(isbi, plot_link(result_file(SEMI_ISBI), plots))

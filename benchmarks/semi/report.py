@@ -36,12 +36,16 @@ SUPERVISED = ("none", "up", "hyb", "full", "full-up")
 
 
 def render_semi(
-    result: Mapping[str, Any], plot: str, designs: Mapping[str, Any] | None = None
+    result: Mapping[str, Any],
+    plot: str,
+    designs: Mapping[str, Any] | None = None,
+    steps: Mapping[str, Any] | None = None,
 ) -> str:
     """The semi-supervised section: per labelled size, each arm's test Dice against ``none``,
     ``up`` and mean teacher seed by seed, its step time, and the verdict of the issue's rule
     (the best recipe beats ``up`` by >= 0.03 in every seed); ``plot`` links its plot, and
-    ``designs`` (``semi_designs.py``'s JSON) adds the pseudo-mask designs tried."""
+    ``designs`` (``semi_designs.py``'s JSON) adds the pseudo-mask designs tried, ``steps``
+    (``cost/step_semi.py``'s JSON) the interleaved cost of an unlabelled batch."""
     config = result["config"]
     data = config.get("data", "hippocampus")
     where = (
@@ -59,8 +63,9 @@ def render_semi(
         f"![semi-supervised]({plot})",
         "",
         "Step time: each run's wall time per step over `none`'s, median over seeds; the runs "
-        "shared the machine with other jobs, so it is rough (`benchmarks/cost/step_time.py` times "
-        "the unlabelled steps interleaved).",
+        "shared the machine with other jobs, so it is rough, and the `up-mt` and `up-cons` runs "
+        "ran beside up to five other jobs: their wall ratios are not comparable."
+        + ("" if steps is None else " " + _step_costs(steps)),
         "",
         "| labelled | arm | test Dice | vs `none` | vs `up` | vs mean teacher (on `none`) | "
         "step time |",
@@ -142,4 +147,14 @@ def demo_line(result: Mapping[str, Any]) -> str:
         f"With few masks ({result['labeled']} labelled phantoms, the other training phantoms "
         f"unlabelled), measured over {seeds} seeds, test Dice vs none: {'; '.join(parts)}: "
         f"{verdict} (benchmarks/semi/demo_semi.py)."
+    )
+
+
+def _step_costs(steps: Mapping[str, Any]) -> str:
+    """One sentence: the unlabelled part of a step per recipe, timed interleaved."""
+    rows = ", ".join(f"{row} {r['time']:.2f}x" for row, r in steps["unlabeled"].items())
+    return (
+        "Timed interleaved on one thread (`benchmarks/cost/step_semi.py`), the unlabelled batch "
+        f"adds, as a share of a labelled `none` step: {rows}; a semi-supervised step is the "
+        "mode's labelled step plus this."
     )

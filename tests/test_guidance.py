@@ -3,6 +3,7 @@ JSON."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,14 @@ def test_the_docs_site_serves_each_studys_plots():
     assert hook.on_page_markdown(markdown, page) == served
     plots = sorted(guidance.RESULTS.glob("*/results/*.png"))
     assert plots and all(p.relative_to(hook.BENCHMARKS).parts[1] == "results" for p in plots)
+
+
+def test_the_demo_says_what_its_few_mask_benchmark_measured():
+    """`dsplug demo`'s last line is benchmarks/semi/demo_semi.py's result, as generated from
+    the stored JSON (a new measurement without a new line fails here)."""
+    from benchmarks.semi.report import demo_line
+    from dsplug.train.commands.demo import FEW_MASKS
+
+    stored = json.loads(guidance.result_file("demo_semi.json").read_text())
+    assert demo_line(stored) == FEW_MASKS
+    assert "3/3 seeds" in FEW_MASKS or "nothing paid" in FEW_MASKS

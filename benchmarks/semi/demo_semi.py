@@ -8,7 +8,8 @@ best validation checkpoint tested on the 12 test phantoms):
 
     none, up: supervised, labelled cases only;
     mean-teacher: ``none`` + ``--semi mean-teacher``;
-    up-consistency: ``up`` + ``--semi consistency`` (its side outputs agree on unlabelled X);
+    up-consistency: ``up`` + ``--semi consistency --unlabeled-weight 1`` (its side outputs
+        agree on unlabelled X);
     hyb-rei: ``hyb`` + ``--semi rei`` (the tied decoder reconstructs unlabelled X).
 
 Per-seed test Dice, differences from ``none`` and ``up`` with "better in k of n" and the t-test
@@ -40,13 +41,13 @@ from dsplug.metrics.paired import compare_seeds
 
 __all__ = ["ARMS", "main", "run"]
 
-#: arm -> (mode, semi recipe or None)
-ARMS: dict[str, tuple[str, str | None]] = {
-    "none": ("none", None),  # --semi none: the labelled cases alone
-    "up": ("up", None),
-    "mean-teacher": ("none", "mean-teacher"),
-    "up-consistency": ("up", "consistency"),
-    "hyb-rei": ("hyb", "rei"),
+#: arm -> (mode, semi recipe or None, the unlabelled weight or None for the recipe's)
+ARMS: dict[str, tuple[str, str | None, float | None]] = {
+    "none": ("none", None, None),  # --semi none: the labelled cases alone
+    "up": ("up", None, None),
+    "mean-teacher": ("none", "mean-teacher", None),
+    "up-consistency": ("up", "consistency", 1.0),
+    "hyb-rei": ("hyb", "rei", None),
 }
 
 
@@ -55,7 +56,7 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> float:
     out = args.out / f"{arm}_n{args.labeled}_seed{seed}"
     summary = out / "summary.json"
     if not summary.is_file():
-        mode, semi = ARMS[arm]
+        mode, semi, weight = ARMS[arm]
         argv = [
             "train", "--data", "synthetic", "--option", f"num_cases={args.cases}",
             "--option", "size=64", "--model", "unet", "--base-channels", "16", "--depth", "4",
@@ -64,6 +65,8 @@ def run(arm: str, seed: int, args: argparse.Namespace) -> float:
             "--out", str(out), "--quiet",
         ]  # fmt: skip
         argv += ["--semi", semi or "none"]  # none: the labelled cases alone
+        if weight is not None:
+            argv += ["--unlabeled-weight", str(weight)]
         with redirect_stdout(StringIO()):
             status = dsplug_main(argv)
         if status != 0:

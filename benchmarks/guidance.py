@@ -37,7 +37,7 @@ from benchmarks import report
 from benchmarks._sections import Section, rendered, stale
 from benchmarks._tables import diff_cell
 from benchmarks.convergence.report import render_recipe as recipe_report
-from benchmarks.guidance_rows import ROWS, Row
+from benchmarks.guidance_rows import ROWS, SEMI_STEPS, Row
 from benchmarks.label_efficiency.report import render_label_efficiency as label_efficiency_report
 from benchmarks.native.report import render_isbi_patches as isbi_patches_report
 from benchmarks.native.report import render_native_3d as native_3d_report
@@ -124,8 +124,11 @@ def row_figures(row: Row) -> dict[str, Any] | None:
             return None
         figures = dict.fromkeys(("at_none_compute", "to_best", "to_best_none", "reached"))
         figures.update(
-            diffs=r["vs_none"]["per_seed_diff"], p=r["vs_none"]["p"], wall=r["step_time_vs_none"]
+            diffs=r["vs_none"]["per_seed_diff"], p=r["vs_none"]["p"], semi_step=_semi_step(row)
         )
+        mode, unlabelled = SEMI_STEPS.get(row.variant, (None, None))
+        if unlabelled is None:  # a supervised arm: its mode's labelled step
+            row = Row(row.regime, row.file, row.variant, ("step_time.json", mode))
     elif "size" in result:  # one training-set size of a label-efficiency table
         r = result["size"].get(row.variant)
         if r is None:
@@ -199,7 +202,20 @@ def _equal_cell(f: Mapping[str, Any]) -> str:
     return f"{mean:+.3f} ({sum(d > 0 for d in equal)}/{len(equal)})"
 
 
+def _semi_step(row: Row) -> float | None:
+    """A semi-supervised arm's step over a labelled ``none`` step, timed interleaved: its mode's
+    labelled step (``step_time.json``) plus its unlabelled batch (``step_time_semi.json``)."""
+    mode, unlabelled = SEMI_STEPS.get(row.variant, (None, None))
+    labelled = (_load("step_time.json") or {}).get("ratios", {}).get(mode)
+    extra = (_load("step_time_semi.json") or {}).get("unlabeled", {}).get(unlabelled)
+    if labelled is None or extra is None:
+        return None
+    return labelled["time"] + extra["time"]
+
+
 def _cost_cell(f: Mapping[str, Any], memory: bool = True) -> str:
+    if f.get("semi_step") is not None:
+        return f"{f['semi_step']:.2f}x (with its unlabelled batch)"
     step = f.get("step")
     if step is not None:
         return f"{step[0]:.2f}x / {step[1]:.2f}x" if memory else f"{step[0]:.2f}x"
@@ -267,6 +283,12 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("same", "label_efficiency_isbi2012.json@4", "up"),
     ("your own loop: smp Unet, Task04, 20 epochs", "own_loop_hippocampus_20epochs.json", "hyb"),
     ("plentiful labels, an easy task: the demo's phantoms", "demo_seeds.json#12", "hyb"),
+    (
+        "few masks, unlabelled images beside them: Task04, 4 labelled cases (short runs)",
+        "semi_hippocampus.json%4",
+        "up-cons-01",
+    ),
+    ("same", "semi_hippocampus.json%4", "up-mt"),
 )
 
 

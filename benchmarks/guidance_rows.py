@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ROWS", "Row"]
+__all__ = ["ROWS", "SEMI_STEPS", "Row"]
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,17 @@ class Row:
     variant: str
     step: tuple[str, str] | None  # (step-time JSON, its variant), or None for wall-clock
 
+
+#: The semi-supervised arms in the table: (its mode's labelled row in ``step_time.json``, its
+#: unlabelled row in ``step_time_semi.json``, or None for a supervised arm).
+SEMI_STEPS: dict[str, tuple[str, str | None]] = {
+    "up": ("up", None),
+    "up-cons-01": ("up", "up+consistency"),
+    "up-cons": ("up", "up+consistency"),
+    "up-mt": ("up", "up+mean-teacher"),
+    "mean-teacher": ("none", "mean-teacher"),
+    "hyb-rei": ("hyb", "hyb+rei"),
+}
 
 ROWS: tuple[Row, ...] = (
     Row(
@@ -83,6 +94,6 @@ ROWS: tuple[Row, ...] = (
             f"few masks and unlabelled images beside them: Task04 2D, {n} labelled cases + "
             "the unlabelled rest (1000 steps)"
         ]
-        for i, arm in enumerate(("up", "up-cons", "up-mt", "mean-teacher", "hyb-rei"))
+        for i, arm in enumerate(SEMI_STEPS)
     ),
 )

@@ -108,7 +108,7 @@ def demo_command(args: argparse.Namespace, train_defaults: argparse.Namespace) -
     print(
         "These phantoms are easy and their labels plentiful: hyb is level with none here (within "
         "0.005 over seeds). On real data it gained +0.02 with 6 Task04 cases or 15 ISBI slices; "
-        "with fewer labels 'up' did better. See README 'Which mode when'."
+        "with fewer labels 'up' did better. See docs/strategies.md (Which mode when)."
     )
     print(f"Plots: {out}/<mode>/curves.png and overlays.png; tables: {out}/compare.md")
     print(FEW_MASKS)

@@ -43,6 +43,18 @@ ROWS: tuple[Row, ...] = (
         "same", "convergence_hippocampus_aux.json", "hyb-aux25", ("step_time_aux.json", "hyb-aux25")
     ),
     Row("same", "convergence_hippocampus_recipe.json", "rec", ("step_time.json", "rec")),
+    Row(
+        "same, a cheaper hyb: aux_scale=0.5 and aux_every=2 (its own run beside none and hyb)",
+        "convergence_hippocampus_cheap.json",
+        "hyb-scale50-every2",
+        ("step_time_designs.json", "hyb@aux_scale=0.5,aux_every=2"),
+    ),
+    Row(
+        "same run",
+        "convergence_hippocampus_cheap.json",
+        "hyb",
+        ("step_time_designs.json", "hyb"),
+    ),
     Row("same", "convergence_hippocampus.json", "up", ("step_time.json", "up")),
     Row("same", "convergence_hippocampus.json", "down", ("step_time.json", "down")),
     Row("same", "convergence_hippocampus.json", "deep", ("step_time.json", "deep")),

@@ -52,6 +52,18 @@ ROWS: tuple[Row, ...] = (
     Row(
         "same run",
         "convergence_hippocampus_cheap.json",
+        "hyb-every2",
+        ("step_time_designs.json", "hyb@aux_every=2"),
+    ),
+    Row(
+        "same run",
+        "convergence_hippocampus_cheap.json",
+        "hyb-scale50",
+        ("step_time_designs.json", "hyb@aux_scale=0.5"),
+    ),
+    Row(
+        "same run",
+        "convergence_hippocampus_cheap.json",
         "hyb",
         ("step_time_designs.json", "hyb"),
     ),

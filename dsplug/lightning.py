@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
     ) from error
 
 from .losses import LossBreakdown, LossWeights
-from .semi import EMATeacher, check_recipe, default_weight, mean_teacher_loss, sigmoid_rampup
+from .semi import EMATeacher, check_recipe, default_weight, recipe_loss, sigmoid_rampup
 from .wrapper import DeepSupervised, SegLoss
 
 __all__ = ["DeepSupervisedModule"]
@@ -175,10 +175,7 @@ class DeepSupervisedModule(pl.LightningModule):
             u = u[self.hparams.image_key]
         elif isinstance(u, list | tuple):
             u = u[0]
-        if semi == "mean-teacher":
-            extra = mean_teacher_loss(self.ds, self.teacher, u, self.ds.label_mode)
-        else:
-            extra = self.ds.loss(self.ds.unlabeled(u, self.teacher)).total
+        extra = recipe_loss(self.ds, self.teacher, u, semi)
         weight = self.hparams.unlabeled_weight
         if weight is None:
             weight = default_weight(semi)

@@ -42,6 +42,7 @@ __all__ = [
     "flip_noise",
     "mean_teacher_loss",
     "pseudo_target",
+    "recipe_loss",
     "sigmoid_rampup",
 ]
 
@@ -211,6 +212,17 @@ def mean_teacher_loss(
         logits = torch.flip(logits, dims)
     target = to_probabilities(teacher(x_teacher), label_mode)
     return F.mse_loss(to_probabilities(logits, label_mode), target)
+
+
+def recipe_loss(
+    student: nn.Module, teacher: EMATeacher | None, x: torch.Tensor, semi: str
+) -> torch.Tensor:
+    """The unweighted loss of recipe ``semi`` on the unlabelled batch ``x``: mean teacher's
+    consistency, or the mode's loss of ``student.unlabeled(x, teacher)`` (pseudo-masks with a
+    teacher; the label-free terms, L_rei or the side outputs' consistency, without one)."""
+    if semi == "mean-teacher":
+        return mean_teacher_loss(student, teacher, x, student.label_mode)
+    return student.loss(student.unlabeled(x, teacher)).total
 
 
 def sigmoid_rampup(step: int | float, length: int | float) -> float:

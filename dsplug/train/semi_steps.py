@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..semi import EMATeacher, check_recipe, default_recipe, mean_teacher_loss, sigmoid_rampup
+from ..semi import EMATeacher, check_recipe, default_recipe, recipe_loss, sigmoid_rampup
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistInfo
@@ -101,10 +101,7 @@ def unlabeled_loss(
     """The weighted loss of a batch of unlabelled ``images`` at ``step``, and the unweighted
     one to log."""
     weight = config.semi_weight * sigmoid_rampup(step, ramp_steps)
-    if config.semi == "mean-teacher":
-        loss = mean_teacher_loss(ds, teacher, images, ds.label_mode)
-    else:  # pseudo: the teacher's pseudo-masks; rei, consistency: the label-free terms
-        loss = ds.loss(ds.unlabeled(images, teacher)).total
+    loss = recipe_loss(ds, teacher, images, config.semi)
     return weight * loss, {"unlabeled": loss}
 
 

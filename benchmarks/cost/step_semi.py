@@ -1,7 +1,7 @@
 """The unlabelled part of a semi-supervised step (issue 27), as a ratio to a labelled ``none``
 step: every row of ``step_unlabeled.UNLABELED_ROWS`` with ``step_time.py``'s model and batch
 (own U-Net base 16, depth 5, batch 8 of 96², one thread), interleaved, median of the repeats.
-A semi-supervised step is the labelled step of its mode (``step_time.json``) plus this.
+The ``step:`` rows time whole steps (labelled batch + unlabelled batch, one backward).
 
 Usage:
     python benchmarks/cost/step_semi.py          # writes results/step_time_semi.json
@@ -36,9 +36,9 @@ def main() -> int:
     result = {
         "benchmark": "step_time_semi",
         "command": "python benchmarks/cost/step_semi.py",
-        "note": "the unlabelled part of a step only, as a ratio to a labelled none step (one "
-        "thread, interleaved, median of 9 repeats); a semi-supervised step is the labelled step "
-        "of its mode plus this",
+        "note": "as ratios to a labelled none step (one thread, interleaved, median of 9 "
+        "repeats): the unlabelled part of a step alone, and (rows 'step: ...') whole "
+        "semi-supervised steps, labelled and unlabelled batch with one backward",
         "unlabeled": unlabeled_ratios(settings, torch.device("cpu")),
         "machine": machine_info(torch.device("cpu")),
         "wall_s": time.perf_counter() - start,

@@ -14,7 +14,7 @@ from benchmarks._common import Settings, build_model, interleaved, make_batch, m
 from benchmarks.cost.step_cases import LR, ModeCase, balance_due, measure_flops, ratio
 from dsplug import DeepSupervised
 
-__all__ = ["UNLABELED_ROWS", "unlabeled_ratios"]
+__all__ = ["UNLABELED_ROWS", "WHOLE_ROWS", "unlabeled_ratios"]
 
 #: Steps on an unlabelled batch (issue 27): (row, mode, recipe). ``pseudo``: the EMA teacher's
 #: pseudo-masks through ``ds.unlabeled(x, teacher)``; ``rei``: the tied decoder on X alone;
@@ -30,6 +30,34 @@ UNLABELED_ROWS = (
     ("up+consistency", "up", "consistency"),
     ("up+mean-teacher", "up", "mean-teacher"),
 )
+
+#: Whole semi-supervised steps, timed as one step (one backward of the labelled loss plus the
+#: weighted unlabelled loss, as the Trainer does): (row, mode, recipe, unlabelled batch share).
+WHOLE_ROWS = (
+    ("step: up, labelled only", "up", None, 0.0),
+    ("step: up + consistency", "up", "consistency", 1.0),
+    ("step: up + consistency, ratio 0.5", "up", "consistency", 0.5),
+    ("step: up + mean-teacher", "up", "mean-teacher", 1.0),
+    ("step: none + mean-teacher", "none", "mean-teacher", 1.0),
+)
+
+
+def _whole_step(ds: DeepSupervised, opt: Any, teacher: Any, x, y, u, recipe: str | None):
+    """One whole semi-supervised step: the labelled loss plus 0.1 x the recipe's loss on the
+    unlabelled batch ``u`` (none without a recipe), one backward, Adam, the teacher's update."""
+    from dsplug.semi import recipe_loss
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = ds.loss(ds(x, y), y).total
+        if recipe is not None:
+            loss = loss + 0.1 * recipe_loss(ds, teacher, u, recipe)
+        loss.backward()
+        opt.step()
+        if teacher is not None:
+            teacher.update()
+
+    return step
 
 
 def _unlabeled_step(ds: DeepSupervised, opt: Any, teacher: Any, x: torch.Tensor, recipe: str):
@@ -71,6 +99,18 @@ def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict
         calls[row] = _unlabeled_step(
             ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher, x, recipe
         )
+        with FlopCounterMode(display=False) as counter:
+            calls[row]()
+        flops[row] = int(counter.get_total_flops())
+    for row, mode, recipe, share in WHOLE_ROWS:
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
+        balance_due(ModeCase(ds, None, x, y), False)
+        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
+        u = x[: max(1, round(share * len(x)))].flip(-1)  # unlabelled images: no mask read
+        opt = torch.optim.Adam(ds.parameters(), lr=LR)
+        calls[row] = _whole_step(ds, opt, teacher, x, y, u, recipe)
         with FlopCounterMode(display=False) as counter:
             calls[row]()
         flops[row] = int(counter.get_total_flops())

@@ -26,6 +26,7 @@ SEMI_ARMS = {
     "up-mt": "mean teacher on `up`",
     "up-cons": "`up`, side outputs agreeing on unlabelled X (`consistency`, no teacher)",
     "up-cons-01": "`up` + `consistency`, weight 0.1",
+    "up-cons-0": "`up` + the unlabelled pass at weight 0 (control)",
     "full": "`none` with every pool case labelled (upper line)",
     "full-up": "`up` with every pool case labelled (upper line)",
 }

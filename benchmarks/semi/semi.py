@@ -9,7 +9,9 @@ per step, equal optimiser steps for every arm, validation every ``--eval-every``
 paper's early stopping in evaluations (stop after evaluation e when e >= max(min, 2 x best)),
 the best validation state tested. The semi-supervised arms add an unlabelled batch of 8 per
 step, weighted by a sigmoid ramp-up over the first quarter of the budget; their teacher is an
-EMA of the student (decay 0.99).
+EMA of the student (decay 0.99). Unlabelled batches come from their own generator, so every
+arm of a seed sees the same labelled batches in the same order: a difference between arms is
+their loss's, not a different draw's (``--shared-draws``: one generator, as the first runs).
 
 Arms:
     none, up, hyb: supervised, labelled cases only (``up`` is the strongest mask-only mode).
@@ -23,7 +25,8 @@ Arms:
     up-mt: ``up`` + mean teacher's consistency (weight 0.1): the strongest mask-only mode with
         the field's semi-supervised baseline.
     up-cons, up-cons-01: ``up`` + its side outputs' consistency on unlabelled X (URPC,
-        ``ds.loss(ds.unlabeled(x))``), weight 1 / 0.1.
+        ``ds.loss(ds.unlabeled(x))``), weight 1 / 0.1; ``up-cons-0``: weight 0, the control
+        (the unlabelled forward pass and its draws without their loss).
     full, full-up: ``none`` / ``up`` with every pool case labelled (the upper line).
 
 Test metrics: per case (slices' counts summed, the two classes averaged), mean over cases; the
@@ -91,6 +94,7 @@ ARMS: dict[str, Arm] = {
     "up-mt": Arm("up", "mean-teacher", 0.1),
     "up-cons": Arm("up", "rei", 1.0),
     "up-cons-01": Arm("up", "rei", 0.1),
+    "up-cons-0": Arm("up", "rei", 0.0),
     "full": Arm("none", all_labeled=True),
     "full-up": Arm("up", all_labeled=True),
 }
@@ -114,6 +118,9 @@ class Setting:
     ramp_start: float = 0.0  # the unlabelled loss is off before this share of the steps
     ramp: float = 0.25  # then its sigmoid ramp-up over this share
     data: str = "hippocampus"  # or "isbi2012": the contiguous training block of the stack
+    # unlabelled batches drawn from their own generator, so that every arm of a seed sees the
+    # same labelled batches in the same order (False: one generator, as the first runs did)
+    paired_draws: bool = True
 
 
 def _cases(source: Path, val: int, test: int, split_seed: int) -> dict[str, list[str]]:
@@ -219,6 +226,7 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
     opt = torch.optim.Adam(ds.parameters(), lr=3e-4)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, s.steps // 10), gamma=0.9)
     rng = torch.Generator().manual_seed(s.seed)
+    rng_u = torch.Generator().manual_seed(s.seed + 10_000) if s.paired_draws else rng
     best, best_eval, best_state, evals, curve = -1.0, 0, None, 0, []
     start = time.perf_counter()
     step = 0
@@ -229,7 +237,7 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
         x, y = x_l[i], y_l[i]
         loss = ds.loss(ds(x, y), y).total
         if arm.semi:
-            u = x_u[torch.randint(len(x_u), (s.batch,), generator=rng)]
+            u = x_u[torch.randint(len(x_u), (s.batch,), generator=rng_u)]
             first = int(s.ramp_start * s.steps)
             w = arm.weight * sigmoid_rampup(step - first, s.ramp * s.steps) * (step >= first)
             if arm.semi == "mean-teacher":
@@ -359,6 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/semi"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument(
+        "--shared-draws",
+        action="store_true",
+        help="draw unlabelled batches from the labelled batches' generator (the first runs)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 cases, few steps")
     parser.add_argument("--reuse", action="store_true", help="summarise the runs in --out only")
     args = parser.parse_args(argv)
@@ -387,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ramp=args.ramp,
                 batch=args.batch,
                 data=args.data,
+                paired_draws=not args.shared_draws,
             ),
         )
         for n in args.labeled.split(",")

@@ -83,6 +83,18 @@ ROWS: tuple[Row, ...] = (
         ("step_time.json", "hyb"),
     ),
     Row("same", "convergence_isbi2012.json", "deep", ("step_time.json", "deep")),
+    Row(
+        "same, a cheaper hyb: aux_every=2 (its own run beside none and hyb, up to 100 epochs)",
+        "convergence_isbi2012_cheap_100epochs.json",
+        "hyb-every2",
+        ("step_time_designs.json", "hyb@aux_every=2"),
+    ),
+    Row(
+        "same run",
+        "convergence_isbi2012_cheap_100epochs.json",
+        "hyb",
+        ("step_time_designs.json", "hyb"),
+    ),
     Row("same, `rec` beside them", "isbi2012_rec.json@15", "rec", ("step_time.json", "rec")),
     *(
         Row(regime if mode == "hyb" else "same", f"label_efficiency_{data}.json@{n}", mode, step)

@@ -27,6 +27,8 @@ Arms:
     up-cons, up-cons-01: ``up`` + its side outputs' consistency on unlabelled X (URPC,
         ``ds.loss(ds.unlabeled(x))``), weight 1 / 0.1; ``up-cons-0``: weight 0, the control
         (the unlabelled forward pass and its draws without their loss).
+    up-cons-0-ks, up-cons-01-ks, up-mt-ks: the same with batch norm's running statistics left
+        as the labelled batches make them (the unlabelled pass normalises with its own batch).
     full, full-up: ``none`` / ``up`` with every pool case labelled (the upper line).
 
 Test metrics: per case (slices' counts summed, the two classes averaged), mean over cases; the
@@ -42,10 +44,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,6 +82,7 @@ class Arm:
     semi: str | None = None  # None, "mean-teacher", "pseudo" or "rei"
     weight: float = 1.0
     all_labeled: bool = False
+    keep_stats: bool = False  # the unlabelled pass leaves batch norm's running statistics
 
 
 ARMS: dict[str, Arm] = {
@@ -95,6 +99,9 @@ ARMS: dict[str, Arm] = {
     "up-cons": Arm("up", "rei", 1.0),
     "up-cons-01": Arm("up", "rei", 0.1),
     "up-cons-0": Arm("up", "rei", 0.0),
+    "up-cons-0-ks": Arm("up", "rei", 0.0, keep_stats=True),
+    "up-cons-01-ks": Arm("up", "rei", 0.1, keep_stats=True),
+    "up-mt-ks": Arm("up", "mean-teacher", 0.1, keep_stats=True),
     "full": Arm("none", all_labeled=True),
     "full-up": Arm("up", all_labeled=True),
 }
@@ -169,6 +176,26 @@ def _isbi_sets(
     return result
 
 
+@contextlib.contextmanager
+def _running_stats_kept(model: torch.nn.Module) -> Iterator[None]:
+    """Batch norm's running statistics as they were before the block (momentum 0 inside; the
+    block's forward passes still normalise with their own batch's statistics)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m.momentum, None if m.num_batches_tracked is None else int(m.num_batches_tracked))
+        for m in norms
+    ]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.fill_(tracked)
+
+
 def _dice(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, owner: list) -> float:
     """Mean over cases of the classes' Dice (slices' counts summed per case); a binary model
     (one output channel): the foreground's Dice per case."""
@@ -240,13 +267,15 @@ def run_arm(name: str, s: Setting, source: Path, out: Path) -> dict[str, Any]:
             u = x_u[torch.randint(len(x_u), (s.batch,), generator=rng_u)]
             first = int(s.ramp_start * s.steps)
             w = arm.weight * sigmoid_rampup(step - first, s.ramp * s.steps) * (step >= first)
-            if arm.semi == "mean-teacher":
-                loss = loss + w * mean_teacher_loss(ds, teacher, u, ds.label_mode)
-            elif arm.semi == "pseudo":
-                branches = ds.unlabeled(u, teacher, confidence=s.confidence)
-                loss = loss + w * ds.loss(branches).total
-            else:
-                loss = loss + w * ds.loss(ds.unlabeled(u)).total
+            kept = _running_stats_kept(ds) if arm.keep_stats else contextlib.nullcontext()
+            with kept:
+                if arm.semi == "mean-teacher":
+                    loss = loss + w * mean_teacher_loss(ds, teacher, u, ds.label_mode)
+                elif arm.semi == "pseudo":
+                    branches = ds.unlabeled(u, teacher, confidence=s.confidence)
+                    loss = loss + w * ds.loss(branches).total
+                else:
+                    loss = loss + w * ds.loss(ds.unlabeled(u)).total
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

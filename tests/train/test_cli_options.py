@@ -35,7 +35,7 @@ CLI_READS = {"debug"}
 #: Each command's options, as ``--help`` lists them (positionals by name).
 OPTIONS: dict[str, str] = {
     "train": "--model --encoder --base-channels --depth --norm --mode --weights --label-mode "
-    "--balance --schedule --data --kind --option --axis --no-zscore --drop-empty --slice-range "
+    "--balance --schedule --aux-every --data --kind --option --axis --no-zscore --drop-empty --slice-range "
     "--fit --size --augment --splits --split-seed --contiguous --cache-dir --no-cache --epochs "
     "--min-epochs --batch-size --recipe --lr --iterations --warmup-epochs --patience --lr-step "
     "--lr-gamma --seed --workers --amp --channels-last --compile --deterministic --target-dice "

@@ -20,8 +20,9 @@ from ..._checks import (
     unit_interval,
 )
 from ...data.splits import save_splits
-from ...cost import aux_every_of
+from ...cost import aux_every_of, check_aux_every
 from ...losses import PRESETS
+from ...modes import mode_spec
 from ...options import Amp, Balance, LabelMode, Mode, Schedule
 from ...semi import default_recipe
 from ...wrapper import DeepSupervised
@@ -109,6 +110,8 @@ def train_command(args: argparse.Namespace) -> int:
     """
     check_applicable(args)
     check_semi(args)
+    if args.aux_every is not None:  # before any folder or data: mode none has no branches
+        check_aux_every(args.aux_every, mode_spec(args.mode))
     settings = model_settings(args)
     check_patch(args, settings, config_divisor(settings))
     set_threads(getattr(args, "threads", None))

@@ -19,8 +19,8 @@ from ..._checks import (
     unit_fraction,
     unit_interval,
 )
-from ...data.splits import save_splits
 from ...cost import aux_every_of, check_aux_every
+from ...data.splits import save_splits
 from ...losses import PRESETS
 from ...modes import mode_spec
 from ...options import Amp, Balance, LabelMode, Mode, Schedule

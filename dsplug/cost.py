@@ -178,9 +178,11 @@ class AuxEvery:
         that skips them, 1 when not ``counting`` (eval, no grad) or ``aux_every=1``."""
         if self.every == 1 or not counting:
             return 1.0
+        # the phase, not a running count: torch.compile guards on it, so a few graphs in all
+        # instead of a recompilation per call (and eager past its recompile limit)
         n = self.calls.get(kind, 0)
-        self.calls[kind] = n + 1
-        return float(self.every) if n % self.every == 0 else 0.0
+        self.calls[kind] = (n + 1) % self.every
+        return float(self.every) if n == 0 else 0.0
 
 
 def scaled_batch(

@@ -210,3 +210,25 @@ def test_configs_record_aux_every_and_one_without_it_rebuilds_the_paper_step() -
     assert _ds(aux_every=1).config() == old  # the paper's hyb: its config as before
     with pytest.raises(ValueError, match="aux_every"):
         aux_every_of({**config, "aux_every": 0})
+
+
+@pytest.mark.compile
+def test_aux_every_compiles_one_graph_per_phase() -> None:
+    """torch.compile guards on the step's phase: a few graphs, then none new, not one per call
+    (a running count recompiled at every call, then ran eagerly past dynamo's recompile
+    limit)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    ds = _ds()  # hyb's default: aux_every=2
+    ds.compile(backend="eager")
+    x, y = _batch()
+    try:
+        assert [ds(x, y).aux_weight for _ in range(4)] == [2.0, 0.0] * 2
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs <= 3  # a step with branches, one without; the first call's empty count
+        assert [ds(x, y).aux_weight for _ in range(10)] == [2.0, 0.0] * 5
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        torch._dynamo.reset()

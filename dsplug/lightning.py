@@ -30,6 +30,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "dsplug.lightning needs PyTorch Lightning: pip install 'dsplug[lightning]'."
     ) from error
 
+from .cost import AuxEvery, aux_every_of, check_aux_every
 from .losses import LossBreakdown, LossWeights
 from .semi import EMATeacher, check_recipe, default_weight, recipe_loss, sigmoid_rampup
 from .wrapper import DeepSupervised, SegLoss
@@ -71,6 +72,9 @@ class DeepSupervisedModule(pl.LightningModule):
         balance: as DeepSupervised.
         seg_loss: as DeepSupervised.
         ignore_index: as DeepSupervised.
+        aux_every: as DeepSupervised (None: the mode's default, 2 for ``hyb``). Saved as the
+            value the wrapper runs with; a checkpoint from before the option, without it, ran
+            the branches on every step, so it resumes and reloads with 1 unless given.
         image_key: the image's key in a mapping batch.
         label_key: the mask's key in a mapping batch.
         semi: the recipe for images without masks, or None (a batch with them is an error).
@@ -97,6 +101,7 @@ class DeepSupervisedModule(pl.LightningModule):
         balance: str = "auto",
         seg_loss: SegLoss | None = None,
         ignore_index: int | None = None,
+        aux_every: int | None = None,
         image_key: str = "image",
         label_key: str = "label",
         semi: str | None = None,
@@ -115,12 +120,25 @@ class DeepSupervisedModule(pl.LightningModule):
             balance=balance,
             seg_loss=seg_loss,
             ignore_index=ignore_index,
+            aux_every=aux_every,
         )
+        self._aux_every_given = aux_every is not None
+        self.hparams["aux_every"] = self.ds.aux_every  # a reload rebuilds this very step
         self._optimizer = optimizer
         check_recipe(semi, mode)
         self.teacher = (
             EMATeacher(self.ds, ema_decay) if semi in ("pseudo", "mean-teacher") else None
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the ``aux_every`` a checkpoint was trained with, unless one was given: one
+        without it (saved before the option) ran the branches on every step."""
+        if self._aux_every_given:
+            return
+        every = aux_every_of(checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY, {}))
+        if every != self.ds.aux_every:
+            self.ds._aux_every = AuxEvery(check_aux_every(every, self.ds.spec))
+            self.hparams["aux_every"] = every
 
     @property
     def model(self) -> nn.Module:

@@ -70,6 +70,9 @@ class DeepSupervised(Branches, nn.Module):
             with area-pooled seg logits and features. About aux_scale² of their cost.
         aux_every: k >= 1: the auxiliary branches run on every k-th training call (the first
             of each k), their terms weighted k; the other calls are mode ``none``'s step.
+            None (default): the mode's default, 2 for ``hyb`` (nearly all of its gain at two
+            thirds of its cost, see :func:`dsplug.cost.default_aux_every`), 1 for every other
+            mode; ``aux_every=1`` is the paper's hyb (the branches on every call).
 
     Example:
         >>> ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb")
@@ -92,7 +95,7 @@ class DeepSupervised(Branches, nn.Module):
         ignore_index: int | None = None,
         aux_fraction: float = 1.0,
         aux_scale: float = 1.0,
-        aux_every: int = 1,
+        aux_every: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(aux_fraction, bool) or not (
@@ -180,8 +183,17 @@ class DeepSupervised(Branches, nn.Module):
         """``binary``, ``multilabel`` or ``multiclass``."""
         return self.criterion.label_mode
 
+    @property
+    def aux_every(self) -> int:
+        """Every how many training calls the auxiliary branches run (1: every call)."""
+        return self._aux_every.every
+
     def config(self) -> dict[str, object]:
-        """Plain-typed wrapper configuration (mode, weights, label mode, balance, schedule)."""
+        """Plain-typed wrapper configuration (mode, weights, label mode, balance, schedule).
+
+        ``aux_every`` is there when it is not 1 (a hyb wrapper's default 2 included): a config
+        without it ran the branches on every call (:func:`dsplug.cost.aux_every_of`).
+        """
         return {
             "mode": self.mode.value,
             "weights": self.criterion.weights.to_dict(),

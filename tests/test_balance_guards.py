@@ -103,7 +103,7 @@ def test_all_empty_batch_does_not_pin_the_scales() -> None:
     """A degenerate batch measures provisionally: the next informative batch measures afresh
     and its scales are what a balance that never saw the empty batch would find."""
     torch.manual_seed(0)
-    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb").train()
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb", aux_every=1).train()
     fresh = copy.deepcopy(ds)
     empty, half = torch.zeros(4, 1, 32, 32), _masks(full=2)
     ds.loss(ds(_x(), empty), empty)
@@ -158,7 +158,7 @@ def test_mis_scaled_terms_land_in_range_after_one_measured_step(factor: float) -
     """Each auxiliary term, whatever its scale, sends the encoder L_image's gradient after the
     step-0 measurement (fails with the balance removed or inverted: 1e3x or 1e-3x off)."""
     torch.manual_seed(0)
-    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb").train()
+    ds = DeepSupervised(UNet(1, 1, base_channels=8, depth=3), mode="hyb", aux_every=1).train()
     _mis_scaled(ds, factor)
     x, y = _x(), _masks(full=3)
     out = ds(x, y)
@@ -250,12 +250,12 @@ def test_non_finite_gradients_skip_the_measurement_with_one_warning() -> None:
 def test_scales_and_progress_survive_a_state_dict() -> None:
     torch.manual_seed(0)
     net = UNet(1, 1, base_channels=8, depth=3)
-    ds = DeepSupervised(copy.deepcopy(net), mode="hyb").train()
+    ds = DeepSupervised(copy.deepcopy(net), mode="hyb", aux_every=1).train()
     opt = torch.optim.AdamW(ds.parameters(), lr=1e-3)
     for seed in range(3):
         _step(ds, opt, _x(seed=seed), _masks(full=3))
     ds.set_epoch(2, 5)
-    again = DeepSupervised(copy.deepcopy(net), mode="hyb")
+    again = DeepSupervised(copy.deepcopy(net), mode="hyb", aux_every=1)
     again.load_state_dict(ds.state_dict())
     a, b = ds.criterion.balancer, again.criterion.balancer
     assert torch.equal(a.log_scales, b.log_scales) and int(a.steps) == int(b.steps) == 3
@@ -300,7 +300,7 @@ def test_freeze_encoder_after_wrapping_trains_and_balances() -> None:
     """smp's freeze_encoder() through the wrapper raised at the next step ("One of the
     differentiated Tensors does not require grad"); unfreezing measures on the encoder again."""
     torch.manual_seed(0)
-    ds = DeepSupervised(_smp_unet(), mode="hyb").train()
+    ds = DeepSupervised(_smp_unet(), mode="hyb", aux_every=1).train()
     balancer = ds.criterion.balancer
     measured_on: list[set[int]] = []  # the weights of each gradient measurement
     norm = balancer._norm

@@ -11,13 +11,13 @@ import torch
 
 from dsplug import DeepSupervised
 from dsplug._checks import ShapeError
-from dsplug.cost import pool_target
+from dsplug.cost import aux_every_of, default_aux_every, pool_target
 from dsplug.losses import HybLoss
-from dsplug.options import PseudoLabels
+from dsplug.options import Mode, PseudoLabels
 from tests.helpers import make_batch, make_net
 
 DESIGNS = {
-    "hyb": {},
+    "hyb": {"aux_every": 1},  # the paper's hyb
     "aux_scale": {"aux_scale": 0.5},
     "aux_every": {"aux_every": 2},
     "both": {"aux_scale": 0.5, "aux_every": 2},
@@ -120,7 +120,7 @@ def test_aux_scale_with_other_label_modes_and_void(label_mode: str, classes: int
 
 def test_a_skipped_step_is_exactly_none_and_a_run_step_weighs_k() -> None:
     x, y = _batch()
-    ds, every1 = _ds(True, aux_every=2), _ds(True)
+    ds, every1 = _ds(True, aux_every=2), _ds(True, aux_every=1)
     none = DeepSupervised(copy.deepcopy(ds.model), "none").train()
     runs = [ds.loss(ds(x, y), y) for _ in range(3)]
     reference = every1.loss(every1(x, y), y)
@@ -178,3 +178,57 @@ def test_the_options_are_checked_saved_in_config_and_leave_the_state_dict_alone(
     x, y = _batch(size=20)  # divisible by 4 (depth 3) but not by 8 (4 at half size)
     with pytest.raises(ShapeError, match="aux_scale"):
         ds(x, y)
+
+
+def test_hyb_runs_its_branches_every_other_step_by_default_and_the_other_modes_every_step() -> None:
+    """The default (issue 28): ``aux_every=2`` for hyb, 1 for every other mode; an explicit
+    ``aux_every=1`` is the paper's hyb, its branches on every call."""
+    for mode in Mode:
+        expected = 2 if mode == Mode.HYB else 1
+        assert default_aux_every(mode) == expected, mode
+        assert DeepSupervised(make_net(), mode).aux_every == expected, mode
+    x, y = _batch()
+    default, paper = _ds(), _ds(aux_every=1)
+    assert [default(x, y).aux_weight for _ in range(4)] == [2.0, 0.0, 2.0, 0.0]
+    for _ in range(3):
+        out = paper(x, y)
+        assert out.aux_weight == 1.0 and out.mask_logits is not None
+        assert out.rec_image is not None and out.rec_mask is not None
+
+
+def test_configs_record_aux_every_and_one_without_it_rebuilds_the_paper_step() -> None:
+    """A new hyb wrapper's config holds ``aux_every`` 2 and rebuilds the same wrapper; a config
+    without the key (a hyb run from before the default changed) rebuilds with 1, not 2."""
+    config = _ds().config()
+    assert config["aux_every"] == 2 and aux_every_of(config) == 2
+    rebuilt = DeepSupervised(make_net(), config["mode"], aux_every=aux_every_of(config))
+    assert rebuilt.config() == DeepSupervised(make_net(), "hyb").config()
+    old = {k: v for k, v in config.items() if k != "aux_every"}
+    assert aux_every_of(old) == 1
+    rebuilt = DeepSupervised(make_net(), old["mode"], aux_every=aux_every_of(old))
+    assert rebuilt.aux_every == 1 and "aux_every" not in rebuilt.config()
+    assert _ds(aux_every=1).config() == old  # the paper's hyb: its config as before
+    with pytest.raises(ValueError, match="aux_every"):
+        aux_every_of({**config, "aux_every": 0})
+
+
+@pytest.mark.compile
+def test_aux_every_compiles_one_graph_per_phase() -> None:
+    """torch.compile guards on the step's phase: a few graphs, then none new, not one per call
+    (a running count recompiled at every call, then ran eagerly past dynamo's recompile
+    limit)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    ds = _ds()  # hyb's default: aux_every=2
+    ds.compile(backend="eager")
+    x, y = _batch()
+    try:
+        assert [ds(x, y).aux_weight for _ in range(4)] == [2.0, 0.0] * 2
+        graphs = counters["stats"]["unique_graphs"]
+        assert graphs <= 3  # a step with branches, one without; the first call's empty count
+        assert [ds(x, y).aux_weight for _ in range(10)] == [2.0, 0.0] * 5
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        torch._dynamo.reset()

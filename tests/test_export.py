@@ -14,7 +14,7 @@ smp = pytest.importorskip("segmentation_models_pytorch")
 
 
 def _trained(model, label_mode="multiclass", classes=2):
-    ds = DeepSupervised(model, "hyb")
+    ds = DeepSupervised(model, "hyb", aux_every=1)  # every call runs the branches
     x, y = make_batch(label_mode, classes, in_channels=ds._adapter.in_channels, size=64)
     opt = torch.optim.SGD(ds.parameters(), lr=0.1)
     ds.loss(ds(x, y), y).total.backward()

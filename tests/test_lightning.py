@@ -89,3 +89,23 @@ def test_import_dsplug_does_not_import_lightning():
     code = "import sys, dsplug; print('pytorch_lightning' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_checkpoints_keep_their_aux_every(tmp_path):
+    """hyb's default ``aux_every`` 2 is saved; a checkpoint without it (saved before the
+    option) ran the branches on every step and reloads with 1, unless one is given."""
+    module = DeepSupervisedModule(make_net("unet"), mode="hyb")
+    assert module.ds.aux_every == 2 and module.hparams.aux_every == 2
+    ckpt = {
+        "state_dict": module.state_dict(),
+        "hyper_parameters": dict(module.hparams),
+        "pytorch-lightning_version": pl.__version__,
+    }
+    torch.save(ckpt, tmp_path / "new.ckpt")
+    del ckpt["hyper_parameters"]["aux_every"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    load = DeepSupervisedModule.load_from_checkpoint
+    assert load(tmp_path / "new.ckpt", model=make_net("unet")).ds.aux_every == 2
+    old = load(tmp_path / "old.ckpt", model=make_net("unet"))
+    assert old.ds.aux_every == 1 and old.hparams.aux_every == 1
+    assert load(tmp_path / "old.ckpt", model=make_net("unet"), aux_every=3).ds.aux_every == 3

@@ -96,8 +96,8 @@ def test_feature_mse_refuses_to_broadcast():
 def test_paper_total_is_the_weighted_scheduled_sum_of_raw_terms():
     torch.manual_seed(0)
     weights = LossWeights(alpha=2, beta=3, a=0.5, b=0.25, gamma=4, xi=5, lam=6, eta=7)
-    ds = DeepSupervised(
-        make_net("unet"), "hyb", weights=weights, schedule="linear", balance="paper"
+    ds = DeepSupervised(  # the paper's step: the branches on every call
+        make_net("unet"), "hyb", weights=weights, schedule="linear", balance="paper", aux_every=1
     )
     x, y = make_batch("binary", 1)
     ds.set_progress(0.25)
@@ -272,7 +272,7 @@ def test_pseudo_labels_are_detached_probabilities():
 def test_a_loss_used_alone_balances_by_value():
     """Without shared weights to measure on, c_i = L_image / L_i: each term gets 1/n of L_image."""
     torch.manual_seed(0)
-    ds = DeepSupervised(make_net("unet"), "hyb").train()
+    ds = DeepSupervised(make_net("unet"), "hyb", aux_every=1).train()  # terms weighted 1
     x, y = make_batch("binary", 1)
     loss = HybLoss().train()(ds(x, y), y)
     aux = [v for k, v in loss.terms.items() if k != "image"]

@@ -266,7 +266,7 @@ def test_a_partly_labelled_batch_is_an_all_ignore_mask(mode: str) -> None:
     alone, trains on both)."""
     torch.manual_seed(0)
     net = UNet(1, 1, base_channels=8, depth=3, norm="instance")  # per-image statistics
-    ds = DeepSupervised(net, mode, ignore_index=255)
+    ds = DeepSupervised(net, mode, ignore_index=255, aux_every=1)  # both calls run the branches
     x, y = _batch(2)
     y[1] = 255
     both = ds.loss(ds(x, y), y)

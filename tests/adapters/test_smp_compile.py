@@ -44,7 +44,9 @@ def _batch():
 @pytest.mark.slow
 @pytest.mark.parametrize(("arch", "encoder"), COMPILE_COMBOS)
 def test_hyb_training_forward_compiles_fullgraph(arch, encoder):
-    ds = DeepSupervised(_build(arch, encoder), "hyb", label_mode="multiclass").train()
+    # aux_every=1: every call runs the branches, so the eager and the compiled call compare
+    ds = DeepSupervised(_build(arch, encoder), "hyb", label_mode="multiclass", aux_every=1)
+    ds = ds.train()
     x, y = _batch()
 
     def loss_of(x, y):
@@ -80,7 +82,8 @@ def test_hyb_training_step_compiles_with_inductor():
             in_channels=1,
             classes=2,
         )
-        return DeepSupervised(model, "hyb", label_mode="multiclass").train()
+        # aux_every=1: the compiled call is a step that runs the branches, as eager's
+        return DeepSupervised(model, "hyb", label_mode="multiclass", aux_every=1).train()
 
     ds, reference = build(), build()  # the same seeded build twice: equal weights, own gradients
     x, y = _batch()

@@ -35,9 +35,10 @@ CLI_READS = {"debug"}
 #: Each command's options, as ``--help`` lists them (positionals by name).
 OPTIONS: dict[str, str] = {
     "train": "--model --encoder --base-channels --depth --norm --mode --weights --label-mode "
-    "--balance --schedule --data --kind --option --axis --no-zscore --drop-empty --slice-range "
-    "--fit --size --augment --splits --split-seed --contiguous --cache-dir --no-cache --epochs "
-    "--min-epochs --batch-size --recipe --lr --iterations --warmup-epochs --patience --lr-step "
+    "--balance --schedule --aux-every --data --kind --option --axis --no-zscore --drop-empty "
+    "--slice-range --fit --size --augment --splits --split-seed --contiguous --cache-dir "
+    "--no-cache --epochs --min-epochs --batch-size --recipe --lr --iterations --warmup-epochs "
+    "--patience --lr-step "
     "--lr-gamma --seed --workers --amp --channels-last --compile --deterministic --target-dice "
     "--device --threads --patch --patches-per-image --nsd-tolerance --unlabeled --semi "
     "--labeled-cases --unlabeled-ratio --rampup --unlabeled-weight --ema-decay --quiet "

@@ -19,8 +19,10 @@ from ..._checks import (
     unit_fraction,
     unit_interval,
 )
+from ...cost import aux_every_of, check_aux_every
 from ...data.splits import save_splits
 from ...losses import PRESETS
+from ...modes import mode_spec
 from ...options import Amp, Balance, LabelMode, Mode, Schedule
 from ...semi import default_recipe
 from ...wrapper import DeepSupervised
@@ -72,7 +74,7 @@ def _print_start(
         f"{prog} model {trainer.model_config['arch']} "
         f"({', '.join(f'{k}={v}' for k, v in model.items())}), {bare:,} parameters "
         f"(+{extra:,} used in training only); mode {args.mode}, weights {args.weights}, "
-        f"balance {args.balance}, schedule {ds.criterion.schedule}"
+        f"balance {args.balance}, schedule {ds.criterion.schedule}, aux_every {ds.aux_every}"
     )
     start = "resuming" if args.resume or args.resume_from else "new run"
     if getattr(args, "patch", None):
@@ -108,6 +110,8 @@ def train_command(args: argparse.Namespace) -> int:
     """
     check_applicable(args)
     check_semi(args)
+    if args.aux_every is not None:  # before any folder or data: mode none has no branches
+        check_aux_every(args.aux_every, mode_spec(args.mode))
     settings = model_settings(args)
     check_patch(args, settings, config_divisor(settings))
     set_threads(getattr(args, "threads", None))
@@ -155,6 +159,7 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
     patch = getattr(args, "patch", None)
     if settings["arch"] not in SMP_ARCHS:
         model_config["spatial_dims"] = len(patch) if patch else train.spatial_dims
+    stored = _resumed(args, out)
     seed_everything(args.seed)
     ds = DeepSupervised(
         build_model(model_config),
@@ -163,9 +168,10 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
         label_mode=train.label_mode,
         schedule=args.schedule,
         balance=args.balance,
+        aux_every=_aux_every(args, stored),
     )
     config = TrainConfig(
-        **_recipe_config(args, out),
+        **_recipe_config(args, stored),
         max_epochs=args.epochs,
         min_epochs=min(args.min_epochs, args.epochs),
         batch_size=args.batch_size,
@@ -211,22 +217,42 @@ def _train(args: argparse.Namespace, settings: dict[str, Any], info: DistInfo, o
     return trainer.fit(resume=args.resume, resume_from=args.resume_from, on_start=on_start)
 
 
-def _recipe_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def _resumed(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The ``train_config`` and ``wrapper_config`` of the checkpoint a resume continues
+    (empty for a new run, or when it cannot be read: the resume itself says why)."""
+    if not (args.resume or args.resume_from):
+        return {}
+    source = Path(args.resume_from) if args.resume_from else out / "last.pt"
+    try:
+        ckpt = load_checkpoint(source)
+        return {name: dict(ckpt[name]) for name in ("train_config", "wrapper_config")}
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def _aux_every(args: argparse.Namespace, stored: dict[str, Any]) -> int | None:
+    """``--aux-every``, else the resumed run's (a run of the same mode; its config has no
+    ``aux_every`` when it ran the branches on every step), else None: the mode's default."""
+    if args.aux_every is not None:
+        return args.aux_every
+    wrapper = stored.get("wrapper_config", {})
+    if wrapper.get("mode") != args.mode:
+        return None  # a new run, or another mode: the resume check names the difference
+    try:
+        return aux_every_of(wrapper)
+    except ValueError:
+        return None  # a damaged value: the resume check names the difference
+
+
+def _recipe_config(args: argparse.Namespace, resumed: dict[str, Any]) -> dict[str, Any]:
     """The recipe's TrainConfig fields: ``--recipe``, else the resumed run's, else paper.
 
     Raises:
         ValueError: a field-recipe option with the paper's recipe, or --augment with the
             field's (which augments on its own).
     """
-    recipe, stored = args.recipe, {}
-    if args.resume or args.resume_from:  # the run's recipe and its values, unless given
-        source = Path(args.resume_from) if args.resume_from else out / "last.pt"
-        try:
-            stored = dict(load_checkpoint(source)["train_config"])
-        except (CheckpointError, KeyError, TypeError):
-            stored = {}  # the resume itself says what is wrong with the checkpoint
-        recipe = recipe or stored.get("recipe")
-    recipe = recipe or "paper"
+    stored = resumed.get("train_config", {})  # the run's recipe and its values, unless given
+    recipe = args.recipe or stored.get("recipe") or "paper"
     if recipe == "paper":
         extra = _given(args, (("--iterations", "iterations"), ("--warmup-epochs", "warmup_epochs")))
         if extra:
@@ -331,6 +357,15 @@ def _supervision_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="deep-supervision schedule over training (default: cosine with --balance auto, "
         "constant with --balance paper)",
+    )
+    g.add_argument(
+        "--aux-every",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="run the auxiliary branches on every K-th training step, their terms weighted K "
+        "(default: 2 for hyb, whose gain it nearly keeps at two thirds of the cost; 1 for the "
+        "other modes; 1 is the paper's hyb; a resume keeps the run's)",
     )
 
 

@@ -27,6 +27,9 @@ SEMI_STEPS: dict[str, tuple[str, str | None]] = {
     "up-mt": ("up", "up+mean-teacher"),
     "mean-teacher": ("none", "mean-teacher"),
     "hyb-rei": ("hyb", "hyb+rei"),
+    "up-cons-0": ("up", "up+consistency"),
+    "up-cons-01-ks": ("up", "up+consistency"),
+    "up-mt-ks": ("up", "up+mean-teacher"),
 }
 #: The arms of the paired semi-supervised runs in the table (unlabelled batches drawn apart).
 SEMI_PAIRED_ARMS = ("up", "up-cons-01", "up-mt", "up-cons-0", "up-cons-01-ks", "up-mt-ks")
@@ -132,8 +135,8 @@ ROWS: tuple[Row, ...] = (
         "plentiful labels, an easy task: `dsplug demo`'s synthetic phantoms, 42 training "
         "cases, 12 epochs",
         "demo_seeds.json#12",
-        "hyb",
-        ("step_time.json", "hyb"),
+        "hyb-every2",
+        ("step_time_designs.json", "hyb@aux_every=2"),
     ),
     Row("same, 30 epochs", "demo_seeds.json#30", "hyb", ("step_time.json", "hyb")),
     *(

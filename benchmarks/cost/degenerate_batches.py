@@ -48,7 +48,7 @@ def run(name: str, net: torch.nn.Module, size: int = 64, steps: int = 20) -> dic
     empty = torch.zeros(4, 1, size, size)
     half = empty.clone()
     half[:2, :, 16:40, 20:44] = 1
-    ds = DeepSupervised(net, mode="hyb").train()
+    ds = DeepSupervised(net, mode="hyb", aux_every=1).train()
     first, raw_first = ratio(ds, x, empty)
     opt = torch.optim.AdamW(ds.parameters(), lr=1e-3)
     for step in range(steps + 1):

@@ -101,7 +101,9 @@ def _aux_ratio(ds: DeepSupervised, x: torch.Tensor, y: torch.Tensor) -> float:
 def measure(name: str, mode: str, balance: str, steps: int, size: int) -> dict[str, Any]:
     """Terms and ratio at initialisation and after ``steps`` Adam steps of ``mode``."""
     torch.manual_seed(0)
-    ds = DeepSupervised(MODELS[name](), mode, balance=balance, schedule="constant").train()
+    ds = DeepSupervised(
+        MODELS[name](), mode, balance=balance, schedule="constant", aux_every=1
+    ).train()
     batches = _batches(size, seed=0)
     probe = next(batches)
     x, y = probe["image"], probe["mask"]

@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {"config": {**settings.as_dict(), "device": "cpu"}, "modes": {}}
     for name, mode, options in rows:
         torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode, **options).train()
+        ds = DeepSupervised(copy.deepcopy(model), mode, **{"aux_every": 1, **options}).train()
         label_branches(ds)
         case = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
         result["modes"][name] = profile_case(case, steps=args.steps, rows=args.rows)

@@ -78,17 +78,18 @@ def build_cases(settings: Settings, device: torch.device) -> dict[str, ModeCase]
     cases = {}
     for mode in settings.modes:
         torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
         cases[mode] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
     if "hyb" in settings.modes:
         for name, fraction in AUX_VARIANTS:
             torch.manual_seed(settings.seed)
-            ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction)
+            ds = DeepSupervised(copy.deepcopy(model), "hyb", aux_fraction=fraction, aux_every=1)
             ds = ds.to(device).train()
             cases[name] = ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y)
         for name, options in DESIGNS:
             torch.manual_seed(settings.seed)
-            ds = DeepSupervised(copy.deepcopy(model), "hyb", **options).to(device).train()
+            ds = DeepSupervised(copy.deepcopy(model), "hyb", **{"aux_every": 1, **options})
+            ds = ds.to(device).train()
             opt = torch.optim.Adam(ds.parameters(), lr=LR)
             cases[name] = ModeCase(ds, opt, x, y, options.get("aux_every", 1))
     return cases

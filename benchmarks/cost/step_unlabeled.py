@@ -92,7 +92,7 @@ def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict
     calls, flops = {"none": reference.step}, {"none": measure_flops(reference)}
     for row, mode, recipe in UNLABELED_ROWS:
         torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
         ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
         balance_due(ModeCase(ds, None, x, y), False)
         teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
@@ -104,7 +104,7 @@ def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict
         flops[row] = int(counter.get_total_flops())
     for row, mode, recipe, share in WHOLE_ROWS:
         torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode).to(device).train()
+        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
         ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
         balance_due(ModeCase(ds, None, x, y), False)
         teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None

@@ -156,7 +156,7 @@ def run_one(
         "norm": "batch",
     }
     seed_everything(seed)
-    ds = DeepSupervised(build_model(config), mode, label_mode="binary")
+    ds = DeepSupervised(build_model(config), mode, label_mode="binary", aux_every=1)
     patch = [args.size, args.size] if path == "patch" else None
     train_config = TrainConfig(
         max_epochs=args.epochs,

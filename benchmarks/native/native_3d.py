@@ -140,7 +140,7 @@ def train_argv(
         *("--data", str(args.data), "--kind", "msd", "--splits", str(splits), "--no-cache"),
         *NETS.get(net, ["--model", net]),
         *("--base-channels", str(args.base_channels), "--depth", str(args.depth)),
-        *("--norm", args.norm, "--mode", mode, "--seed", str(seed)),
+        *("--norm", args.norm, "--mode", mode, "--aux-every", "1", "--seed", str(seed)),
         *("--patch", *map(str, args.patch), "--patches-per-image", str(args.patches_per_image)),
         *("--epochs", str(args.epochs), "--min-epochs", str(args.epochs)),
         *("--batch-size", str(args.batch_size), "--lr", str(args.lr)),

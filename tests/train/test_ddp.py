@@ -15,11 +15,14 @@ from dsplug.train import build_model, load_checkpoint
 from .conftest import TINY_CLI, run_cli, synthetic_cli, tiny_sets
 
 # 46 phantoms: 32 training (divisible by 2 ranks x 2 and by 4), 5 validation (odd: the
-# distributed sampler pads it with a duplicate), 9 test.
+# distributed sampler pads it with a duplicate), 9 test. The paper's step (--aux-every 1): every
+# step has the same terms, so the dead parameters found on one step are those of every step.
 COMMON = [
     "train",
     "--mode",
     "hyb",
+    "--aux-every",
+    "1",
     "--norm",
     "instance",
     *synthetic_cli(46),
@@ -40,7 +43,7 @@ def _dead_parameters(model_config: dict) -> set[str]:
     step bound instead of float tolerance.
     """
     data = tiny_sets(46)["train"]
-    ds = DeepSupervised(build_model(model_config), "hyb")
+    ds = DeepSupervised(build_model(model_config), "hyb", aux_every=1)
     x = torch.stack([data[i]["image"] for i in range(4)])
     y = torch.stack([data[i]["mask"] for i in range(4)])
     ds.loss(ds(x, y), y).total.backward()

@@ -20,6 +20,8 @@ as quiet as the other users allow.
 Usage:
     python benchmarks/cost/eval_speed.py                         # writes results/eval_speed.json
     python benchmarks/cost/eval_speed.py --images 2 --repeats 1 --json /tmp/eval_speed.json
+    python benchmarks/cost/eval_speed.py --images 20 --repeats 1 --settings after \
+        --json benchmarks/cost/results/eval_speed_20.json     # the issue's twenty images
 """
 
 from __future__ import annotations
@@ -153,11 +155,12 @@ def _surface(cases: list[NativeCase], repeats: int) -> dict[str, float]:
 
 def _settings(args: argparse.Namespace, torch_default: int) -> dict[str, tuple[int, int]]:
     ours = default_threads()
-    return {
+    every = {
         "before": (torch_default, 1),
         "batched": (torch_default, args.window_batch),
         "after": (ours, args.window_batch),
     }
+    return {name: every[name] for name in args.settings}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=20.0, help="s the training runs first")
     parser.add_argument("--json", type=Path, default=RESULT)
     parser.add_argument("--note", default="", help="what the machine was doing besides")
+    parser.add_argument(
+        "--settings",
+        type=lambda text: text.split(","),
+        default=["before", "batched", "after"],
+        help="comma-separated subset of before,batched,after (default: all three)",
+    )
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.settings) - {"before", "batched", "after"})
+    if unknown:
+        parser.error(f"unknown --settings {unknown}; choose from before, batched, after")
     torch_default = torch.get_num_threads()
     cases, model = vessel_cases(args.images), _model()
     result: dict[str, Any] = {

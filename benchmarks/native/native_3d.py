@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nets", nargs="+", choices=tuple(NETS), default=list(NETS))
     p.add_argument("--modes", nargs=2, default=["none", "hyb"], metavar=("REF", "MODE"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--aux-every",
+        type=int,
+        default=1,
+        help="hyb's aux_every (default 1: the paper's step, as the stored results)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--quick", action="store_true", help="4 tiny runs (a smoke test)")
     p.add_argument(
@@ -115,7 +121,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         "threads",
         "quick",
     )
-    return {k: getattr(args, k) for k in keys}
+    extra = {} if args.aux_every == 1 else {"aux_every": args.aux_every}  # 1: the stored runs'
+    return {k: getattr(args, k) for k in keys} | extra
 
 
 def write_splits(data: Path, args: argparse.Namespace, path: Path) -> dict[str, list[str]]:
@@ -140,7 +147,8 @@ def train_argv(
         *("--data", str(args.data), "--kind", "msd", "--splits", str(splits), "--no-cache"),
         *NETS.get(net, ["--model", net]),
         *("--base-channels", str(args.base_channels), "--depth", str(args.depth)),
-        *("--norm", args.norm, "--mode", mode, "--aux-every", "1", "--seed", str(seed)),
+        *("--norm", args.norm, "--mode", mode, "--seed", str(seed)),
+        *(() if mode == "none" else ("--aux-every", str(args.aux_every))),
         *("--patch", *map(str, args.patch), "--patches-per-image", str(args.patches_per_image)),
         *("--epochs", str(args.epochs), "--min-epochs", str(args.epochs)),
         *("--batch-size", str(args.batch_size), "--lr", str(args.lr)),

@@ -26,7 +26,7 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,16 @@ from benchmarks import report
 from benchmarks._sections import Section, rendered, stale
 from benchmarks._tables import diff_cell
 from benchmarks.convergence.report import render_recipe as recipe_report
+from benchmarks.guidance_cells import (
+    GAIN,
+    LEVEL,
+    best_cell,
+    cost_cell,
+    display_mode,
+    equal_cell,
+    verdict,
+    versus,
+)
 from benchmarks.guidance_rows import ROWS, SEMI_STEPS, SEMI_WHOLE_STEPS, Row
 from benchmarks.label_efficiency.report import render_label_efficiency as label_efficiency_report
 from benchmarks.native.report import render_isbi_patches as isbi_patches_report
@@ -78,8 +88,6 @@ START, END = "<!-- guidance:start -->", "<!-- guidance:end -->"
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
 LE_START, LE_END = "<!-- label-efficiency:start -->", "<!-- label-efficiency:end -->"
 RECIPE_START, RECIPE_END = "<!-- recipe:start -->", "<!-- recipe:end -->"
-LEVEL = 0.005  # a mean difference smaller than this is "level"
-GAIN = 0.01  # the gain issue 19 asks of a regime with scarce labels
 
 
 def result_file(name: str) -> Path:
@@ -176,59 +184,6 @@ def row_figures(row: Row) -> dict[str, Any] | None:
     return figures
 
 
-def verdict(f: Mapping[str, Any]) -> str:
-    """The "use it?" cell, from the figures alone.
-
-    Worse than ``none`` on average: no. Within ``LEVEL`` of it: level, not worth its cost.
-    Better: "for accuracy" ("yes" with a gain of >= ``GAIN`` in every seed; a smaller gain in
-    every seed is called small) and, when its validation Dice at ``none``'s compute is below
-    ``none``'s in most seeds, "not for time"; a gain of >= ``GAIN`` in every seed is said so.
-    """
-    diffs, reference = f["diffs"], f.get("reference", "none")
-    mean = sum(diffs) / len(diffs)
-    if mean <= -LEVEL:
-        return f"**no**: use `{reference}`"
-    if mean < LEVEL:
-        return f"level with `{reference}`: not worth its cost"
-    if not all(d > 0 for d in diffs):
-        text = "for accuracy (not in every seed)"
-    else:
-        text = "yes, for accuracy" if mean >= GAIN else f"for a small gain (under {GAIN})"
-    equal = f.get("at_none_compute")
-    if equal is not None and sum(d < 0 for d in equal) > len(equal) / 2:
-        text += "; not at equal compute"
-    return text
-
-
-#: How a benchmark variant is named in the tables (the rest as they are).
-DISPLAY = {
-    "hyb-aux50": "hyb, aux_fraction=0.5",
-    "hyb-aux25": "hyb, aux_fraction=0.25",
-    "hyb-every2": "hyb (default: aux_every=2)",
-    "hyb-scale50": "hyb, aux_scale=0.5",
-    "hyb-scale50-every2": "hyb, aux_scale=0.5, aux_every=2",
-}
-
-
-def display_mode(variant: str) -> str:
-    """A variant's name in the tables: its options spelt out."""
-    return DISPLAY.get(variant, variant)
-
-
-def _versus(f: Mapping[str, Any], cell: str) -> str:
-    """A difference cell, naming its reference when it is not ``none``."""
-    reference = f.get("reference", "none")
-    return cell if reference == "none" else f"vs `{reference}`: {cell}"
-
-
-def _equal_cell(f: Mapping[str, Any]) -> str:
-    equal = f.get("at_none_compute")
-    if not equal:
-        return ""
-    mean = sum(equal) / len(equal)
-    return f"{mean:+.3f} ({sum(d > 0 for d in equal)}/{len(equal)})"
-
-
 def _semi_step(row: Row) -> float | None:
     """A semi-supervised arm's step over a labelled ``none`` step, timed interleaved: its whole
     step where ``step_time_semi.json`` times it as one, else its mode's labelled step
@@ -243,24 +198,6 @@ def _semi_step(row: Row) -> float | None:
     if labelled is None or extra is None:
         return None
     return labelled["time"] + extra["time"]
-
-
-def _cost_cell(f: Mapping[str, Any], memory: bool = True) -> str:
-    if f.get("semi_step") is not None:
-        return f"{f['semi_step']:.2f}x (with its unlabelled batch)"
-    step = f.get("step")
-    if step is not None:
-        return f"{step[0]:.2f}x / {step[1]:.2f}x" if memory else f"{step[0]:.2f}x"
-    return "" if f.get("wall") is None else f"{f['wall']:.1f}x (wall)"
-
-
-def _best_cell(f: Mapping[str, Any]) -> str:
-    if f["reached"] is None:
-        return ""
-    if not f["reached"]:
-        return "never (0 seeds)"
-    seeds = "seed" if f["reached"] == 1 else "seeds"
-    return f"{f['to_best']:.1f} vs {f['to_best_none']:.1f} ({f['reached']} {seeds})"
 
 
 def render() -> str:
@@ -294,10 +231,10 @@ def render() -> str:
         cells = (
             regime,
             f"`{mode}`",
-            _versus(f, diff_cell(f)),
-            _cost_cell(f),
-            _equal_cell(f),
-            _best_cell(f),
+            versus(f, diff_cell(f)),
+            cost_cell(f),
+            equal_cell(f),
+            best_cell(f),
             verdict(f),
         )
         lines.append("| " + " | ".join(cells) + " |")
@@ -341,8 +278,8 @@ def render_headline() -> str:
         cells = (
             regime,
             f"`{display_mode(mode)}`",
-            _versus(f, diff_cell(f, per_seed=False)),
-            _cost_cell(f, False),
+            versus(f, diff_cell(f, per_seed=False)),
+            cost_cell(f, False),
         )
         lines.append("| " + " | ".join((*cells, verdict(f))) + " |")
     return "\n".join(lines)

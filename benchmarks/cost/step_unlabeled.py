@@ -90,30 +90,28 @@ def unlabeled_ratios(settings: Settings, device: torch.device) -> dict[str, dict
     none = DeepSupervised(copy.deepcopy(model), "none").to(device).train()
     reference = ModeCase(none, torch.optim.Adam(none.parameters(), lr=LR), x, y)
     calls, flops = {"none": reference.step}, {"none": measure_flops(reference)}
+
+    def prepared(mode: str, recipe: str | None) -> tuple[DeepSupervised, Any, Any]:
+        """A wrapper of ``mode`` whose balance is measured, its Adam and the recipe's teacher."""
+        torch.manual_seed(settings.seed)
+        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
+        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
+        balance_due(ModeCase(ds, None, x, y), False)
+        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
+        return ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher
+
     for row, mode, recipe in UNLABELED_ROWS:
-        torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
-        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
-        balance_due(ModeCase(ds, None, x, y), False)
-        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
-        calls[row] = _unlabeled_step(
-            ds, torch.optim.Adam(ds.parameters(), lr=LR), teacher, x, recipe
-        )
-        with FlopCounterMode(display=False) as counter:
-            calls[row]()
-        flops[row] = int(counter.get_total_flops())
+        ds, opt, teacher = prepared(mode, recipe)
+        calls[row] = _unlabeled_step(ds, opt, teacher, x, recipe)
     for row, mode, recipe, share in WHOLE_ROWS:
-        torch.manual_seed(settings.seed)
-        ds = DeepSupervised(copy.deepcopy(model), mode, aux_every=1).to(device).train()
-        ModeCase(ds, torch.optim.Adam(ds.parameters(), lr=LR), x, y).step()  # measure scales
-        balance_due(ModeCase(ds, None, x, y), False)
-        teacher = EMATeacher(ds) if recipe in ("pseudo", "mean-teacher") else None
+        ds, opt, teacher = prepared(mode, recipe)
         u = x[: max(1, round(share * len(x)))].flip(-1)  # unlabelled images: no mask read
-        opt = torch.optim.Adam(ds.parameters(), lr=LR)
         calls[row] = _whole_step(ds, opt, teacher, x, y, u, recipe)
-        with FlopCounterMode(display=False) as counter:
-            calls[row]()
-        flops[row] = int(counter.get_total_flops())
+    for row, call in calls.items():
+        if row != "none":
+            with FlopCounterMode(display=False) as counter:
+                call()
+            flops[row] = int(counter.get_total_flops())
     timings = interleaved(calls, settings.repeats, settings.warmup, device, desc="unlabeled")
     ref = median(timings.wall["none"])
     return {

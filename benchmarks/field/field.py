@@ -20,6 +20,9 @@ Run (2 threads, one process, about three hours per row; ``--rows`` picks rows):
     nice -n 10 python benchmarks/field/field.py --rows isbi-patches task04-3d task04-2d \\
         --out-dir /tmp/field_runs          # writes benchmarks/field/results/field.json
     python benchmarks/field/field.py --quick     # 6 tiny runs, a few minutes: the path works
+Finished runs in ``--out-dir`` are read, not retrained (an interrupted call goes on where it
+stopped); ``--jobs 2 --threads 1`` trains two runs at a time. The validation curves of every run
+are plotted beside the JSON (``field.png``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import contextlib
 import csv
 import json
 import math
+import multiprocessing
 import random
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +51,15 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks._common import emit, machine_info
+from benchmarks.field.report import plot_curves
 from benchmarks.native.native_3d import compare_metric
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared/data"
 RESULT = ROOT / "benchmarks/field/results/field.json"
 ROWS = ("isbi-patches", "task04-3d", "task04-2d")
+PAPER = "-paper"  # the suffix of the arm trained with the paper's recipe
+SPLIT_OF = {"isbi-patches": "isbi", "task04-3d": "task04", "task04-2d": "task04"}
 METRICS = ("dice", "hd95", "nsd")
 
 #: Each row's net and budget (full runs). ``budget`` is what the row's six runs (2 modes x 3
@@ -63,9 +71,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "depth": 4,
         "norm": "batch",
         "batch_size": 4,
-        "epochs": 30,
+        "epochs": 12,
         "iterations": 250,
-        "budget": "6 runs x 7,500 steps of 4 x 128^2 patches, about 3 h on 2 cores",
+        "budget": "6 runs x 3,000 steps of 4 x 128^2 patches",
     },
     "task04-3d": {
         "patch": [32, 32, 32],
@@ -73,9 +81,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "depth": 4,
         "norm": "instance",
         "batch_size": 2,
-        "epochs": 20,
+        "epochs": 25,
         "iterations": 100,
-        "budget": "6 runs x 2,000 steps of 2 x 32^3 patches, about 3 h on 2 cores",
+        "budget": "6 runs x 2,500 steps of 2 x 32^3 patches",
     },
     "task04-2d": {
         "patch": None,
@@ -83,9 +91,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "depth": 4,
         "norm": "batch",
         "batch_size": 16,
-        "epochs": 30,
+        "epochs": 10,
         "iterations": 250,
-        "budget": "6 runs x 7,500 steps of 16 whole slices, about 3 h on 2 cores",
+        "budget": "6 runs x 2,500 steps of 16 whole slices",
     },
 }
 #: --quick: tiny nets and splits, two steps per epoch (ISBI: 64 px patches, fewer windows
@@ -109,9 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--isbi", type=Path, default=DATA / "isbi2012_em_membrane/train")
     p.add_argument("--task04", type=Path, default=DATA / "Task04_Hippocampus")
     p.add_argument("--modes", nargs=2, default=["none", "hyb"], metavar=("REF", "MODE"))
+    p.add_argument(
+        "--paper-arm",
+        action="store_true",
+        help=f"also train REF with the paper's recipe at the row's steps (arm '<REF>{PAPER}'; "
+        "patch rows)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
-    p.add_argument("--out-dir", type=Path, default=None, help="run folders (default: a tmp dir)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per run (default: 2)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at the same time, each in its process"
+    )
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        help="run folders (default: a tmp dir); finished runs found there are read, not retrained",
+    )
     p.add_argument(
         "--json",
         type=Path,
@@ -159,10 +181,20 @@ def row_settings(row: str, quick: bool) -> dict[str, Any]:
     return settings
 
 
+def paper_epochs(s: dict[str, Any], images: int) -> tuple[int, int]:
+    """Patches per image and epochs of the paper's recipe at the row's steps (``images``
+    training images): epochs about as long as the field recipe's (so its learning rate decays
+    about as often per step), about as many steps in all."""
+    per_image = max(1, round(s["iterations"] * s["batch_size"] / images))
+    steps = math.ceil(per_image * images / s["batch_size"])
+    return per_image, max(1, round(s["epochs"] * s["iterations"] / steps))
+
+
 def train_argv(
     args: argparse.Namespace, row: str, mode: str, seed: int, splits: dict[str, Path]
 ) -> list[str]:
-    """The ``dsplug train`` command line of one run."""
+    """The ``dsplug train`` command line of one run (``mode`` ending in ``-paper``: the paper's
+    recipe)."""
     s = row_settings(row, args.quick)
     if row == "isbi-patches":
         labels = '{"binary": {"values": [0, 255], "foreground": [0]}}'
@@ -174,16 +206,24 @@ def train_argv(
     else:
         data = ["--data", str(args.task04), "--kind", "msd", "--splits", str(splits["task04"])]
     patch = ["--patch", *map(str, s["patch"])] if s["patch"] else []
+    if mode.endswith(PAPER):
+        split = json.loads(splits[SPLIT_OF[row]].read_text())
+        per_image, epochs = paper_epochs(s, len(split["train"]))
+        mode = mode.removesuffix(PAPER)
+        recipe = ["--recipe", "paper", "--patches-per-image", str(per_image)]
+    else:
+        epochs = s["epochs"]
+        recipe = ["--recipe", "field", "--iterations", str(s["iterations"])]
     return [
         "train",
         *data,
         "--no-cache",
         *("--model", "unet", "--base-channels", str(s["base_channels"])),
         *("--depth", str(s["depth"]), "--norm", s["norm"]),
-        *("--mode", mode, "--seed", str(seed), "--recipe", "field"),
+        *("--mode", mode, "--seed", str(seed), *recipe),
         *patch,
-        *("--epochs", str(s["epochs"]), "--min-epochs", str(s["epochs"])),
-        *("--iterations", str(s["iterations"]), "--batch-size", str(s["batch_size"])),
+        *("--epochs", str(epochs), "--min-epochs", str(epochs)),
+        *("--batch-size", str(s["batch_size"])),
         *("--quiet", "--no-tensorboard", "--no-plots", "--device", "cpu"),
     ]
 
@@ -213,11 +253,36 @@ def read_run(folder: Path) -> dict[str, Any]:
         "fit_wall_s": summary["efficiency"]["wall_s"],
         "recipe": summary["recipe"],
         "cases": {r["case"]: {k: _float(r.get(k)) for k in METRICS} for r in rows},
+        "class_dice": {  # per class (multi-class data): a class no case predicts is a collapse
+            k: float(np.nanmean([_float(r[k]) for r in rows]))
+            for k in (rows[0] if rows else {})
+            if k.startswith("dice_")
+        },
     }
 
 
+def collapsed(run: dict[str, Any]) -> bool:
+    """A run whose test Dice, or one class's, is (near) zero: it predicts (that class) nowhere."""
+    return min([run["test"]["dice"], *run.get("class_dice", {}).values()]) < 0.05
+
+
+def _difference(runs: dict[str, Any], row: str, a: str, b: str, seeds: list[int]) -> dict:
+    """``a`` - ``b`` per seed for each metric (per-case values, the same test cases)."""
+    cases = sorted(runs[f"{row}/{b}/{seeds[0]}"]["cases"])
+    diff = {}
+    for metric in METRICS:
+        x, y = (
+            np.array([[runs[f"{row}/{m}/{s}"]["cases"][c][metric] for c in cases] for s in seeds])
+            for m in (a, b)
+        )
+        if not np.isnan(x).all():
+            diff[metric] = compare_metric(x, y, lower=metric == "hd95")
+    return diff
+
+
 def summarize(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Per row: the means over seeds per mode, and mode - none per seed for each metric."""
+    """Per row: the means over seeds per arm, mode - none per seed for each metric, and with
+    the paper arm none (field recipe) - none (paper's recipe)."""
     ref, mode = args.modes
     table: dict[str, Any] = {}
     for row in args.rows:
@@ -225,31 +290,41 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if not seeds:
             continue
         entry: dict[str, Any] = {"seeds": seeds}
-        for m in (ref, mode):
+        paper = ref + PAPER
+        arms = [ref, mode]
+        if all(f"{row}/{paper}/{s}" in runs for s in seeds):
+            arms.append(paper)
+        for m in arms:
             rs = [runs[f"{row}/{m}/{s}"] for s in seeds]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a metric absent: nan
                 entry[m] = {k: float(np.nanmean([r["test"][k] for r in rs])) for k in METRICS}
             entry[m]["dice_per_seed"] = [r["test"]["dice"] for r in rs]
             entry[m]["fit_wall_s"] = float(np.mean([r["fit_wall_s"] for r in rs]))
-        cases = sorted(runs[f"{row}/{ref}/{seeds[0]}"]["cases"])
-        diff = {}
-        for metric in METRICS:
-            a, b = (
-                np.array(
-                    [[runs[f"{row}/{m}/{s}"]["cases"][c][metric] for c in cases] for s in seeds]
-                )
-                for m in (mode, ref)
-            )
-            if np.isnan(a).all():
-                continue
-            diff[metric] = compare_metric(a, b, lower=metric == "hd95")
-        entry[f"{mode}_minus_{ref}"] = diff
-        entry["collapsed"] = [  # a run whose test Dice is (near) zero: it predicts nothing
-            k for k, r in runs.items() if k.startswith(f"{row}/") and r["test"]["dice"] < 0.05
-        ]
+        entry[f"{mode}_minus_{ref}"] = _difference(runs, row, mode, ref, seeds)
+        if paper in arms:
+            entry[f"{ref}_minus_{paper}"] = _difference(runs, row, ref, paper, seeds)
+        entry["collapsed"] = sorted(
+            k for k, r in runs.items() if k.startswith(f"{row}/") and collapsed(r)
+        )
         table[row] = entry
     return table
+
+
+def _trains(row: str, arm: str) -> bool:
+    """Whether ``row`` has ``arm`` (the paper arm: patch rows only)."""
+    return not arm.endswith(PAPER) or row != "task04-2d"
+
+
+def _train(command: list[str], threads: int) -> None:
+    """One ``dsplug train`` run in this process, its output on stderr (stdout: the JSON)."""
+    from dsplug.cli import main as dsplug_main
+
+    torch.set_num_threads(threads)
+    with contextlib.redirect_stdout(sys.stderr):
+        status = dsplug_main(command)
+    if status != 0:
+        raise SystemExit(f"field: dsplug {' '.join(command)} exited with {status}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,8 +340,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if not (path / marker).is_dir():
             raise SystemExit(f"field: no {marker}/ at {path} (give {name})")
-    from dsplug.cli import main as dsplug_main
-
     tmp = None
     if args.out_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="field_")
@@ -274,41 +347,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     splits = write_splits(args, args.out_dir)
     ref, mode = args.modes
-    plan = [(r, s, m) for r in args.rows for s in args.seeds for m in (ref, mode)]
+    arms = (ref, mode)
+    if args.paper_arm:
+        arms += (ref + PAPER,)
+    plan = [(r, s, m) for r in args.rows for s in args.seeds for m in arms if _trains(r, m)]
     runs: dict[str, Any] = {}
     result: dict[str, Any] = {}
     start = time.perf_counter()
-    for row, seed, m in tqdm(plan, desc="field runs", unit="run"):
-        folder = args.out_dir / row / m / str(seed)
-        command = [*train_argv(args, row, m, seed, splits), "--out", str(folder)]
-        with contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON alone
-            status = dsplug_main(command)
-        if status != 0:
-            raise SystemExit(f"field: dsplug {' '.join(command)} exited with {status}")
-        runs[f"{row}/{m}/{seed}"] = read_run(folder)
-        result = {
-            "benchmark": "field",
-            "complete": len(runs) == len(plan),
-            "settings": {
-                "rows": {r: row_settings(r, args.quick) for r in args.rows},
-                "modes": args.modes,
-                "seeds": args.seeds,
-                "threads": args.threads,
-                "quick": args.quick,
-            },
-            "commands": {
-                r: "dsplug " + " ".join(train_argv(args, r, "<mode>", 0, splits)) for r in args.rows
-            },
-            "splits": {k: json.loads(p.read_text()) for k, p in splits.items()},
-            "anchors": {r: ANCHORS[r] for r in args.rows},
-            "machine": machine_info(torch.device("cpu")),
-            "wall_s": time.perf_counter() - start,
-            "summary": summarize(runs, args),
-            "runs": runs,
-        }
+
+    def record(row: str, m: str, seed: int) -> None:
+        runs[f"{row}/{m}/{seed}"] = read_run(args.out_dir / row / m / str(seed))
+        result.clear()
+        result.update(
+            {
+                "benchmark": "field",
+                "complete": len(runs) == len(plan),
+                "settings": {
+                    "rows": {r: row_settings(r, args.quick) for r in args.rows},
+                    "modes": args.modes,
+                    "paper_arm": args.paper_arm,
+                    "seeds": args.seeds,
+                    "threads": args.threads,
+                    "jobs": args.jobs,
+                    "quick": args.quick,
+                },
+                "commands": {
+                    r: "dsplug " + " ".join(train_argv(args, r, "<mode>", 0, splits))
+                    for r in args.rows
+                },
+                "splits": {k: json.loads(p.read_text()) for k, p in splits.items()},
+                "anchors": {r: ANCHORS[r] for r in args.rows},
+                "machine": machine_info(torch.device("cpu")),
+                "wall_s": time.perf_counter() - start,
+                "summary": summarize(runs, args),
+                "runs": dict(sorted(runs.items())),
+            }
+        )
         if args.json is not None:  # after every run: a partial result survives an interruption
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1) + "\n")
+            plot_curves(result, args.json.with_suffix(".png"))
+
+    done = [k for k in plan if (args.out_dir / k[0] / k[2] / str(k[1]) / "summary.json").exists()]
+    for row, seed, m in done:  # finished in an earlier call: read, not retrained
+        record(row, m, seed)
+    # row by row (a partial result has whole rows), the dearer mode first in each
+    pending = sorted(
+        (k for k in plan if k not in done), key=lambda k: (args.rows.index(k[0]), k[2] == ref)
+    )
+    commands = {
+        (row, seed, m): [
+            *train_argv(args, row, m, seed, splits),
+            *("--out", str(args.out_dir / row / m / str(seed))),
+        ]
+        for row, seed, m in pending
+    }
+    bar = tqdm(total=len(plan), initial=len(done), desc="field runs", unit="run")
+    if args.jobs <= 1:
+        for key in pending:
+            _train(commands[key], args.threads)
+            record(key[0], key[2], key[1])
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            futures = {pool.submit(_train, commands[k], args.threads): k for k in pending}
+            for future in as_completed(futures):
+                future.result()
+                row, seed, m = futures[future]
+                record(row, m, seed)
+                bar.update()
+    bar.close()
     emit({k: v for k, v in result.items() if k != "runs"}, None)  # stdout; the file has runs
     if tmp is not None:
         tmp.cleanup()

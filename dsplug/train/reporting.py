@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..metrics import METRIC_NAMES, SURFACE_METRIC_NAMES, CaseMetrics
 from .evaluation import overlay_samples
+from .native import case_rows
 from .plots import plot_curves, plot_overlays
 from .runlog import RunLog, write_csv, write_json
 from .schedule import EarlyStopping
@@ -152,13 +153,11 @@ def write_reports(
     best_val_cases: Mapping[str, Mapping[str, float]],
     test: CaseMetrics | None,
 ) -> None:
-    """Write ``test_cases.csv`` (when tested), ``val_cases.csv`` (the best epoch's) and
-    ``summary.json``."""
+    """Write ``test_cases.csv`` (when tested: the columns of ``dsplug evaluate``'s
+    ``cases.csv``, each class's values too with several foreground classes), ``val_cases.csv``
+    (the best epoch's) and ``summary.json``."""
     if test is not None:
-        write_csv(
-            out / "test_cases.csv",
-            [{"case": case, **values} for case, values in test.per_case().items()],
-        )
+        write_csv(out / "test_cases.csv", case_rows(test))
     write_csv(
         out / "val_cases.csv",
         [{"case": case, **values} for case, values in best_val_cases.items()],

@@ -4,6 +4,7 @@ empty prediction is not a perfect PPV, and silent degenerate training is named."
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -23,6 +24,11 @@ from dsplug.train.predict import predict_file
 from dsplug.train.runlog import write_csv, write_json
 
 from .conftest import tiny_config, tiny_ds, tiny_sets
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _write_pngs(root: Path, shape: tuple[int, int] = (40, 52), n: int = 4) -> Path:
@@ -180,6 +186,24 @@ def test_evaluate_scores_nsd_at_the_runs_own_tolerance(tmp_path: Path) -> None:
     assert summary["nsd_tolerance_mm"] == 3.0
     trained = json.loads((run / "summary.json").read_text())["test"]
     assert summary["nsd"] == pytest.approx(trained["nsd"], abs=1e-12)  # one number, twice
+
+
+def test_the_runs_test_cases_are_the_rows_evaluate_writes_per_class_too(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--data", "synthetic", "--option", "num_cases=10", "--option", "size=32"]
+    argv += ["--option", "label_mode=multiclass", "--mode", "none", "--base-channels", "4"]
+    argv += ["--depth", "3", "--quiet", "--no-tensorboard", "--no-plots", "--epochs", "1"]
+    assert main([*argv, "--min-epochs", "1", "--out", str(run)]) == 0
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run / "best.pt"), "--out", str(out), "--no-cache"]) == 0
+    trained, evaluated = (_rows(path) for path in (run / "test_cases.csv", out / "cases.csv"))
+    # evaluate's columns in its order (it also scores HD95 and NSD of slices; training does not)
+    assert list(trained[0]) == [k for k in evaluated[0] if k in trained[0]]
+    assert {"dice_1", "dice_2"} <= set(trained[0])  # each foreground class's Dice
+    for a, b in zip(trained, evaluated, strict=True):
+        assert a["case"] == b["case"]
+        for key in set(a) - {"case"}:
+            assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-9, nan_ok=True), key
 
 
 # --------------------------------------------------------------------------- silent training

@@ -5,20 +5,21 @@ Every run is ``dsplug train --recipe field`` (the CLI's own Trainer, in this pro
 after a linear warm-up, poly decay, ``--iterations`` steps per epoch whatever the data set's
 size, the field's augmentation, and for patches a third centred on foreground. Each row has a
 fixed budget of epochs x iterations (``--min-epochs`` = ``--epochs``: every run takes all its
-steps, so ``none`` and the mode get the same optimiser steps), chosen so that the row's six
-runs fit in about three hours on 2 CPU cores (``BUDGETS``; the JSON records the measured
-times). The splits are fixed and written next to the runs: ISBI's 30-slice stack as
-contiguous 15 / 3 / 12 slices (as ``benchmarks/native/isbi_patches.py``), Task04 a seeded shuffle of
-its 200 labelled cases into 150 / 10 / 40 (the same split for 3D and 2D).
+steps, so ``none`` and the mode get the same optimiser steps; ``BUDGETS``; the JSON records the
+measured times). ``--paper-arm`` also trains ``none`` with the paper's recipe at about the
+row's steps (patch rows), so that the recipe itself is compared. The splits are fixed and
+written next to the runs: ISBI's 30-slice stack as contiguous 15 / 3 / 12 slices (as
+``benchmarks/native/isbi_patches.py``), Task04 a seeded shuffle of its 200 labelled cases into
+150 / 10 / 40 (the same split for 3D and 2D).
 
 Test metrics are the Trainer's at the best validation epoch (patch rows: Gaussian sliding
 windows at native resolution, Dice, HD95 and NSD per case; slice rows: Dice per volume of
 stacked slices). Each run's validation Dice per epoch is kept (``val_dice_curve``). Per row,
 the mode - none comparison per seed is :func:`benchmarks.native_3d.compare_metric`'s.
 
-Run (2 threads, one process, about three hours per row; ``--rows`` picks rows):
-    nice -n 10 python benchmarks/field/field.py --rows isbi-patches task04-3d task04-2d \\
-        --out-dir /tmp/field_runs          # writes benchmarks/field/results/field.json
+Run (two runs at a time, one thread each; about 100 minutes on 2 cores; ``--rows`` picks rows):
+    python benchmarks/field/field.py --rows task04-3d isbi-patches task04-2d --paper-arm \\
+        --jobs 2 --threads 1 --out-dir runs/field   # writes benchmarks/field/results/field.json
     python benchmarks/field/field.py --quick     # 6 tiny runs, a few minutes: the path works
 Finished runs in ``--out-dir`` are read, not retrained (an interrupted call goes on where it
 stopped); ``--jobs 2 --threads 1`` trains two runs at a time. The validation curves of every run
@@ -62,8 +63,9 @@ PAPER = "-paper"  # the suffix of the arm trained with the paper's recipe
 SPLIT_OF = {"isbi-patches": "isbi", "task04-3d": "task04", "task04-2d": "task04"}
 METRICS = ("dice", "hd95", "nsd")
 
-#: Each row's net and budget (full runs). ``budget`` is what the row's six runs (2 modes x 3
-#: seeds) are sized for on 2 CPU cores; the JSON has the measured times.
+#: Each row's net and budget (full runs): sized so that the three rows with the paper arm (21
+#: runs) take about an hour and a half on 2 CPU cores at two runs at a time; the JSON has the
+#: measured times.
 BUDGETS: dict[str, dict[str, Any]] = {
     "isbi-patches": {
         "patch": [128, 128],
@@ -71,9 +73,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "depth": 4,
         "norm": "batch",
         "batch_size": 4,
-        "epochs": 12,
+        "epochs": 8,
         "iterations": 250,
-        "budget": "6 runs x 3,000 steps of 4 x 128^2 patches",
+        "budget": "2,000 steps of 4 x 128^2 patches per run",
     },
     "task04-3d": {
         "patch": [32, 32, 32],
@@ -83,7 +85,7 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "batch_size": 2,
         "epochs": 25,
         "iterations": 100,
-        "budget": "6 runs x 2,500 steps of 2 x 32^3 patches",
+        "budget": "2,500 steps of 2 x 32^3 patches per run",
     },
     "task04-2d": {
         "patch": None,
@@ -91,9 +93,9 @@ BUDGETS: dict[str, dict[str, Any]] = {
         "depth": 4,
         "norm": "batch",
         "batch_size": 16,
-        "epochs": 10,
+        "epochs": 6,
         "iterations": 250,
-        "budget": "6 runs x 2,500 steps of 16 whole slices",
+        "budget": "1,500 steps of 16 whole slices per run",
     },
 }
 #: --quick: tiny nets and splits, two steps per epoch (ISBI: 64 px patches, fewer windows

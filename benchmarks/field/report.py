@@ -115,7 +115,8 @@ def plot_curves(result: Mapping[str, Any], path: Path) -> None:
         ax.set_title(ROW_NAMES.get(row, row))
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation Dice")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a row with runs
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

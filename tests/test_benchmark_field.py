@@ -1,4 +1,4 @@
-"""benchmarks/field/field.py: its --quick path with the paper arm on the real data (skipped when
+"""benchmarks/field/field.py: its --quick path with the paper's arms on the real data (skipped when
 absent; a failure on CI), finished runs read rather than retrained, the paper arm's budget, and
 what counts as a collapse."""
 
@@ -25,6 +25,15 @@ def test_the_paper_arm_takes_about_the_field_recipes_steps() -> None:
         assert abs(epochs - s["epochs"]) <= 0.5 * s["epochs"], (row, epochs)  # decays as often
 
 
+def test_paper_arms_name_a_patch_row_and_a_mode() -> None:
+    assert field.build_parser().parse_args(["--paper", "task04-3d:hyb"]).paper == [
+        ("task04-3d", "hyb")
+    ]
+    for bad in ("task04-2d:none", "task04-3d", "nowhere:none"):
+        with pytest.raises(SystemExit):
+            field.build_parser().parse_args(["--paper", bad])
+
+
 def test_a_class_predicted_nowhere_is_a_collapse() -> None:
     run = {"test": {"dice": 0.45}, "class_dice": {"dice_1": 0.0005, "dice_2": 0.85}}
     assert field.collapsed(run)  # the mean hides it
@@ -34,15 +43,16 @@ def test_a_class_predicted_nowhere_is_a_collapse() -> None:
 
 @pytest.mark.data
 @pytest.mark.slow
-def test_field_quick_with_the_paper_arm_and_reuse(tmp_path: Path) -> None:
+def test_field_quick_with_the_papers_arms_and_reuse(tmp_path: Path) -> None:
     task04 = require_data("Task04_Hippocampus")
     isbi = require_data("isbi2012_em_membrane", "train")
     out, path = tmp_path / "runs", tmp_path / "field.json"
-    argv = ["--quick", "--paper-arm", "--rows", "isbi-patches", "task04-3d", "--threads", "1"]
+    argv = ["--quick", "--rows", "isbi-patches", "task04-3d", "--threads", "1", "--paper"]
+    argv += ["task04-3d:none", "task04-3d:hyb", "isbi-patches:none"]
     argv += ["--task04", str(task04), "--isbi", str(isbi), "--out-dir", str(out)]
     assert field.main([*argv, "--json", str(path)]) == 0
     result = json.loads(path.read_text())
-    assert result["complete"] and len(result["runs"]) == 6  # 2 rows x (none, hyb, none-paper)
+    assert result["complete"] and len(result["runs"]) == 7  # 2 rows x (none, hyb) + 3 paper
     assert path.with_suffix(".png").is_file()
     for row in ("isbi-patches", "task04-3d"):
         entry = result["summary"][row]
@@ -50,6 +60,9 @@ def test_field_quick_with_the_paper_arm_and_reuse(tmp_path: Path) -> None:
         assert "none_minus_none-paper" in entry
         assert result["runs"][f"{row}/none-paper/0"]["recipe"]["name"] == "paper"
         assert result["runs"][f"{row}/hyb/0"]["recipe"]["name"] == "field"
+    both = result["summary"]["task04-3d"]
+    assert {"hyb-paper", "hyb_minus_hyb-paper", "hyb-paper_minus_none-paper"} <= set(both)
+    assert "hyb-paper" not in result["summary"]["isbi-patches"]
     assert set(result["runs"]["task04-3d/none/0"]["class_dice"]) == {"dice_1", "dice_2"}
     assert "paper's recipe" in render_field(result)
     mtime = (out / "task04-3d/hyb/0/summary.json").stat().st_mtime_ns

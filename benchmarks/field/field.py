@@ -6,7 +6,7 @@ after a linear warm-up, poly decay, ``--iterations`` steps per epoch whatever th
 size, the field's augmentation, and for patches a third centred on foreground. Each row has a
 fixed budget of epochs x iterations (``--min-epochs`` = ``--epochs``: every run takes all its
 steps, so ``none`` and the mode get the same optimiser steps; ``BUDGETS``; the JSON records the
-measured times). ``--paper-arm`` also trains ``none`` with the paper's recipe at about the
+measured times). ``--paper ROW:MODE`` also trains MODE with the paper's recipe at about the
 row's steps (patch rows), so that the recipe itself is compared. The splits are fixed and
 written next to the runs: ISBI's 30-slice stack as contiguous 15 / 3 / 12 slices (as
 ``benchmarks/native/isbi_patches.py``), Task04 a seeded shuffle of its 200 labelled cases into
@@ -18,8 +18,9 @@ stacked slices). Each run's validation Dice per epoch is kept (``val_dice_curve`
 the mode - none comparison per seed is :func:`benchmarks.native_3d.compare_metric`'s.
 
 Run (two runs at a time, one thread each; about 100 minutes on 2 cores; ``--rows`` picks rows):
-    python benchmarks/field/field.py --rows task04-3d isbi-patches task04-2d --paper-arm \\
-        --jobs 2 --threads 1 --out-dir runs/field   # writes benchmarks/field/results/field.json
+    python benchmarks/field/field.py --rows task04-3d isbi-patches task04-2d --jobs 2 \\
+        --paper task04-3d:none task04-3d:hyb isbi-patches:none --threads 1 --out-dir runs/field
+        # writes benchmarks/field/results/field.json
     python benchmarks/field/field.py --quick     # 6 tiny runs, a few minutes: the path works
 Finished runs in ``--out-dir`` are read, not retrained (an interrupted call goes on where it
 stopped); ``--jobs 2 --threads 1`` trains two runs at a time. The validation curves of every run
@@ -63,9 +64,9 @@ PAPER = "-paper"  # the suffix of the arm trained with the paper's recipe
 SPLIT_OF = {"isbi-patches": "isbi", "task04-3d": "task04", "task04-2d": "task04"}
 METRICS = ("dice", "hd95", "nsd")
 
-#: Each row's net and budget (full runs): sized so that the three rows with the paper arm (21
-#: runs) take about an hour and a half on 2 CPU cores at two runs at a time; the JSON has the
-#: measured times.
+#: Each row's net and budget (full runs): sized so that the three rows and the paper's arms of
+#: the command above take about two hours on 2 CPU cores at two runs at a time; the JSON has
+#: the measured times.
 BUDGETS: dict[str, dict[str, Any]] = {
     "isbi-patches": {
         "patch": [128, 128],
@@ -120,10 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task04", type=Path, default=DATA / "Task04_Hippocampus")
     p.add_argument("--modes", nargs=2, default=["none", "hyb"], metavar=("REF", "MODE"))
     p.add_argument(
-        "--paper-arm",
-        action="store_true",
-        help=f"also train REF with the paper's recipe at the row's steps (arm '<REF>{PAPER}'; "
-        "patch rows)",
+        "--paper",
+        nargs="+",
+        default=[],
+        metavar="ROW:MODE",
+        type=_paper_arm,
+        help="also train MODE on ROW (a patch row) with the paper's recipe at the row's steps "
+        f"(arm '<MODE>{PAPER}'), e.g. task04-3d:none task04-3d:hyb",
     )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=2, help="torch threads per run (default: 2)")
@@ -144,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="6 tiny runs (a smoke test)")
     return p
+
+
+def _paper_arm(text: str) -> tuple[str, str]:
+    """``ROW:MODE`` of ``--paper`` (a patch row: the paper's epoch is patches per image)."""
+    row, _, mode = text.partition(":")
+    if row not in SPLIT_OF or row == "task04-2d" or not mode:
+        patch_rows = [r for r in ROWS if r != "task04-2d"]
+        raise argparse.ArgumentTypeError(
+            f"expected ROW:MODE with ROW in {patch_rows}, got {text!r}"
+        )
+    return row, mode
 
 
 def write_splits(args: argparse.Namespace, folder: Path) -> dict[str, Path]:
@@ -283,8 +298,9 @@ def _difference(runs: dict[str, Any], row: str, a: str, b: str, seeds: list[int]
 
 
 def summarize(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Per row: the means over seeds per arm, mode - none per seed for each metric, and with
-    the paper arm none (field recipe) - none (paper's recipe)."""
+    """Per row: the means over seeds per arm, mode - none per seed for each metric, and for
+    each mode also trained with the paper's recipe: field - paper (and, with both modes there,
+    mode - none under the paper's recipe)."""
     ref, mode = args.modes
     table: dict[str, Any] = {}
     for row in args.rows:
@@ -292,11 +308,8 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         if not seeds:
             continue
         entry: dict[str, Any] = {"seeds": seeds}
-        paper = ref + PAPER
-        arms = [ref, mode]
-        if all(f"{row}/{paper}/{s}" in runs for s in seeds):
-            arms.append(paper)
-        for m in arms:
+        papers = [m for m in (ref, mode) if all(f"{row}/{m}{PAPER}/{s}" in runs for s in seeds)]
+        for m in (ref, mode, *(m + PAPER for m in papers)):
             rs = [runs[f"{row}/{m}/{s}"] for s in seeds]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a metric absent: nan
@@ -304,18 +317,16 @@ def summarize(runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             entry[m]["dice_per_seed"] = [r["test"]["dice"] for r in rs]
             entry[m]["fit_wall_s"] = float(np.mean([r["fit_wall_s"] for r in rs]))
         entry[f"{mode}_minus_{ref}"] = _difference(runs, row, mode, ref, seeds)
-        if paper in arms:
-            entry[f"{ref}_minus_{paper}"] = _difference(runs, row, ref, paper, seeds)
+        for m in papers:
+            entry[f"{m}_minus_{m}{PAPER}"] = _difference(runs, row, m, m + PAPER, seeds)
+        if len(papers) == 2:
+            both = (mode + PAPER, ref + PAPER)
+            entry[f"{both[0]}_minus_{both[1]}"] = _difference(runs, row, *both, seeds)
         entry["collapsed"] = sorted(
             k for k, r in runs.items() if k.startswith(f"{row}/") and collapsed(r)
         )
         table[row] = entry
     return table
-
-
-def _trains(row: str, arm: str) -> bool:
-    """Whether ``row`` has ``arm`` (the paper arm: patch rows only)."""
-    return not arm.endswith(PAPER) or row != "task04-2d"
 
 
 def _train(command: list[str], threads: int) -> None:
@@ -349,10 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     splits = write_splits(args, args.out_dir)
     ref, mode = args.modes
-    arms = (ref, mode)
-    if args.paper_arm:
-        arms += (ref + PAPER,)
-    plan = [(r, s, m) for r in args.rows for s in args.seeds for m in arms if _trains(r, m)]
+    arms = [(r, m) for r in args.rows for m in (ref, mode)]
+    arms += [(r, m + PAPER) for r, m in args.paper if r in args.rows]
+    plan = [(r, s, m) for r, m in arms for s in args.seeds]
     runs: dict[str, Any] = {}
     result: dict[str, Any] = {}
     start = time.perf_counter()
@@ -367,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "settings": {
                     "rows": {r: row_settings(r, args.quick) for r in args.rows},
                     "modes": args.modes,
-                    "paper_arm": args.paper_arm,
+                    "paper": [f"{r}:{m}" for r, m in args.paper],
                     "seeds": args.seeds,
                     "threads": args.threads,
                     "jobs": args.jobs,

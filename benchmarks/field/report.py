@@ -10,6 +10,8 @@ from typing import Any
 
 __all__ = ["PUBLISHED", "plot_curves", "render_field"]
 
+PAPER = "-paper"  # the suffix of an arm trained with the paper's recipe (field.py's)
+
 ROW_NAMES = {
     "isbi-patches": "ISBI 2012, native 2D patches",
     "task04-3d": "Task04, 3D patches",
@@ -31,9 +33,19 @@ def _seeds(values: list[float]) -> str:
     return ", ".join(f"{v:.4f}" for v in values)
 
 
+def _p(c: Mapping[str, Any]) -> str:
+    return "n/a" if c["p"] is None or c["p"] != c["p"] else f"{c['p']:.2f}"
+
+
+def _arm(name: str) -> str:
+    """An arm's label: the mode, and the paper's recipe where it trained with it."""
+    return f"{name.removesuffix(PAPER)} (paper's recipe)" if name.endswith(PAPER) else name
+
+
 def render_field(result: Mapping[str, Any]) -> str:
-    """Markdown: one line per row and mode (test Dice, HD95, NSD, per-seed Dice, budget, run
-    time), then mode - none per seed, and the published anchors."""
+    """Markdown: one line per row and arm (test Dice, HD95, NSD, per-seed Dice, budget, run
+    time), then mode - none per seed beside the published anchors, and field - paper's recipe
+    per mode where the paper's arm ran."""
     ref, mode = result["settings"]["modes"]
     rows = result["settings"]["rows"]
     lines = [
@@ -41,18 +53,16 @@ def render_field(result: Mapping[str, Any]) -> str:
         "| minutes / run |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    arms = (ref, mode, ref + PAPER, mode + PAPER)
     for row, entry in result["summary"].items():
         s = rows[row]
         budget = f"{s['epochs'] * s['iterations']:,} x {s['batch_size']}"
-        for m in (ref, mode, ref + "-paper"):
-            if m not in entry:
-                continue
+        for m in (m for m in arms if m in entry):
             e = entry[m]
             hd95 = "n/a" if e["hd95"] != e["hd95"] else f"{e['hd95']:.2f}"
             nsd = "n/a" if e["nsd"] != e["nsd"] else f"{e['nsd']:.4f}"
-            name = f"{ref} (paper's recipe)" if m.endswith("-paper") else m
-            cells = (ROW_NAMES.get(row, row), name, f"{e['dice']:.4f}", _seeds(e["dice_per_seed"]))
-            cells += (hd95, nsd, budget, f"{e['fit_wall_s'] / 60:.0f}")
+            cells = (ROW_NAMES.get(row, row), _arm(m), f"{e['dice']:.4f}")
+            cells += (_seeds(e["dice_per_seed"]), hd95, nsd, budget, f"{e['fit_wall_s'] / 60:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -61,35 +71,32 @@ def render_field(result: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row, entry in result["summary"].items():
-        c = entry[f"{mode}_minus_{ref}"]["dice"]
-        p = "n/a" if c["p"] is None or c["p"] != c["p"] else f"{c['p']:.2f}"
-        cells = (
-            ROW_NAMES.get(row, row),
-            ", ".join(f"{d:+.4f}" for d in c["per_seed_diff"]),
-            f"{c['mean_diff']:+.4f}",
-            c["better_in"],
-            p,
-            ", ".join(entry["collapsed"]) or "none",
-            PUBLISHED.get(row, ""),
-        )
-        lines.append("| " + " | ".join(cells) + " |")
+        for a, b in ((mode, ref), (mode + PAPER, ref + PAPER)):
+            if f"{a}_minus_{b}" not in entry:
+                continue
+            c = entry[f"{a}_minus_{b}"]["dice"]
+            name = ROW_NAMES.get(row, row) + (" (paper's recipe)" if a.endswith(PAPER) else "")
+            cells = (name, ", ".join(f"{d:+.4f}" for d in c["per_seed_diff"]))
+            cells += (f"{c['mean_diff']:+.4f}", c["better_in"], _p(c))
+            cells += (", ".join(entry["collapsed"]) or "none", PUBLISHED.get(row, ""))
+            lines.append("| " + " | ".join(cells) + " |")
     recipes = [
-        (row, entry[f"{ref}_minus_{ref}-paper"]["dice"])
+        (row, m, entry[f"{m}_minus_{m}{PAPER}"]["dice"])
         for row, entry in result["summary"].items()
-        if f"{ref}_minus_{ref}-paper" in entry
+        for m in (ref, mode)
+        if f"{m}_minus_{m}{PAPER}" in entry
     ]
     if recipes:
         lines += [
             "",
-            f"| task family | `{ref}`: field recipe - paper's recipe, Dice per seed | mean "
+            "| task family | mode | field recipe - paper's recipe: Dice per seed | mean "
             "| field better in | p (t-test) |",
-            "|---|---|---|---|---|",
+            "|---|---|---|---|---|---|",
         ]
-        for row, c in recipes:
-            p = "n/a" if c["p"] is None or c["p"] != c["p"] else f"{c['p']:.2f}"
+        for row, m, c in recipes:
             diffs = ", ".join(f"{d:+.4f}" for d in c["per_seed_diff"])
-            cells = (ROW_NAMES.get(row, row), diffs, f"{c['mean_diff']:+.4f}", c["better_in"], p)
-            lines.append("| " + " | ".join(cells) + " |")
+            cells = (ROW_NAMES.get(row, row), m, diffs, f"{c['mean_diff']:+.4f}", c["better_in"])
+            lines.append("| " + " | ".join((*cells, _p(c))) + " |")
     return "\n".join(lines)
 
 
@@ -103,7 +110,12 @@ def plot_curves(result: Mapping[str, Any], path: Path) -> None:
     rows = list(result["settings"]["rows"])
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
     ref, mode = result["settings"]["modes"]
-    colours = {ref: "tab:blue", mode: "tab:orange", ref + "-paper": "tab:gray"}
+    colours = {
+        ref: "tab:blue",
+        mode: "tab:orange",
+        ref + PAPER: "tab:gray",
+        mode + PAPER: "tab:red",
+    }
     for ax, row in zip(axes[0], rows, strict=True):
         for key, run in result["runs"].items():
             r, m, seed = key.split("/")

@@ -41,14 +41,16 @@ def test_a_class_predicted_nowhere_is_a_collapse() -> None:
     assert field.collapsed({"test": {"dice": 0.01}})  # binary: predicts nothing
 
 
+PAPERS = ["task04-3d:none", "task04-3d:hyb", "isbi-patches:none"]
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_field_quick_with_the_papers_arms_and_reuse(tmp_path: Path) -> None:
     task04 = require_data("Task04_Hippocampus")
     isbi = require_data("isbi2012_em_membrane", "train")
     out, path = tmp_path / "runs", tmp_path / "field.json"
-    argv = ["--quick", "--rows", "isbi-patches", "task04-3d", "--threads", "1", "--paper"]
-    argv += ["task04-3d:none", "task04-3d:hyb", "isbi-patches:none"]
+    argv = ["--quick", "--rows", "isbi-patches", "task04-3d", "--threads", "1", "--paper", *PAPERS]
     argv += ["--task04", str(task04), "--isbi", str(isbi), "--out-dir", str(out)]
     assert field.main([*argv, "--json", str(path)]) == 0
     result = json.loads(path.read_text())
@@ -71,3 +73,8 @@ def test_field_quick_with_the_papers_arms_and_reuse(tmp_path: Path) -> None:
     assert (out / "task04-3d/hyb/0/summary.json").stat().st_mtime_ns == mtime
     same = json.dumps(json.loads(again.read_text())["summary"]) == json.dumps(result["summary"])
     assert same  # (compared as text: a p of one seed is nan)
+    partial = tmp_path / "partial.json"
+    more = [*argv, "--paper", *PAPERS, "isbi-patches:hyb", "--no-train", "--json", str(partial)]
+    assert field.main(more) == 0  # an arm not trained yet: named, not trained
+    assert json.loads(partial.read_text())["missing"] == ["isbi-patches/hyb-paper/0"]
+    assert not (out / "isbi-patches/hyb-paper").exists()

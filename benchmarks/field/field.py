@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the result file (default: {RESULT}; --quick: none)",
     )
     p.add_argument("--quick", action="store_true", help="6 tiny runs (a smoke test)")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="only read the runs finished in --out-dir (the JSON says which are missing)",
+    )
     return p
 
 
@@ -403,9 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = [k for k in plan if (args.out_dir / k[0] / k[2] / str(k[1]) / "summary.json").exists()]
     for row, seed, m in done:  # finished in an earlier call: read, not retrained
         record(row, m, seed)
-    # row by row (a partial result has whole rows), the dearer mode first in each
-    pending = sorted(
-        (k for k in plan if k not in done), key=lambda k: (args.rows.index(k[0]), k[2] == ref)
+    pending = sorted(  # row by row, seed by seed (a cut-short call leaves whole pairs), the
+        # mode before none, the paper's arms after the pairs
+        (k for k in plan if k not in done),
+        key=lambda k: (args.rows.index(k[0]), k[2].endswith(PAPER), k[1], k[2] == ref),
     )
     commands = {
         (row, seed, m): [
@@ -414,6 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         for row, seed, m in pending
     }
+    if args.no_train:
+        pending = []
+        result["missing"] = [
+            f"{row}/{m}/{seed}" for row, seed, m in plan if (row, seed, m) not in done
+        ]
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
     bar = tqdm(total=len(plan), initial=len(done), desc="field runs", unit="run")
     if args.jobs <= 1:
         for key in pending:

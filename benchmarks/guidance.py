@@ -10,9 +10,10 @@ lists every generated section, each between its markers in its file: the headlin
 label-efficiency plots and tables (``label-efficiency``), the recipe ablation
 (``convergence_hippocampus_recipe.json``: each term family of hyb left out, against hyb and none
 seed by seed; ``recipe``), the semi-supervised runs (``semi``), the native-resolution tables
-(``native-3d``, ``isbi-patches``) and ``report.py``'s step time, inference and convergence tables
-(``results``). Each study's ``report.py`` renders its tables; this module knows where each JSON is
-(:func:`result_file`: in its study's ``results/`` folder) and which page shows it.
+(``native-3d``, ``isbi-patches``), the field recipe's rows (``field``, also in README.md) and
+``report.py``'s step time, inference and convergence tables (``results``). Each study's
+``report.py`` renders its tables; this module knows where each JSON is (:func:`result_file`: in
+its study's ``results/`` folder) and which page shows it.
 
 Usage:
     python benchmarks/guidance.py            # rewrite every section
@@ -37,6 +38,7 @@ from benchmarks import report
 from benchmarks._sections import Section, rendered, stale
 from benchmarks._tables import diff_cell
 from benchmarks.convergence.report import render_recipe as recipe_report
+from benchmarks.field.report import render_field as field_report
 from benchmarks.guidance_cells import (
     GAIN,
     LEVEL,
@@ -106,14 +108,22 @@ def plot_link(path: Path, plots: str) -> str:
 def _load(name: str) -> dict[str, Any] | None:
     """A result JSON; ``file.json#key`` is the part of it under ``epochs[key]``,
     ``file.json@n`` (a label-efficiency table) its rows for ``n`` training cases, and
-    ``file.json%n`` (a semi-supervised table) its arms at ``n`` labelled cases."""
+    ``file.json%n`` (a semi-supervised table) its arms at ``n`` labelled cases, and
+    ``file.json&row`` (the field benchmark) that row's hyb - none (``&row:paper``: of the arms
+    trained with the paper's recipe)."""
     name, _, part = name.partition("#")
     name, _, cases = name.partition("@")
     name, _, labelled = name.partition("%")
+    name, _, family = name.partition("&")
     path = result_file(name)
     if not path.exists():
         return None
     result = json.loads(path.read_text())
+    if family:  # a row of the field benchmark, ``row`` or ``row:paper`` (the paper's arms)
+        family, _, recipe = family.partition(":")
+        suffix = "-paper" if recipe == "paper" else ""
+        entry = result["summary"].get(family) or {}
+        return {"field": entry.get(f"hyb{suffix}_minus_none{suffix}")}
     if cases:
         return {"size": {r["variant"]: r for r in result["rows"] if r["cases"] == int(cases)}}
     if labelled:  # a semi-supervised table: its arms at ``labelled`` labelled cases
@@ -143,6 +153,12 @@ def row_figures(row: Row) -> dict[str, Any] | None:
         )
         if unlabelled is None:  # a supervised arm: its mode's labelled step
             row = Row(row.regime, row.file, row.variant, ("step_time.json", mode))
+    elif "field" in result:  # a row of the field benchmark: hyb - none per seed
+        if result["field"] is None:
+            return None
+        versus = result["field"]["dice"]
+        figures = dict.fromkeys(("at_none_compute", "to_best", "to_best_none", "reached"))
+        figures.update(diffs=versus["per_seed_diff"], p=versus["p"])
     elif "size" in result:  # one training-set size of a label-efficiency table
         r = result["size"].get(row.variant)
         if r is None:
@@ -375,6 +391,20 @@ def render_isbi_patches() -> str:
     return isbi_patches_report(result["summary"])
 
 
+FIELD = "field.json"
+FIELD_START, FIELD_END = "<!-- field:start -->", "<!-- field:end -->"
+
+
+def render_field(plots: str = DOCS_PLOTS) -> str:
+    """The field benchmark's table beside the published figures, and its validation curves
+    (``plots``: how the page links ``RESULTS``)."""
+    result = _stored(FIELD)
+    if result is None:
+        return "No field result is stored yet."
+    curves = plot_link(result_file(FIELD), plots)
+    return field_report(result) + f"\n\n![validation Dice per epoch of every run]({curves})"
+
+
 #: The JSON behind ``report.py``'s section (step time, inference, convergence).
 REPORT = {
     "step_time": ["step_time.json"],
@@ -422,6 +452,8 @@ def sections() -> tuple[Section, ...]:
         Section(DOCS / "semi.md", SEMI_START, SEMI_END, render_semi),
         Section(DOCS / "native.md", NATIVE_START, NATIVE_END, render_native_3d),
         Section(DOCS / "native.md", PATCHES_START, PATCHES_END, render_isbi_patches),
+        Section(DOCS / "native.md", FIELD_START, FIELD_END, render_field),
+        Section(README, FIELD_START, FIELD_END, lambda: render_field("benchmarks/")),
         Section(DOCS / "benchmarks.md", report.START, report.END, render_results),
     )
 

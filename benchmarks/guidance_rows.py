@@ -122,6 +122,21 @@ ROWS: tuple[Row, ...] = (
         for regime in [f"label efficiency, own U-Net: {what.format(n)} (equal steps)"]
         for mode, step in (("hyb", ("step_time.json", "hyb")), ("up", ("step_time.json", "up")))
     ),
+    *(
+        Row(
+            f"plentiful labels at each task family's default recipe, own U-Net: {what}",
+            f"field.json&{family}",
+            "hyb-every2",
+            ("step_time_designs.json", "hyb@aux_every=2"),
+        )
+        for family, what in (
+            (
+                "isbi-patches",
+                "ISBI 2012 at native resolution, 128 px patches, 15 slices, 2,000 steps",
+            ),
+            ("task04-3d:paper", "Task04 3D, 32^3 patches, 150 training cases, 2,500 steps"),
+        )
+    ),
     Row(
         "your own loop: smp Unet/resnet18 from scratch, Task04 with empty slices kept, "
         "8 training cases, 6 epochs",

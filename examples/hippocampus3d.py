@@ -48,6 +48,8 @@ EXAMPLE = _common.Example(
         "--depth",
         "4",
         "--augment",
+        "--recipe",
+        "paper",
     ),
     batch_size=4,
     weights="equal",

@@ -56,6 +56,8 @@ EXAMPLE = _common.Example(
         "--patches-per-image",
         "8",
         "--augment",
+        "--recipe",
+        "paper",
     ),
     batch_size=8,
     weights="equal",

@@ -168,6 +168,7 @@ def run_one(
         tensorboard=False,
         plots=False,
         patch=patch,
+        recipe="paper",  # the stored runs' (patches default to the field recipe now)
         amp="off",
     )
     train = _patches(args, native["train"]) if patch else small["train"]

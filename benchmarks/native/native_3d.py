@@ -150,6 +150,7 @@ def train_argv(
         *("--norm", args.norm, "--mode", mode, "--seed", str(seed)),
         *(() if mode == "none" else ("--aux-every", str(args.aux_every))),
         *("--patch", *map(str, args.patch), "--patches-per-image", str(args.patches_per_image)),
+        *("--recipe", "paper"),  # the stored runs' (patches default to the field recipe now)
         *("--epochs", str(args.epochs), "--min-epochs", str(args.epochs)),
         *("--batch-size", str(args.batch_size), "--lr", str(args.lr)),
         *("--quiet", "--no-tensorboard", "--no-plots", "--device", "cpu"),

@@ -10,13 +10,12 @@ measured values go.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.field_augment import AugmentedDataset, FieldAugment
-from .config import TrainConfig
+from .config import TrainConfig, task_family
 from .runtime import Runtime, _ignore_sigint
 from .unlabeled import EpochSampler
 
@@ -33,13 +32,6 @@ __all__ = [
 FAMILIES = ("2d-slices", "2d-patches", "3d-patches")
 #: Each family's augmentation.
 FIELD_AUGMENT: dict[str, FieldAugment] = {family: FieldAugment() for family in FAMILIES}
-
-
-def task_family(patch: Sequence[int] | None) -> str:
-    """``2d-slices`` (whole items, no patch), ``2d-patches`` or ``3d-patches``."""
-    if patch is None:
-        return "2d-slices"
-    return "3d-patches" if len(patch) == 3 else "2d-patches"
 
 
 def train_view(data: Dataset, config: TrainConfig) -> Dataset:

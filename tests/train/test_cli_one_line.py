@@ -166,7 +166,8 @@ def test_one_voxel_bottleneck_in_batches_of_one_is_refused_up_front(tmp_path: Pa
 def test_a_last_batch_of_one_patch_is_left_out_not_a_crash(tmp_path: Path, capsys) -> None:
     # 8 training images x 1 patch: batches of 7 leave one patch over
     data = synthetic_cli(size=8)  # small images: few sliding windows in validation
-    patch = ["--patch", "4", "4", "--patches-per-image", "1", "--batch-size", "7"]
+    patch = ["--patch", "4", "4", "--patches-per-image", "1", "--recipe", "paper"]
+    patch += ["--batch-size", "7"]
     short = ["--mode", "none", "--epochs", "1", "--min-epochs", "1", "--no-plots"]
     args = ["train", *data, *TINY_CLI, *patch]
     status, _, err = _run([*args, *short, "--out", str(tmp_path / "run")], capsys)
@@ -179,7 +180,7 @@ def test_a_last_batch_of_one_patch_is_left_out_not_a_crash(tmp_path: Path, capsy
 
 def test_a_patch_larger_than_every_image_is_one_warning_line(tmp_path: Path, capsys) -> None:
     data = synthetic_cli(size=8)
-    patch = ["--patch", "12", "12", "--patches-per-image", "1"]
+    patch = ["--patch", "12", "12", "--patches-per-image", "1", "--recipe", "paper"]
     short = ["--mode", "none", "--epochs", "1", "--min-epochs", "1", "--no-plots"]
     args = ["train", *data, *TINY_CLI, *patch, *short, "--out", str(tmp_path / "run")]
     status, _, err = _run(args, capsys)

@@ -17,7 +17,8 @@ pytest.importorskip("monai.networks.nets")
 
 QUIET = ["--quiet", "--no-tensorboard", "--no-plots", "--epochs", "1", "--min-epochs", "1"]
 SYNTH_3D = ["--data", "synthetic", "--option", "num_cases=10", "--option", "dim=3"]
-SYNTH_3D += ["--option", "size=16", "--patch", "16", "16", "16", "--patches-per-image", "1"]
+SYNTH_3D += ["--option", "size=16", *("--patch", "16", "16", "16")]
+SYNTH_3D += ["--patches-per-image", "1", "--recipe", "paper"]  # the paper's epoch: 1 patch
 # Tiny nets: DynUNet of 3 levels (stride 4); BasicUNet's five levels (stride 16) with batch
 # norm, since a 16^3 patch leaves it a one-voxel bottleneck.
 TINY = {
@@ -81,7 +82,8 @@ def test_monai_dynunet_trains_task04_3d_patches(tmp_path: Path) -> None:
     splits.write_text(json.dumps({"train": ids[:2], "val": [ids[2]], "test": [ids[3]]}))
     run = tmp_path / "run"
     argv = ["train", "--data", str(root), "--splits", str(splits), "--no-cache"]
-    argv += ["--patch", "16", "16", "16", "--patches-per-image", "2", "--mode", "hyb"]
+    argv += ["--patch", "16", "16", "16", "--patches-per-image", "2", "--recipe", "paper"]
+    argv += ["--mode", "hyb"]
     argv += ["--model", "monai-dynunet", *TINY["monai-dynunet"], *QUIET, "--out", str(run)]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())

@@ -173,6 +173,8 @@ def test_evaluate_scores_nsd_at_the_runs_own_tolerance(tmp_path: Path) -> None:
         "32",
         "--nsd-tolerance",
         "3",
+        "--iterations",  # the field recipe (the default of patches) at 2 steps an epoch
+        "2",
         "--mode",
         "none",
         "--base-channels",

@@ -24,6 +24,10 @@ from .conftest import write_msd
 QUIET = ["--quiet", "--no-tensorboard", "--no-plots", "--epochs", "1", "--min-epochs", "1"]
 TINY_2D = ["--base-channels", "4", "--depth", "3", *QUIET]
 SYNTH_2D = ["--data", "synthetic", "--option", "num_cases=10", "--option", "size=48"]
+#: Patches of the paper's recipe, N per image and epoch (the field recipe, the default of
+#: patches, takes --iterations steps an epoch instead).
+PAPER_2D = ["--patch", "32", "32", "--patches-per-image", "3", "--recipe", "paper"]
+PAPER_3D = ["--patch", "16", "16", "16", "--patches-per-image", "1", "--recipe", "paper"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -35,7 +39,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def run2d(tmp_path_factory) -> Path:
     """One 2D patch run on 48 px phantoms with 32 px patches (shared by the tests below)."""
     out = tmp_path_factory.mktemp("p2d") / "run"
-    argv = ["train", *SYNTH_2D, "--patch", "32", "32", "--patches-per-image", "3", *TINY_2D]
+    argv = ["train", *SYNTH_2D, *PAPER_2D, *TINY_2D]
     assert main([*argv, "--out", str(out)]) == 0
     return out
 
@@ -53,7 +57,7 @@ def test_patch_2d_trains_on_patches_and_scores_whole_images(run2d: Path, capsys)
 
 
 def test_patches_per_image_sets_the_epoch(tmp_path: Path, capsys) -> None:
-    argv = ["train", *SYNTH_2D, "--patch", "32", "32", "--patches-per-image", "3", *TINY_2D]
+    argv = ["train", *SYNTH_2D, *PAPER_2D, *TINY_2D]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 0
     assert "21 random 2D patches of 32 x 32" in capsys.readouterr().out  # 7 images x 3
 
@@ -135,6 +139,7 @@ def test_evaluate_of_a_slice_model_reports_surface_metrics(tmp_path: Path) -> No
 def test_compare_reports_hd95_and_nsd_of_patch_runs(run2d: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     argv = ["train", *SYNTH_2D, "--patch", "32", "32", "--mode", "none", *TINY_2D]
+    argv += ["--iterations", "2"]  # the field recipe, the default of patches: 2 steps an epoch
     assert main([*argv, "--out", str(other)]) == 0
     out = tmp_path / "cmp"
     with pytest.warns(UserWarning, match="paired"):
@@ -148,7 +153,7 @@ def test_patch_3d_volumes_train_evaluate_per_case_and_predict(tmp_path: Path) ->
     run = tmp_path / "run"
     argv = ["train", "--data", str(data), "--splits", str(data / "splits.json"), "--no-cache"]
     argv += ["--patch", "8", "8", "4", "--base-channels", "4", "--depth", "2", *QUIET]
-    assert main([*argv, "--augment", "--out", str(run)]) == 0
+    assert main([*argv, "--augment", "--recipe", "paper", "--out", str(run)]) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["model_config"]["spatial_dims"] == 3 and config["train_config"]["patch"]
     out = tmp_path / "eval"
@@ -166,7 +171,7 @@ def test_patch_3d_volumes_train_evaluate_per_case_and_predict(tmp_path: Path) ->
 
 def test_patch_3d_synthetic_volumes_build_a_3d_net(tmp_path: Path) -> None:
     argv = ["train", "--data", "synthetic", "--option", "num_cases=10", "--option", "dim=3"]
-    argv += ["--option", "size=16", "--patch", "16", "16", "16", "--patches-per-image", "1"]
+    argv += ["--option", "size=16", *PAPER_3D]
     argv += ["--base-channels", "4", "--depth", "2", *QUIET, "--out", str(tmp_path / "r")]
     assert main(argv) == 0
     config = json.loads((tmp_path / "r" / "config.json").read_text())

@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 from dsplug.data import PatchDataset
 from dsplug.data.field_augment import AugmentedDataset
 from dsplug.train import TrainConfig, Trainer
+from dsplug.train.config import DEFAULT_RECIPE, task_family
 from dsplug.train.distributed import DistInfo
 from dsplug.train.recipe import field_loader
 from dsplug.train.runtime import Runtime
@@ -192,6 +193,12 @@ _SHORT = [*synthetic_cli(10, 16), *TINY_CLI, "--epochs", "1", "--min-epochs", "1
         (["--iterations", "5"], "--iterations applies to --recipe field, but the recipe is paper"),
         (["--recipe", "field", "--augment"], "--recipe field augments on its own"),
         (["--recipe", "slow"], "argument --recipe: invalid choice: 'slow'"),
+        (
+            ["--patch", "8", "8", "--augment"],
+            "the default recipe of 2D patches, augments on its own",
+        ),
+        (["--patch", "8", "8", "--patches-per-image", "2"], "drop it, or add --recipe paper"),
+        (["--recipe", "field", "--patch", "8", "8", "--patches-per-image", "2"], "--iterations"),
     ],
 )
 def test_cli_recipe_errors_are_one_line(args, message, tmp_path: Path, capsys) -> None:
@@ -199,6 +206,38 @@ def test_cli_recipe_errors_are_one_line(args, message, tmp_path: Path, capsys) -
     status, _, err = _run(["train", *_SHORT, *args, "--out", str(out)], capsys)
     assert status == 2
     assert message in _one_error_line(err, "train")
+
+
+def test_each_task_family_gets_its_measured_recipe_and_the_papers_is_one_switch() -> None:
+    assert TrainConfig().recipe == "paper"  # whole slices: not compared yet
+    assert TrainConfig(patch=[32, 32]).recipe == "field"  # measured better at equal steps
+    assert TrainConfig(patch=[16, 16, 16]).recipe == "paper"  # measured better at equal steps
+    assert TrainConfig(patch=[32, 32], recipe="paper").recipe == "paper"
+    assert {task_family(None), task_family([8, 8]), task_family([8, 8, 8])} == set(DEFAULT_RECIPE)
+    # a record without a recipe is a paper run's (written before the field recipe, or a paper
+    # run now: it stores none), whatever its patch
+    assert TrainConfig.from_dict({"patch": [32, 32]}).recipe == "paper"
+
+
+def test_a_new_patch_run_trains_with_the_field_recipe_and_its_resume_keeps_it(
+    tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "run"
+    argv = ["train", *_SHORT, "--patch", "8", "8", "--iterations", "2", "--batch-size", "2"]
+    status, said, err = _run([*argv, "--out", str(out)], capsys)
+    assert status == 0, err
+    assert "recipe field" in said
+    saved = json.loads((out / "config.json").read_text())["train_config"]
+    assert saved["recipe"] == "field" and saved["iterations"] == 2
+    paper = tmp_path / "paper"
+    argv = ["train", *_SHORT, "--patch", "8", "8", "--batch-size", "2", "--recipe", "paper"]
+    status, said, err = _run([*argv, "--out", str(paper)], capsys)
+    assert status == 0, err
+    more = [*_SHORT, "--patch", "8", "8", "--epochs", "2", "--batch-size", "2"]
+    status, said, err = _run(["train", *more, "--out", str(paper), "--resume"], capsys)
+    assert status == 0, err  # resumed as the paper run it is, not as a new patch run
+    assert "recipe field" not in said
+    assert "recipe" not in json.loads((paper / "config.json").read_text())["train_config"]
 
 
 def test_cli_resume_keeps_the_runs_recipe(tmp_path: Path, capsys) -> None:

@@ -109,7 +109,8 @@ def test_a_bad_threads_value_is_one_line(value, capsys) -> None:
 
 def test_train_and_evaluate_print_and_record_their_threads(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    argv = ["train", *SYNTH, "--patch", "32", "32", "--patches-per-image", "1", *TINY]
+    patch = ["--patch", "32", "32", "--patches-per-image", "1", "--recipe", "paper"]
+    argv = ["train", *SYNTH, *patch, *TINY]
     assert main([*argv, "--threads", "1", "--out", str(run)]) == 0
     assert "1 CPU thread(s)" in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["threads"] == 1

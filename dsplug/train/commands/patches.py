@@ -166,8 +166,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help="--patch: random patches per image and epoch, a third centred on foreground "
-        "(default: 4); --augment flips, rotates, scales and changes intensities (MONAI, else "
-        "torchvision)",
+        help="--patch with --recipe paper: random patches per image and epoch, a third "
+        "centred on foreground (default: 4; the field recipe, the default of 2D patches, draws "
+        "--iterations batches per epoch instead); --augment (paper) flips, rotates, scales and "
+        "changes intensities (MONAI, else torchvision)",
     )
     nsd_option(g)

@@ -27,7 +27,7 @@ from ...options import Amp, Balance, LabelMode, Mode, Schedule
 from ...semi import default_recipe
 from ...wrapper import DeepSupervised
 from ..checkpoint import CheckpointError, load_checkpoint
-from ..config import TrainConfig
+from ..config import DEFAULT_RECIPE, TrainConfig, task_family
 from ..distributed import DistInfo, all_gather_objects, barrier, setup_distributed, teardown
 from ..lock import RunLock
 from ..models import SMP_ARCHS, build_model, config_divisor
@@ -245,14 +245,16 @@ def _aux_every(args: argparse.Namespace, stored: dict[str, Any]) -> int | None:
 
 
 def _recipe_config(args: argparse.Namespace, resumed: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's TrainConfig fields: ``--recipe``, else the resumed run's, else paper.
+    """The recipe's TrainConfig fields: ``--recipe``, else the resumed run's (paper when it
+    stored none), else the task family's (:data:`~dsplug.train.config.DEFAULT_RECIPE`).
 
     Raises:
         ValueError: a field-recipe option with the paper's recipe, or --augment with the
             field's (which augments on its own).
     """
     stored = resumed.get("train_config", {})  # the run's recipe and its values, unless given
-    recipe = args.recipe or stored.get("recipe") or "paper"
+    default = "paper" if stored else DEFAULT_RECIPE[task_family(args.patch)]
+    recipe = args.recipe or stored.get("recipe") or default
     if recipe == "paper":
         extra = _given(args, (("--iterations", "iterations"), ("--warmup-epochs", "warmup_epochs")))
         if extra:
@@ -261,10 +263,19 @@ def _recipe_config(args: argparse.Namespace, resumed: dict[str, Any]) -> dict[st
                 "paper; add --recipe field or drop it."
             )
         return {"recipe": recipe, "lr": args.lr, "patience": args.patience}
-    if args.augment:
+    if _given(args, (("--patches-per-image", "patches_per_image"),)):
+        which = "--recipe field" if args.recipe else "field, the default recipe of 2D patches,"
         raise ValueError(
-            "--augment is the paper recipe's light augmentation; --recipe field augments on its "
-            "own (flips, rotations, scaling, intensity, gamma, noise): drop --augment."
+            f"--patches-per-image sets the paper recipe's epoch; {which} takes --iterations "
+            "steps per epoch instead: drop it"
+            + (", or add --recipe paper." if not args.recipe else ".")
+        )
+    if args.augment:
+        which = "--recipe field" if args.recipe else "field, the default recipe of 2D patches,"
+        raise ValueError(
+            f"--augment is the paper recipe's light augmentation; {which} augments on its "
+            "own (flips, rotations, scaling, intensity, gamma, noise): drop --augment"
+            + ("." if args.recipe else ", or add --recipe paper.")
         )
     return {
         "recipe": recipe,
@@ -385,7 +396,9 @@ def _training_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="paper: Adam, lr x0.9 every 3 epochs, each item once per epoch; field (nnU-Net's): "
         "linear warm-up then poly decay, --iterations steps per epoch, flips, rotations, "
-        "scaling, intensity, gamma and noise (default: paper; a resume keeps the run's)",
+        "scaling, intensity, gamma and noise (default: the task family's, as "
+        "benchmarks/field/field.py measured: field for 2D patches, paper for 3D patches and "
+        "whole slices; a resume keeps the run's)",
     )
     g.add_argument(
         "--lr", type=positive_float, default=None, help="Adam (default: 3e-4; field: 1e-3)"

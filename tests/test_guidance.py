@@ -219,13 +219,14 @@ def test_every_listed_json_is_stored_once_in_its_studys_results():
     stored = [p.name for p in guidance.RESULTS.glob("*/results/*")]
     assert len(stored) == len(set(stored)) and not (guidance.RESULTS / "results").exists()
     listed = {
-        row.file.partition("#")[0].partition("@")[0].partition("%")[0] for row in guidance.ROWS
+        row.file.partition("#")[0].partition("@")[0].partition("%")[0].partition("&")[0]
+        for row in guidance.ROWS
     }
     listed |= {row.step[0] for row in guidance.ROWS if row.step is not None}
     listed |= {name for names in guidance.REPORT.values() for name in names}
     listed |= {guidance.RECIPE, guidance.SEMI, guidance.SEMI_DESIGNS, guidance.NATIVE_3D}
     listed |= {guidance.SEMI_ISBI, *guidance.SEMI_FIRST}
-    listed |= {guidance.ISBI_PATCHES, *guidance.LABEL_EFFICIENCY}
+    listed |= {guidance.ISBI_PATCHES, guidance.FIELD, *guidance.LABEL_EFFICIENCY}
     missing = sorted(name for name in listed if not guidance.result_file(name).exists())
     assert not missing, missing
 
